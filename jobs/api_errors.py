@@ -1,0 +1,26 @@
+"""One place that turns errors into 4xx JSON answers naming the field and the problem."""
+
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .exceptions import InvalidPayload, JobNotFound, JobQueueError, UnknownJobType
+
+STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
+    (JobNotFound, status.HTTP_404_NOT_FOUND),
+    (UnknownJobType, status.HTTP_400_BAD_REQUEST),
+]
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": f"request body is too large: {exc}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, JobQueueError):
+        code = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST)
+        if isinstance(exc, InvalidPayload):
+            return Response({"payload": exc.details}, status=code)
+        if exc.field:
+            return Response({exc.field: [exc.message]}, status=code)
+        return Response({"detail": exc.message}, status=code)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,49 @@
+"""Errors of jobqueue. Each class's docstring is its default message."""
+
+
+class JobQueueError(Exception):
+    """A jobqueue error occurred."""
+
+    field: str | None = None
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        if field is not None:
+            self.field = field
+        super().__init__(self.message)
+
+
+class InvalidTransition(JobQueueError):
+    """The job is not in a state that allows this change."""
+
+
+class JobNotFound(JobQueueError):
+    """No such job."""
+
+
+class UnknownJobType(JobQueueError):
+    """Unknown job type."""
+
+    field = "type"
+
+
+class DuplicateJobType(JobQueueError):
+    """A job type with this name is already registered."""
+
+
+class InvalidPayload(JobQueueError):
+    """The payload is not valid for this job type."""
+
+    field = "payload"
+
+    def __init__(self, message: str | None = None, *, details: object = None) -> None:
+        super().__init__(message)
+        self.details = details if details is not None else self.message
+
+
+class InvalidSubmission(JobQueueError):
+    """The submission is not valid."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler to fail the job at once, without retries."""

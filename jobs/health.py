@@ -1,0 +1,34 @@
+"""GET /healthz: 200 when the database and the broker answer, 503 naming what failed."""
+
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from jobqueue_site.celery import app
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_broker() -> None:
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        conn.default_channel.client.ping()
+
+
+CHECKS = {"database": _check_database, "broker": _check_broker}
+
+
+@require_GET
+def healthz(request):
+    results: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # any failure of a dependency is a failed check, not a 500
+            results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    healthy = all(value == "ok" for value in results.values())
+    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": results}, status=200 if healthy else 503)

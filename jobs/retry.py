@@ -1,0 +1,42 @@
+"""The retry policy: how long to wait after a failed attempt, and when to give up."""
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+def backoff_seconds(
+    attempt: int,
+    *,
+    base: float | None = None,
+    cap: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Exponential backoff with equal jitter: a wait in [d/2, d] with d = min(cap, base * 2**(attempt-1)).
+
+    Equal jitter (rather than full jitter) keeps each wait at least as long as the one before,
+    while still spreading a burst of failures over time.
+    """
+    base = settings.JOB_RETRY_BACKOFF_BASE if base is None else base
+    cap = settings.JOB_RETRY_BACKOFF_MAX if cap is None else cap
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+@dataclass(frozen=True)
+class Decision:
+    retry: bool
+    delay: float
+    reason: str
+
+
+def after_failure(*, attempt: int, max_retries: int, permanent: bool) -> Decision:
+    """What follows the failure of attempt number `attempt` (1-based)."""
+    if permanent:
+        return Decision(False, 0.0, "permanent error: not retried")
+    if attempt > max_retries:
+        return Decision(False, 0.0, f"retries exhausted: {attempt} attempts failed")
+    delay = backoff_seconds(attempt)
+    return Decision(True, delay, f"attempt {attempt} failed; retry {attempt} of {max_retries} in {delay:.1f}s")

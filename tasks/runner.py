@@ -1,0 +1,28 @@
+"""The one Celery task: claim a job by id, run its handler, report the outcome.
+
+The outcome is applied to the job by the receivers in `tasks.signals` (task_success,
+task_failure), which call the services; nothing here writes a status.
+"""
+
+from celery import shared_task
+
+from jobs import services
+from jobs.dispatch import RUN_JOB_TASK
+
+from . import registry
+from .context import JobContext
+
+# task id -> (job id, attempt) for attempts running in this process; read by the signal receivers.
+running: dict[str, tuple[str, int]] = {}
+
+
+@shared_task(name=RUN_JOB_TASK, bind=True)
+def run_job(self, job_id: str) -> dict:
+    claim = services.job_claim(job_id=job_id, worker=self.request.hostname or "")
+    if claim is None:
+        # Another delivery holds the job, or it was cancelled or finished: nothing to run.
+        return {"claimed": False, "job_id": job_id}
+    running[self.request.id] = (claim.job_id, claim.attempt)
+    handler = registry.get(claim.type).handler
+    result = handler(claim.payload, JobContext(job_id=claim.job_id, attempt=claim.attempt))
+    return {"claimed": True, "job_id": claim.job_id, "attempt": claim.attempt, "result": result}
