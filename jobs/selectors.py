@@ -1,5 +1,6 @@
 """Reads of jobs that are more than a lookup."""
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ def jobs_visible_to(user: Any) -> QuerySet[Job]:
 def job_for_user(*, job_id: Any, user: Any) -> Job:
     """The job, if `user` may see it; another owner's job is reported as missing."""
     try:
-        return jobs_visible_to(user).prefetch_related("history").get(pk=job_id)
+        return jobs_visible_to(user).prefetch_related("history").get(pk=uuid.UUID(str(job_id)))
     except (Job.DoesNotExist, ValueError):
         raise JobNotFound(f"no job with id {job_id}") from None
 

@@ -1,0 +1,47 @@
+"""Job types used by the tests, loaded in web and workers through JOB_HANDLER_MODULES."""
+
+import os
+import time
+
+import redis
+
+from tasks import PermanentError, job_type
+
+EFFECTS_KEY = "jq:test:effects"
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+@job_type("test.sleep", max_retries=0, timeout=60)
+def sleep(payload, ctx):
+    time.sleep(payload.get("ms", 100) / 1000)
+    return {"slept_ms": payload.get("ms", 100)}
+
+
+@job_type("test.count", max_retries=0, timeout=60)
+def count(payload, ctx):
+    """Counts every run of the handler per job id: the side effect that must happen once."""
+    if payload.get("ms"):
+        time.sleep(payload["ms"] / 1000)
+    _redis().hincrby(EFFECTS_KEY, ctx.job_id, 1)
+    return {"attempt": ctx.attempt}
+
+
+@job_type("test.flaky", max_retries=3, timeout=60)
+def flaky(payload, ctx):
+    if ctx.attempt <= payload.get("fail_times", 2):
+        raise ConnectionError(f"flaky failure on attempt {ctx.attempt}")
+    return {"succeeded_on": ctx.attempt}
+
+
+@job_type("test.permanent", max_retries=3, timeout=60)
+def permanent(payload, ctx):
+    raise PermanentError("this input can never work")
+
+
+@job_type("test.progress", max_retries=0, timeout=60)
+def progress(payload, ctx):
+    ctx.progress(50, "half way")
+    return {"done": True}

@@ -1,0 +1,98 @@
+import threading
+
+from django.db import connection
+
+from jobs import services
+from jobs.models import Job, JobAttempt
+from jobs.states import Status
+
+
+def submit(**overrides):
+    job, _ = services.job_submit(**{"type": "noop", "payload": {}, **overrides})
+    return job
+
+
+def test_a_job_can_be_claimed_once():
+    job = submit()
+
+    first = services.job_claim(job_id=job.id, worker="w1")
+    second = services.job_claim(job_id=job.id, worker="w2")
+
+    assert first is not None and first.attempt == 1
+    assert second is None
+    assert list(JobAttempt.objects.filter(job=job).values_list("worker", flat=True)) == ["w1"]
+
+
+def test_concurrent_claims_let_exactly_one_through():
+    job = submit()
+    results: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        try:
+            results.append(services.job_claim(job_id=job.id, worker=f"w{n}"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(result is not None for result in results) == 1
+    assert Job.objects.get(pk=job.id).attempts == 1
+
+
+def test_a_stale_attempt_cannot_overwrite_a_newer_state():
+    job = submit()
+    claim = services.job_claim(job_id=job.id, worker="w1")
+
+    assert not services.job_succeed(job_id=job.id, attempt=claim.attempt + 1, result={})
+    assert services.job_succeed(job_id=job.id, attempt=claim.attempt, result={"ok": 1})
+    assert not services.job_succeed(job_id=job.id, attempt=claim.attempt, result={"ok": 2})
+    job.refresh_from_db()
+    assert (job.status, job.result, job.progress) == (Status.SUCCEEDED, {"ok": 1}, 100)
+
+
+def test_a_failure_with_retries_left_waits_in_retrying():
+    job = submit(type="test.flaky")
+    claim = services.job_claim(job_id=job.id, worker="w1")
+
+    status = services.job_fail(job_id=job.id, attempt=claim.attempt, error_type="ConnectionError", message="down")
+
+    job.refresh_from_db()
+    assert status == Status.RETRYING == job.status
+    assert job.run_at is not None and job.error_type == "ConnectionError"
+    assert JobAttempt.objects.get(job=job).outcome == "failed"
+
+
+def test_a_permanent_failure_dies_and_is_parked_on_the_dead_letter_queue(broker):
+    job = submit(type="test.permanent")
+    claim = services.job_claim(job_id=job.id, worker="w1")
+
+    status = services.job_fail(
+        job_id=job.id, attempt=claim.attempt, error_type="PermanentError", message="never", permanent=True
+    )
+
+    job.refresh_from_db()
+    assert status == Status.DEAD == job.status
+    assert "permanent" in job.reason and job.finished_at is not None
+    assert broker.llen("dead_letter") == 1
+
+
+def test_progress_is_recorded_only_for_the_running_attempt():
+    job = submit(type="test.progress")
+    claim = services.job_claim(job_id=job.id, worker="w1")
+
+    assert services.job_progress(job_id=job.id, attempt=claim.attempt, percent=140, message="almost")
+    assert not services.job_progress(job_id=job.id, attempt=claim.attempt + 1, percent=10)
+    job.refresh_from_db()
+    assert (job.progress, job.progress_message) == (100, "almost")
+
+
+def test_a_transition_outside_the_table_is_refused():
+    job = submit()
+    assert not services.job_transition(job_id=job.id, to=Status.SUCCEEDED)
+    assert Job.objects.get(pk=job.id).status == Status.QUEUED

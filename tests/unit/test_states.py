@@ -1,0 +1,38 @@
+from jobs.models import Job
+from jobs.states import TERMINAL, TRANSITIONS, Status, sources_of
+
+
+def test_every_status_has_an_entry_in_the_transition_table():
+    assert set(TRANSITIONS) == set(Status.values)
+
+
+def test_every_target_is_a_known_status():
+    for targets in TRANSITIONS.values():
+        assert targets <= set(Status.values)
+
+
+def test_only_succeeded_and_cancelled_are_terminal():
+    assert TERMINAL == {Status.SUCCEEDED, Status.CANCELLED}
+
+
+def test_a_job_is_claimed_only_from_queued():
+    assert sources_of(Status.RUNNING) == {Status.QUEUED}
+
+
+def test_only_a_running_job_can_succeed_retry_or_die():
+    for target in (Status.SUCCEEDED, Status.RETRYING, Status.DEAD):
+        assert sources_of(target) == {Status.RUNNING}
+
+
+def test_running_jobs_cannot_be_cancelled():
+    assert Status.CANCELLED not in TRANSITIONS[Status.RUNNING]
+
+
+def test_every_non_initial_status_is_reachable():
+    reachable = set().union(*TRANSITIONS.values())
+    assert set(Status.values) - reachable == {Status.SCHEDULED}
+
+
+def test_database_constraint_lists_every_status():
+    constraint = next(c for c in Job._meta.constraints if c.name == "job_status_valid")
+    assert set(constraint.condition.children[0][1]) == set(Status.values)
