@@ -15,7 +15,9 @@ STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
 
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
-        return Response({"detail": f"request body is too large: {exc}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        return Response(
+            {"detail": f"request body is too large: {exc}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        )
     if isinstance(exc, JobQueueError):
         code = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST)
         if isinstance(exc, InvalidPayload):

@@ -58,9 +58,25 @@ class JobStatusSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "type", "status", "priority", "payload", "attempts", "retries", "max_retries",
-            "timeout", "result", "error", "reason", "progress", "run_at", "idempotency_key",
-            "created_at", "started_at", "finished_at", "history",
+            "id",
+            "type",
+            "status",
+            "priority",
+            "payload",
+            "attempts",
+            "retries",
+            "max_retries",
+            "timeout",
+            "result",
+            "error",
+            "reason",
+            "progress",
+            "run_at",
+            "idempotency_key",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "history",
         ]
 
     def get_retries(self, job: Job) -> int:

@@ -208,8 +208,12 @@ def job_fail(
         if not moved:
             return None
         _close_attempt(
-            job_id=job_id, attempt=attempt, outcome=Outcome.FAILED, when=now,
-            traceback=changes["error_traceback"], **error,
+            job_id=job_id,
+            attempt=attempt,
+            outcome=Outcome.FAILED,
+            when=now,
+            traceback=changes["error_traceback"],
+            **error,
         )
         if target == Status.DEAD:
             job_type = Job.objects.values_list("type", flat=True).get(pk=job_id)
@@ -222,5 +226,3 @@ def job_progress(*, job_id: Any, attempt: int, percent: int, message: str = "") 
     percent = max(0, min(100, int(percent)))
     rows = Job.objects.filter(pk=job_id, status=Status.RUNNING, attempts=attempt)
     return rows.update(progress=percent, progress_message=str(message)[:255], updated_at=timezone.now()) == 1
-
-

@@ -1,9 +1,9 @@
 """Job types and the Celery task that runs them.
 
-    from tasks import job_type, PermanentError
+from tasks import job_type, PermanentError
 
-    @job_type("email", max_retries=3, timeout=30)
-    def send(payload, ctx): ...
+@job_type("email", max_retries=3, timeout=30)
+def send(payload, ctx): ...
 """
 
 from jobs.exceptions import PermanentError

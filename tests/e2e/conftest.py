@@ -22,10 +22,32 @@ def start_worker():
     """Start `celery -A jobqueue_site worker` processes; all are stopped after the test."""
     started: list[services.Process] = []
 
-    def start(name: str, *, concurrency: int = 1, queues: str = "high,medium,low", env: dict | None = None,
-              pool: str = "prefork") -> services.Process:
-        command = [services.celery_binary(), "-A", "jobqueue_site", "worker", "-Q", queues, "-c", str(concurrency),
-                   "-n", f"{name}@%h", "-P", pool, "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+    def start(
+        name: str,
+        *,
+        concurrency: int = 1,
+        queues: str = "high,medium,low",
+        env: dict | None = None,
+        pool: str = "prefork",
+    ) -> services.Process:
+        command = [
+            services.celery_binary(),
+            "-A",
+            "jobqueue_site",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "-P",
+            pool,
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         process = services.Process(f"worker-{name}", command, {**os.environ, **(env or {})})
         started.append(process)
         process.wait_for_output("ready.", timeout=60)
@@ -43,8 +65,20 @@ def start_web():
 
     def start(env: dict | None = None, *, wait_healthy: bool = True) -> str:
         port = services.free_port()
-        command = [services.python(), "-m", "gunicorn", "jobqueue_site.wsgi:application", "-b", f"127.0.0.1:{port}",
-                   "-w", "2", "--access-logfile", "-", "--timeout", "30"]
+        command = [
+            services.python(),
+            "-m",
+            "gunicorn",
+            "jobqueue_site.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--access-logfile",
+            "-",
+            "--timeout",
+            "30",
+        ]
         process = services.Process(f"web-{port}", command, {**os.environ, **(env or {})})
         started.append(process)
         url = f"http://127.0.0.1:{port}"
@@ -63,7 +97,7 @@ def web(start_web):
 
 def _answers(url: str) -> bool:
     try:
-        requests.get(f"{url}/healthz", timeout=2)
+        requests.get(f"{url}/healthz", timeout=10)
     except requests.ConnectionError:
         return False
     return True
@@ -80,6 +114,7 @@ def wait_until_terminal(job_ids: Iterable, *, timeout: float) -> dict[str, str]:
             return statuses
         if time.monotonic() > deadline:
             pending = {pk: s for pk, s in statuses.items() if s not in done}
-            raise AssertionError(f"{len(pending)} of {len(ids)} jobs not finished after {timeout}s: "
-                                 f"{list(pending.items())[:5]}")
+            raise AssertionError(
+                f"{len(pending)} of {len(ids)} jobs not finished after {timeout}s: {list(pending.items())[:5]}"
+            )
         time.sleep(0.2)

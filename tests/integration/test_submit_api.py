@@ -35,8 +35,24 @@ def test_status_returns_every_documented_field(client_for):
 
     body = client.get(f"/job-status/{job_id}").json()
 
-    expected = {"id", "type", "status", "priority", "payload", "attempts", "retries", "max_retries", "result",
-                "error", "progress", "run_at", "created_at", "started_at", "finished_at", "history"}
+    expected = {
+        "id",
+        "type",
+        "status",
+        "priority",
+        "payload",
+        "attempts",
+        "retries",
+        "max_retries",
+        "result",
+        "error",
+        "progress",
+        "run_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "history",
+    }
     assert expected <= set(body)
     assert body["created_at"].endswith("Z")
     assert body["payload"] == {"email": "new@example.com"}
