@@ -196,6 +196,18 @@ JOB_MAX_RETRIES_LIMIT = env_int("JOB_MAX_RETRIES_LIMIT", 100)
 JOB_DEFAULT_TIMEOUT = env_int("JOB_DEFAULT_TIMEOUT", 600)
 JOB_RETRY_BACKOFF_BASE = env_float("JOB_RETRY_BACKOFF_BASE", 2.0)
 JOB_RETRY_BACKOFF_MAX = env_float("JOB_RETRY_BACKOFF_MAX", 3600.0)
+# A running job whose worker sends no heartbeat for this long is taken as lost and retried.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
+JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 10.0)
+# On SIGTERM a worker lets running jobs finish for this long, then requeues the rest.
+JOB_SHUTDOWN_GRACE = env_float("JOB_SHUTDOWN_GRACE", 30.0)
+# The mover: how often it looks for due jobs (it also wakes exactly when the next one is due).
+JOB_MOVER_INTERVAL = env_float("JOB_MOVER_INTERVAL", 0.5)
+JOB_MOVER_BATCH = env_int("JOB_MOVER_BATCH", 500)
+JOB_LOST_CHECK_SECONDS = env_float("JOB_LOST_CHECK_SECONDS", 5.0)
+# Queued jobs missing from the broker (Redis lost data) are sent again after this long.
+JOB_REDISPATCH_AFTER = env_float("JOB_REDISPATCH_AFTER", 30.0)
+JOB_REDISPATCH_CHECK_SECONDS = env_float("JOB_REDISPATCH_CHECK_SECONDS", 10.0)
 
 # Celery on Redis.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

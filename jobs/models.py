@@ -13,7 +13,10 @@ class Job(models.Model):
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     run_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started since submit or the last retry.")
+    attempts_total = models.PositiveIntegerField(
+        default=0, help_text="Attempts ever started; numbers the history and fences stale workers."
+    )
     max_retries = models.PositiveIntegerField(default=3)
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds per attempt.")
     result = models.JSONField(null=True, blank=True)
@@ -28,6 +31,12 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
     worker = models.CharField(max_length=255, blank=True, help_text="Host of the latest attempt.")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A running job whose lease runs out is taken as lost."
+    )
+    resubmitted_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmissions"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -38,6 +47,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "run_at"], name="job_status_run_at"),
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=Status.values), name="job_status_valid"),
@@ -59,6 +69,7 @@ class Outcome(models.TextChoices):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     LOST = "lost"
+    INTERRUPTED = "interrupted"
 
 
 class JobAttempt(models.Model):
@@ -67,7 +78,7 @@ class JobAttempt(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
-    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RUNNING)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.RUNNING)
     error_type = models.CharField(max_length=200, blank=True)
     error_message = models.TextField(blank=True)
     traceback = models.TextField(blank=True)

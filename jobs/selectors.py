@@ -36,6 +36,17 @@ def counts_by_type_and_status(*, since: datetime, until: datetime) -> list[dict]
     return list(rows)
 
 
-def running_attempt(*, job_id: Any) -> int | None:
-    """The attempt number of a running job, or None if it is not running."""
-    return Job.objects.filter(pk=job_id, status=Status.RUNNING).values_list("attempts", flat=True).first()
+def running_serial(*, job_id: Any) -> int | None:
+    """The serial of a running job's current attempt, or None if it is not running."""
+    return Job.objects.filter(pk=job_id, status=Status.RUNNING).values_list("attempts_total", flat=True).first()
+
+
+def running_on(*, worker: str) -> list[tuple[Any, int]]:
+    """(job id, serial) of the jobs running on a worker node."""
+    return list(Job.objects.filter(status=Status.RUNNING, worker=worker).values_list("pk", "attempts_total"))
+
+
+def next_due_at() -> datetime | None:
+    """When the earliest scheduled or retrying job is due."""
+    waiting = Job.objects.filter(status__in=(Status.SCHEDULED, Status.RETRYING), run_at__isnull=False)
+    return waiting.order_by("run_at").values_list("run_at", flat=True).first()

@@ -1,4 +1,4 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs import services
 
@@ -9,6 +9,7 @@ class JobContext:
 
     job_id: str
     attempt: int
+    serial: int = field(repr=False)
 
     def progress(self, percent: int, message: str = "") -> None:
-        services.job_progress(job_id=self.job_id, attempt=self.attempt, percent=percent, message=message)
+        services.job_progress(job_id=self.job_id, serial=self.serial, percent=percent, message=message)

@@ -9,11 +9,8 @@ from celery import shared_task
 from jobs import services
 from jobs.dispatch import RUN_JOB_TASK
 
-from . import registry
+from . import registry, worker
 from .context import JobContext
-
-# task id -> (job id, attempt) for attempts running in this process; read by the signal receivers.
-running: dict[str, tuple[str, int]] = {}
 
 
 @shared_task(name=RUN_JOB_TASK, bind=True)
@@ -22,7 +19,9 @@ def run_job(self, job_id: str) -> dict:
     if claim is None:
         # Another delivery holds the job, or it was cancelled or finished: nothing to run.
         return {"claimed": False, "job_id": job_id}
-    running[self.request.id] = (claim.job_id, claim.attempt)
+    worker.running[self.request.id] = (claim.job_id, claim.serial)
+    worker.start_heartbeat()
     handler = registry.get(claim.type).handler
-    result = handler(claim.payload, JobContext(job_id=claim.job_id, attempt=claim.attempt))
-    return {"claimed": True, "job_id": claim.job_id, "attempt": claim.attempt, "result": result}
+    context = JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial)
+    result = handler(claim.payload, context)
+    return {"claimed": True, "job_id": claim.job_id, "serial": claim.serial, "result": result}

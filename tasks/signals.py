@@ -11,7 +11,7 @@ from jobs import selectors, services
 from jobs.dispatch import RUN_JOB_TASK
 from jobs.exceptions import PermanentError, UnknownJobType
 
-from .runner import running
+from .worker import running
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -23,18 +23,18 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if getattr(sender, "name", None) != RUN_JOB_TASK or not isinstance(result, dict) or not result["claimed"]:
         return
     running.pop(sender.request.id, None)
-    job_id, attempt, value = result["job_id"], result["attempt"], result["result"]
+    job_id, serial, value = result["job_id"], result["serial"], result["result"]
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         services.job_fail(
             job_id=job_id,
-            attempt=attempt,
+            serial=serial,
             error_type="InvalidResult",
             message=f"the handler returned a value that is not JSON: {exc}",
         )
         return
-    services.job_succeed(job_id=job_id, attempt=attempt, result=value)
+    services.job_succeed(job_id=job_id, serial=serial, result=value)
 
 
 @signals.task_failure.connect
@@ -51,18 +51,18 @@ def on_failure(
         return
     claimed = running.pop(task_id, None) if task_id else None
     if claimed is None:
-        # Failed before the handler ran (e.g. database down during the claim), or the
-        # report comes from the parent process after a hard time limit: find the attempt.
+        # Reported by the parent process after a hard time limit killed the child, or the task
+        # failed before its claim: find the running attempt, if there is one.
         job_id = args[0] if args else None
-        attempt = selectors.running_attempt(job_id=job_id) if job_id else None
-        if attempt is None:
+        serial = selectors.running_serial(job_id=job_id) if job_id else None
+        if serial is None:
             return
-        claimed = (job_id, attempt)
-    job_id, attempt = claimed
+        claimed = (job_id, serial)
+    job_id, serial = claimed
     trace = einfo.traceback if einfo is not None else "".join(tb.format_tb(traceback))
     services.job_fail(
         job_id=job_id,
-        attempt=attempt,
+        serial=serial,
         error_type=type(exception).__name__,
         message=str(exception),
         traceback=trace or "",

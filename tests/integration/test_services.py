@@ -49,9 +49,9 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_state():
     job = submit()
     claim = services.job_claim(job_id=job.id, worker="w1")
 
-    assert not services.job_succeed(job_id=job.id, attempt=claim.attempt + 1, result={})
-    assert services.job_succeed(job_id=job.id, attempt=claim.attempt, result={"ok": 1})
-    assert not services.job_succeed(job_id=job.id, attempt=claim.attempt, result={"ok": 2})
+    assert not services.job_succeed(job_id=job.id, serial=claim.serial + 1, result={})
+    assert services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 1})
+    assert not services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 2})
     job.refresh_from_db()
     assert (job.status, job.result, job.progress) == (Status.SUCCEEDED, {"ok": 1}, 100)
 
@@ -60,7 +60,7 @@ def test_a_failure_with_retries_left_waits_in_retrying():
     job = submit(type="test.flaky")
     claim = services.job_claim(job_id=job.id, worker="w1")
 
-    status = services.job_fail(job_id=job.id, attempt=claim.attempt, error_type="ConnectionError", message="down")
+    status = services.job_fail(job_id=job.id, serial=claim.serial, error_type="ConnectionError", message="down")
 
     job.refresh_from_db()
     assert status == Status.RETRYING == job.status
@@ -73,7 +73,7 @@ def test_a_permanent_failure_dies_and_is_parked_on_the_dead_letter_queue(broker)
     claim = services.job_claim(job_id=job.id, worker="w1")
 
     status = services.job_fail(
-        job_id=job.id, attempt=claim.attempt, error_type="PermanentError", message="never", permanent=True
+        job_id=job.id, serial=claim.serial, error_type="PermanentError", message="never", permanent=True
     )
 
     job.refresh_from_db()
@@ -86,8 +86,8 @@ def test_progress_is_recorded_only_for_the_running_attempt():
     job = submit(type="test.progress")
     claim = services.job_claim(job_id=job.id, worker="w1")
 
-    assert services.job_progress(job_id=job.id, attempt=claim.attempt, percent=140, message="almost")
-    assert not services.job_progress(job_id=job.id, attempt=claim.attempt + 1, percent=10)
+    assert services.job_progress(job_id=job.id, serial=claim.serial, percent=140, message="almost")
+    assert not services.job_progress(job_id=job.id, serial=claim.serial + 1, percent=10)
     job.refresh_from_db()
     assert (job.progress, job.progress_message) == (100, "almost")
 

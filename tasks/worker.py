@@ -1,0 +1,71 @@
+"""Worker-side upkeep: the heartbeat that keeps running jobs' leases, and graceful shutdown.
+
+On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish;
+then the pool processes are killed and their jobs go back to the queue at once.
+"""
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import psutil
+from celery import signals
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+
+from jobs import selectors, services
+
+log = logging.getLogger("jobqueue.worker")
+
+# task id -> (job id, serial) of the attempts running in this process.
+running: dict[str, tuple[str, int]] = {}
+_heartbeat_pid: int | None = None
+
+
+def start_heartbeat() -> None:
+    """Start this process's heartbeat thread once (again after a fork)."""
+    global _heartbeat_pid
+    if _heartbeat_pid == os.getpid():
+        return
+    _heartbeat_pid = os.getpid()
+    threading.Thread(target=_beat, name="jobqueue-heartbeat", daemon=True).start()
+
+
+def _beat() -> None:
+    while True:
+        time.sleep(settings.JOB_HEARTBEAT_SECONDS)
+        job_ids = [job_id for job_id, _ in list(running.values())]
+        if not job_ids:
+            continue
+        try:
+            services.jobs_heartbeat(job_ids=job_ids)
+        except DatabaseError as exc:
+            log.warning("heartbeat failed: %s", exc)
+            close_old_connections()
+
+
+@signals.worker_shutting_down.connect
+def _on_shutting_down(sender: str | None = None, how: str | None = None, **_: object) -> None:
+    if how == "Warm" and sender:
+        threading.Thread(target=_requeue_after_grace, args=(str(sender),), daemon=True).start()
+
+
+def _requeue_after_grace(hostname: str) -> None:
+    deadline = time.monotonic() + settings.JOB_SHUTDOWN_GRACE
+    while time.monotonic() < deadline:
+        if not selectors.running_on(worker=hostname):
+            return
+        time.sleep(0.2)
+    children = psutil.Process().children()
+    for child in children:
+        child.send_signal(signal.SIGKILL)
+    psutil.wait_procs(children, timeout=5)
+    for job_id, serial in selectors.running_on(worker=hostname):
+        reason = f"worker {hostname} shut down; requeued after the {settings.JOB_SHUTDOWN_GRACE:g}s grace period"
+        if services.job_requeue(job_id=job_id, serial=serial, reason=reason):
+            log.warning("requeued job %s at shutdown", job_id)
+    if not children:
+        # Threads or solo pool: the handlers run in this process and cannot be stopped one by one.
+        os._exit(0)
