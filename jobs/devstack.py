@@ -205,11 +205,11 @@ def _signal(process: subprocess.Popen, sig: int, *, group: bool) -> None:
 
 
 class StopRequested:
-    """Turns SIGINT and SIGTERM into a flag the supervising loop checks."""
+    """Turns SIGINT, SIGTERM and SIGHUP (terminal closed) into a flag the supervising loop checks."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:

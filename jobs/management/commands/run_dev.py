@@ -34,7 +34,7 @@ class DevConfig:
 
 
 def process_specs(config: DevConfig) -> list[ProcessSpec]:
-    """Every process run_dev supervises besides Redis; a new one (the mover) goes here."""
+    """Every process run_dev supervises besides Redis; add new ones here."""
     python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
     celery = [python, "-m", "celery", "-A", "jobqueue_site"]
     worker = ["-Q", "high,medium,low", "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
@@ -43,6 +43,7 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
         ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
         ProcessSpec("worker", [*celery, "worker", *worker]),
         ProcessSpec("flower", [*celery, "flower", *flower]),
+        ProcessSpec("mover", [python, manage, "run_mover"]),
     ]
 
 
@@ -105,7 +106,7 @@ Follow it (put the "id" from the answer in place of <id>):
 
 
 class Command(BaseCommand):
-    help = "Start Redis (if needed), web, worker and Flower for development, and stop them all on Ctrl-C."
+    help = "Start Redis (if needed), web, worker, Flower and the mover for development; Ctrl-C stops them all."
 
     def handle(self, *args, **options) -> None:
         stop = StopRequested()

@@ -1,0 +1,23 @@
+# `make run` starts the whole system for development; `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv run test lint
+
+venv: $(VENV)/.installed
+
+# Reinstall only when a requirements file changed since the last install.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements-dev.txt
+	touch $@
+
+run: venv
+	env DEBUG=1 $(BIN)/python manage.py run_dev
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
