@@ -73,3 +73,7 @@ def remove_dead_letters(job_ids: list[Any]) -> int:
 
 def dead_letter_job_ids() -> list[str]:
     return [job_id for raw in client().lrange(DEAD_LETTER_QUEUE, 0, -1) if (job_id := job_id_of(raw))]
+
+
+def dead_letter_length() -> int:
+    return client().llen(DEAD_LETTER_QUEUE)

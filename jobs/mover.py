@@ -68,5 +68,10 @@ class Mover:
                 log.warning("mover round failed, retrying: %s: %s", type(exc).__name__, exc)
                 close_old_connections()
                 wait = max(self.interval, 1.0)
+            except Exception:
+                # A bug must not stop delayed jobs for good: say it loudly and keep going.
+                log.exception("mover round failed unexpectedly")
+                close_old_connections()
+                wait = max(self.interval, 1.0)
             stop.wait(wait)
         log.info("mover stopped")

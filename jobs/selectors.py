@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import Count, QuerySet
 
+from . import broker
 from .exceptions import JobNotFound
 from .models import Job
 from .states import Status
@@ -24,6 +25,31 @@ def job_for_user(*, job_id: Any, user: Any) -> Job:
         return jobs_visible_to(user).prefetch_related("history").get(pk=uuid.UUID(str(job_id)))
     except (Job.DoesNotExist, ValueError):
         raise JobNotFound(f"no job with id {job_id}") from None
+
+
+def job_by_id(*, job_id: Any) -> Job:
+    try:
+        return Job.objects.prefetch_related("history").get(pk=uuid.UUID(str(job_id)))
+    except (Job.DoesNotExist, ValueError):
+        raise JobNotFound(f"no job with id {job_id}") from None
+
+
+def jobs_filtered(*, status: str | None = None, type: str | None = None, priority: str | None = None) -> QuerySet[Job]:
+    jobs = Job.objects.all()
+    for name, value in (("status", status), ("type", type), ("priority", priority)):
+        if value:
+            jobs = jobs.filter(**{name: value})
+    return jobs.order_by("-created_at")
+
+
+def job_stats() -> dict:
+    """Jobs per status (every status listed) and the depth of each broker queue."""
+    counts = dict(Job.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {
+        "statuses": {status: counts.get(status, 0) for status in Status.values},
+        "queues": broker.queue_lengths(),
+        "dead_letter": broker.dead_letter_length(),
+    }
 
 
 def counts_by_type_and_status(*, since: datetime, until: datetime) -> list[dict]:

@@ -1,7 +1,10 @@
 """Worker-side upkeep: the heartbeat that keeps running jobs' leases, and graceful shutdown.
 
 On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish;
-then the pool processes are killed and their jobs go back to the queue at once.
+then the pool processes are killed, their jobs go back to the queue at once, and the worker
+exits. Send SIGTERM to the worker's main process only (docker stop and Kubernetes do; under
+systemd use KillMode=mixed): pool processes that get it themselves die mid-job, and their jobs
+are recovered by the lease instead.
 """
 
 import logging
@@ -66,6 +69,8 @@ def _requeue_after_grace(hostname: str) -> None:
         reason = f"worker {hostname} shut down; requeued after the {settings.JOB_SHUTDOWN_GRACE:g}s grace period"
         if services.job_requeue(job_id=job_id, serial=serial, reason=reason):
             log.warning("requeued job %s at shutdown", job_id)
-    if not children:
-        # Threads or solo pool: the handlers run in this process and cannot be stopped one by one.
-        os._exit(0)
+    # The pool would wait forever for the results of the killed processes (and a threads or
+    # solo pool cannot stop a handler at all): leave now. Messages still unacked are redelivered
+    # after the visibility timeout and find their job already handled.
+    logging.shutdown()
+    os._exit(0)

@@ -45,3 +45,11 @@ def permanent(payload, ctx):
 def progress(payload, ctx):
     ctx.progress(50, "half way")
     return {"done": True}
+
+
+@job_type("test.fail", max_retries=2, timeout=60)
+def fail(payload, ctx):
+    """Fails until its payload says otherwise (for dead-letter and edit-and-retry tests)."""
+    if payload.get("fail", True):
+        raise RuntimeError(f"failing as asked, attempt {ctx.attempt}")
+    return {"fixed": True}

@@ -91,6 +91,16 @@ class RedisServer:
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(self.port), timeout=10, what=f"redis on port {self.port}")
 
+    def kill(self) -> None:
+        """Kill the server at once; with no persistence, its data is gone."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart_empty(self) -> None:
+        self.kill()
+        self.start()
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -180,9 +190,13 @@ class Process:
 
         wait_for(seen, timeout=timeout, what=f"{text!r} from {self.name}", interval=0.1)
 
-    def signal(self, sig: int) -> None:
+    def signal(self, sig: int, *, group: bool = True) -> None:
+        """Signal the process and its children (as a crash of the machine would), or it alone."""
         if self.alive():
-            os.killpg(self.process.pid, sig)
+            if group:
+                os.killpg(self.process.pid, sig)
+            else:
+                self.process.send_signal(sig)
 
     def stop(self, timeout: float = 20) -> None:
         if self.alive():

@@ -27,7 +27,7 @@ MAX_TRACEBACK = 50_000
 
 
 def _transition(rows: QuerySet[Job], *, to: Status, where: dict[str, Any] | None, changes: dict[str, Any]) -> int:
-    rows = rows.filter(status__in=sources_of(to), **(where or {}))
+    rows = rows.filter(status__in=sources_of(to)).filter(**(where or {}))
     return rows.update(status=to, updated_at=timezone.now(), **changes)
 
 

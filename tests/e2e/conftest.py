@@ -1,6 +1,7 @@
 """Real jobqueue processes: Celery workers and the web app under gunicorn, over loopback."""
 
 import os
+import subprocess
 import time
 from collections.abc import Iterable
 
@@ -56,6 +57,29 @@ def start_worker():
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def start_mover():
+    """Start `manage.py run_mover` processes; all are stopped after the test."""
+    started: list[services.Process] = []
+
+    def start(name: str = "mover", env: dict | None = None) -> services.Process:
+        command = [services.python(), "manage.py", "run_mover"]
+        process = services.Process(name, command, {**os.environ, **(env or {})})
+        started.append(process)
+        process.wait_for_output("mover started", timeout=30)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def jobs_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `manage.py jobs ...` as an operator would."""
+    command = [services.python(), "manage.py", "jobs", *args]
+    return subprocess.run(command, cwd=services.ROOT, capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture
