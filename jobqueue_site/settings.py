@@ -12,7 +12,8 @@ VAR_DIR = Path(os.environ.get("JOBQUEUE_VAR_DIR", BASE_DIR / "var"))
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """The variable's value; unset and empty both mean the default."""
+    return os.environ.get(name) or default
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -216,8 +217,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # BRPOP the queues in the order the worker lists them (-Q high,medium,low): strict priority.
     "queue_order_strategy": "priority",
-    # A message unacked this long is handed to another worker. Jobs run with late acks, so
-    # this must exceed the longest job timeout; see README "Crash safety".
+    # A message unacked this long is handed to another worker. Above the default job timeout so
+    # ordinary jobs are never delivered twice; correctness does not depend on it (see README).
     "visibility_timeout": env_int("JOB_VISIBILITY_TIMEOUT", 3600),
     "socket_timeout": 10,
     "socket_connect_timeout": 5,

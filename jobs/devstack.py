@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
-GRACE_SECONDS = 10.0
 COLOURS = ("36", "33", "35", "32", "34", "31")
 
 
@@ -173,8 +173,12 @@ class Supervisor:
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.exited), None)
 
-    def stop(self, children: list[Child] | None = None, grace: float = GRACE_SECONDS) -> None:
-        """SIGTERM each main process, wait up to `grace`, then SIGKILL the groups still alive."""
+    def stop(self, children: list[Child] | None = None, grace: float | None = None) -> None:
+        """SIGTERM each main process, wait up to `grace`, then SIGKILL the groups still alive.
+
+        By default workers get JOB_SHUTDOWN_GRACE to finish running jobs, plus time to requeue the rest.
+        """
+        grace = settings.JOB_SHUTDOWN_GRACE + 5.0 if grace is None else grace
         targets, gone = [], []
         for child in self.children if children is None else children:
             (gone if child.exited else targets).append(child)

