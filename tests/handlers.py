@@ -1,9 +1,11 @@
 """Job types used by the tests, loaded in web and workers through JOB_HANDLER_MODULES."""
 
+import contextlib
 import os
 import time
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks import PermanentError, job_type
 
@@ -53,3 +55,17 @@ def fail(payload, ctx):
     if payload.get("fail", True):
         raise RuntimeError(f"failing as asked, attempt {ctx.attempt}")
     return {"fixed": True}
+
+
+@job_type("test.hang", max_retries=1, timeout=1)
+def hang(payload, ctx):
+    time.sleep(payload.get("seconds", 30))
+
+
+@job_type("test.stubborn", max_retries=0, timeout=1)
+def stubborn(payload, ctx):
+    """Swallows the soft time limit, so only the hard limit can stop it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(0.1)

@@ -230,3 +230,29 @@ def test_a_delayed_job_survives_restarts_of_worker_mover_and_redis(start_worker,
     [attempt] = attempts_of(job_id)
     assert job.status == "succeeded" and attempt.worker.startswith("after@")
     assert attempt.started_at >= job.run_at
+
+
+def test_a_job_over_its_timeout_fails_the_attempt_and_is_retried(start_worker, start_mover):
+    start_worker("timeouts", concurrency=1)
+    start_mover()
+    job_id = submit("test.hang")
+
+    wait_until_terminal([job_id], timeout=60)
+
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.attempts, job.error_type) == ("dead", 2, "SoftTimeLimitExceeded")
+    assert [a.outcome for a in attempts_of(job_id)] == ["failed", "failed"]
+
+
+def test_a_handler_that_ignores_the_soft_limit_is_stopped_by_the_hard_limit(start_worker):
+    worker = start_worker("hard", concurrency=1)
+    job_id = submit("test.stubborn")
+
+    wait_until_terminal([job_id], timeout=60)
+
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.attempts, job.error_type) == ("dead", 1, "TimeLimitExceeded")
+    # The worker replaced the killed process and keeps serving.
+    follow_up = submit("test.count")
+    assert wait_until_terminal([follow_up], timeout=30) == {follow_up: "succeeded"}
+    assert worker.alive()
