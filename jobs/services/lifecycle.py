@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DateTimeField, F, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -19,6 +19,8 @@ from django.utils import timezone
 from jobs import dispatch, retry
 from jobs.models import Job, JobAttempt, Outcome
 from jobs.states import Status, sources_of
+
+from . import statements
 
 log = logging.getLogger("jobqueue.jobs")
 
@@ -61,6 +63,15 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
     The conditional update is the lock: of two deliveries of one message, only one claims.
     """
     now = timezone.now()
+    lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    if connection.vendor == "postgresql":
+        row = statements.claim(job_id=job_id, worker=worker, now=now, lease=lease)
+    else:
+        row = _claim_orm(job_id=job_id, worker=worker, now=now, lease=lease)
+    return None if row is None else Claim(str(job_id), *row)
+
+
+def _claim_orm(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
     with transaction.atomic():
         claimed = job_transition(
             job_id=job_id,
@@ -70,7 +81,7 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
             attempts_total=F("attempts_total") + 1,
             started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
             worker=worker,
-            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            lease_expires_at=lease,
             progress=0,
             progress_message="",
         )
@@ -78,7 +89,7 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
             return None
         job = Job.objects.only("type", "payload", "attempts", "attempts_total", "timeout").get(pk=job_id)
         JobAttempt.objects.create(job_id=job_id, number=job.attempts_total, started_at=now, worker=worker)
-    return Claim(str(job_id), job.type, job.payload, job.attempts, job.attempts_total, job.timeout)
+    return job.type, job.payload, job.attempts, job.attempts_total, job.timeout
 
 
 def _running(serial: int) -> dict[str, Any]:
@@ -92,6 +103,8 @@ def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime
 def job_succeed(*, job_id: Any, serial: int, result: Any) -> bool:
     """Record a successful attempt. A stale attempt (the job moved on) changes nothing."""
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        return statements.succeed(job_id=job_id, serial=serial, result=result, now=now)
     with transaction.atomic():
         done = job_transition(
             job_id=job_id,

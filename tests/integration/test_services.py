@@ -13,12 +13,13 @@ def submit(**overrides):
 
 
 def test_a_job_can_be_claimed_once():
-    job = submit()
+    job = submit(type="test.sleep", payload={"ms": 5})
 
     first = services.job_claim(job_id=job.id, worker="w1")
     second = services.job_claim(job_id=job.id, worker="w2")
 
-    assert first is not None and first.attempt == 1
+    assert first is not None and (first.attempt, first.serial, first.type) == (1, 1, "test.sleep")
+    assert first.payload == {"ms": 5}
     assert second is None
     assert list(JobAttempt.objects.filter(job=job).values_list("worker", flat=True)) == ["w1"]
 

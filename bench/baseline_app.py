@@ -1,0 +1,25 @@
+"""Bare Celery with the same reliable settings as jobqueue (prefetch 1, late acks, priority order)."""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+app = Celery("bench_baseline", broker=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+app.conf.update(
+    task_queues=[Queue(name) for name in ("high", "medium", "low")],
+    task_default_queue="medium",
+    broker_transport_options={"queue_order_strategy": "priority", "visibility_timeout": 3600},
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_disable_prefetch=True,
+    task_ignore_result=True,
+    worker_send_task_events=False,
+    worker_hijack_root_logger=False,
+)
+
+
+@app.task(name="bench.noop")
+def noop() -> None:
+    return None

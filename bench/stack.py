@@ -1,0 +1,116 @@
+"""A private PostgreSQL and Redis for a benchmark run, and the jobqueue processes on top."""
+
+import os
+import platform
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests import services
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Stack:
+    """Servers on free loopback ports; Django is configured against them on `start`."""
+
+    def __init__(self) -> None:
+        self.postgres = services.PostgresServer(services.free_port(), database="jobqueue", user="jobqueue")
+        self.redis = services.RedisServer(services.free_port())
+        self.processes: list[services.Process] = []
+        self.env: dict[str, str] = {}
+
+    def start(self) -> "Stack":
+        self.postgres.start()
+        self.redis.start()
+        self.env = {
+            "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-only-secret-key-0123456789-0123456789-0123456789",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": self.postgres.url,
+            "REDIS_URL": self.redis.url,
+            "JOBQUEUE_VAR_DIR": tempfile.mkdtemp(prefix="jq-bench-var-"),
+            "LOG_LEVEL": "WARNING",
+            "CELERY_WORKER_SEND_TASK_EVENTS": "0",
+        }
+        os.environ.update(self.env)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        return self
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> services.Process:
+        process = services.Process(f"bench-{name}", command, {**os.environ, **self.env, **(env or {})})
+        self.processes.append(process)
+        return process
+
+    def worker(
+        self,
+        name: str,
+        *,
+        app: str = "jobqueue_site",
+        concurrency: int = 2,
+        pool: str = "prefork",
+        queues: str = "high,medium,low",
+        env: dict[str, str] | None = None,
+    ) -> services.Process:
+        command = [
+            services.celery_binary(),
+            "-A",
+            app,
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-n",
+            f"{name}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        process = self.spawn(name, command, env)
+        process.wait_for_output("ready.", timeout=60)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        from django.db import connections
+
+        connections.close_all()
+        self.redis.stop()
+        self.postgres.stop()
+
+
+@contextmanager
+def running_stack():
+    stack = Stack()
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+def machine() -> dict:
+    import celery
+    import django
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory, 1),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "celery": celery.__version__,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }

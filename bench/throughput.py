@@ -1,0 +1,84 @@
+"""Scenario 1: N no-op jobs submitted in bulk, then drained by one worker node; against bare Celery."""
+
+import statistics
+import time
+
+from tests.services import wait_for
+
+from .report import save
+from .stack import running_stack
+
+
+def submit_noops(count: int) -> None:
+    from jobs import services
+
+    bulk = getattr(services, "jobs_submit_many", None)
+    if bulk is not None:
+        for start in range(0, count, 1000):
+            bulk(submissions=[{"type": "noop", "payload": {}} for _ in range(min(1000, count - start))])
+        return
+    for _ in range(count):
+        services.job_submit(type="noop", payload={})
+
+
+def drain_jobqueue(stack, count: int, concurrency: int) -> float:
+    from jobs.models import Job
+
+    Job.objects.all().delete()
+    submit_noops(count)
+    worker = stack.worker("jobqueue", concurrency=concurrency)
+    started = time.monotonic()
+    wait_for(lambda: Job.objects.filter(status="succeeded").count() >= count, timeout=3600, what="jobs", interval=0.05)
+    elapsed = time.monotonic() - started
+    worker.stop()
+    stack.processes.remove(worker)
+    return count / elapsed
+
+
+def drain_celery(stack, count: int, concurrency: int) -> float:
+    import redis
+
+    from .baseline_app import app
+
+    client = redis.Redis.from_url(stack.redis.url)
+    with app.producer_or_acquire() as producer:
+        for _ in range(count):
+            app.send_task("bench.noop", queue="medium", producer=producer)
+    worker = stack.worker("celery", app="bench.baseline_app", concurrency=concurrency)
+    started = time.monotonic()
+
+    def drained() -> bool:
+        return client.llen("medium") == 0 and client.hlen("unacked") == 0
+
+    wait_for(drained, timeout=3600, what="bare Celery to drain", interval=0.05)
+    elapsed = time.monotonic() - started
+    worker.stop()
+    stack.processes.remove(worker)
+    return count / elapsed
+
+
+def run(*, jobs: int = 20_000, concurrency: int = 2, repeats: int = 3) -> dict:
+    ours, theirs = [], []
+    with running_stack() as stack:
+        for round_ in range(repeats):
+            theirs.append(drain_celery(stack, jobs, concurrency))
+            ours.append(drain_jobqueue(stack, jobs, concurrency))
+            print(f"round {round_ + 1}: bare Celery {theirs[-1]:.0f} jobs/s, jobqueue {ours[-1]:.0f} jobs/s")
+    result = {
+        "jobs": jobs,
+        "concurrency": concurrency,
+        "jobqueue_jobs_per_s": ours,
+        "celery_jobs_per_s": theirs,
+        "ratio": statistics.median(ours) / statistics.median(theirs),
+    }
+    save(
+        "end-to-end",
+        result,
+        [
+            ("jobs per run", f"{jobs:,} noop, one worker node, prefork concurrency {concurrency}"),
+            (f"bare Celery (median of {repeats})", f"{statistics.median(theirs):.0f} jobs/s"),
+            (f"jobqueue (median of {repeats})", f"{statistics.median(ours):.0f} jobs/s"),
+        ],
+        headline=f"ratio to bare Celery: {result['ratio']:.2f}",
+    )
+    return result

@@ -1,0 +1,52 @@
+"""The embedded default: the whole job life on SQLite, which takes the ORM path of the services."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.services import ROOT
+
+SCRIPT = textwrap.dedent(
+    """
+    from jobs import services
+    from jobs.models import Job
+
+    job, _ = services.job_submit(type="test.sleep", payload={"ms": 1})
+    claim = services.job_claim(job_id=job.id, worker="w@sqlite")
+    assert services.job_claim(job_id=job.id, worker="other@sqlite") is None
+    assert claim.payload == {"ms": 1} and claim.serial == 1
+    assert services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": True})
+    assert not services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": False})
+
+    flaky, _ = services.job_submit(type="test.flaky", payload={}, max_retries=0)
+    claim = services.job_claim(job_id=flaky.id, worker="w@sqlite")
+    assert services.job_fail(job_id=flaky.id, serial=claim.serial, error_type="E", message="m") == "dead"
+    assert services.job_retry(job_id=flaky.id).status == "queued"
+
+    services.job_submit(type="noop", payload={})
+    print(sorted(Job.objects.values_list("status", flat=True)))
+    """
+)
+
+
+def test_a_job_lives_its_whole_life_on_the_embedded_sqlite_default(tmp_path, broker):
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'jobqueue.sqlite3'}",
+        "JOBQUEUE_VAR_DIR": str(tmp_path),
+    }
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    run = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "['queued', 'queued', 'succeeded']"
