@@ -8,7 +8,7 @@ from .states import Priority, Status
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    type = models.CharField(max_length=100, db_index=True)
+    type = models.CharField(max_length=100)
     payload = models.JSONField(default=dict, blank=True)
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -28,14 +28,24 @@ class Job(models.Model):
     progress_message = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,  # served by the (owner, -created_at) index
     )
     worker = models.CharField(max_length=255, blank=True, help_text="Host of the latest attempt.")
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="A running job whose lease runs out is taken as lost."
     )
     resubmitted_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmissions"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resubmissions",
+        db_index=False,  # a partial index below covers the few rows that have one
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -44,10 +54,22 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Every status change rewrites the row, so each index costs on the hot path: partial
+        # indexes hold only the rows in the status a reader looks for (mover, sweeps, dashboard).
         indexes = [
-            models.Index(fields=["status", "run_at"], name="job_status_run_at"),
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
-            models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
+            models.Index(fields=["-created_at"], name="job_created"),
+            models.Index(
+                fields=["run_at"], name="job_waiting_run_at", condition=models.Q(status__in=["scheduled", "retrying"])
+            ),
+            models.Index(fields=["lease_expires_at"], name="job_running_lease", condition=models.Q(status="running")),
+            models.Index(fields=["priority", "updated_at"], name="job_queued_age", condition=models.Q(status="queued")),
+            models.Index(fields=["-finished_at"], name="job_dead_finished", condition=models.Q(status="dead")),
+            models.Index(
+                fields=["resubmitted_from"],
+                name="job_resubmitted_from",
+                condition=models.Q(resubmitted_from__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=Status.values), name="job_status_valid"),
@@ -73,7 +95,8 @@ class Outcome(models.TextChoices):
 
 
 class JobAttempt(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="history")
+    # Lookups by job are served by the unique (job, number) index.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="history", db_index=False)
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
