@@ -95,8 +95,7 @@ def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> int:
             result=None,
             reason="",
         )
-        for pk, priority, timeout in rows:
-            dispatch.send_job_on_commit(job_id=pk, queue=priority, timeout=timeout)
+        dispatch.send_jobs_on_commit(rows)
     broker.remove_dead_letters(ids)
     return moved
 

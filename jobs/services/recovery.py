@@ -38,8 +38,7 @@ def jobs_release_due(*, limit: int | None = None) -> int:
         if not due:
             return 0
         jobs_transition(job_ids=[pk for pk, _, _ in due], to=Status.QUEUED, where={"status__in": WAITING})
-        for pk, priority, timeout in due:
-            dispatch.send_job_on_commit(job_id=pk, queue=priority, timeout=timeout)
+        dispatch.send_jobs_on_commit(due)
     return len(due)
 
 
@@ -80,8 +79,7 @@ def jobs_redispatch_missing() -> int:
         return 0
     in_flight = broker.in_flight_job_ids(delivered_after=time.time() - window)
     missing = [(pk, priority, timeout) for pk, priority, timeout in candidates if str(pk) not in in_flight]
-    for pk, priority, timeout in missing:
-        dispatch.send_job(job_id=pk, queue=priority, timeout=timeout)
+    dispatch.send_jobs(missing)
     Job.objects.filter(pk__in=[pk for pk, _, _ in missing], status=Status.QUEUED).update(updated_at=timezone.now())
     if missing:
         log.warning("sent %d queued jobs again that the broker did not hold", len(missing))
