@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from jobs.api import JobStatusView, SubmitJobView
+from jobs.api import JobStatusView, SubmitJobsView, SubmitJobView
 from jobs.health import healthz
 
 urlpatterns = [
     path("submit-job", SubmitJobView.as_view(), name="submit-job"),
+    path("submit-jobs", SubmitJobsView.as_view(), name="submit-jobs"),
     path("job-status/<str:job_id>", JobStatusView.as_view(), name="job-status"),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
-from .serializers import JobStatusSerializer, SubmitJobSerializer
+from .serializers import JobStatusSerializer, SubmitJobSerializer, SubmitJobsSerializer, SubmittedJobSerializer
 
 
 class SubmitJobView(APIView):
@@ -25,6 +25,22 @@ class SubmitJobView(APIView):
         fields["idempotency_key"] = fields.get("idempotency_key") or header_key or None
         job, created = services.job_submit(owner=request.user, **fields)
         body = JobStatusSerializer(job).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class SubmitJobsView(APIView):
+    """Up to JOB_BULK_MAX jobs in one request, validated like single submissions; all or nothing."""
+
+    @extend_schema(
+        request=SubmitJobsSerializer,
+        responses={200: SubmittedJobSerializer(many=True), 201: SubmittedJobSerializer(many=True)},
+    )
+    def post(self, request: Request) -> Response:
+        submission = SubmitJobsSerializer(data=request.data)
+        submission.is_valid(raise_exception=True)
+        results = services.jobs_submit_many(submissions=submission.validated_data["jobs"], owner=request.user)
+        body = {"jobs": [{**SubmittedJobSerializer(job).data, "created": created} for job, created in results]}
+        created = any(created for _, created in results)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

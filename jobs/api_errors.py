@@ -5,7 +5,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .exceptions import InvalidPayload, JobNotFound, JobQueueError, UnknownJobType
+from .exceptions import InvalidBulkSubmission, JobNotFound, JobQueueError, UnknownJobType, error_detail
 
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),
@@ -20,9 +20,7 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, JobQueueError):
         code = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST)
-        if isinstance(exc, InvalidPayload):
-            return Response({"payload": exc.details}, status=code)
-        if exc.field:
-            return Response({exc.field: [exc.message]}, status=code)
-        return Response({"detail": exc.message}, status=code)
+        if isinstance(exc, InvalidBulkSubmission):
+            return Response({"jobs": exc.details}, status=code)
+        return Response(error_detail(exc), status=code)
     return drf_exception_handler(exc, context)

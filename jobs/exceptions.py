@@ -45,5 +45,24 @@ class InvalidSubmission(JobQueueError):
     """The submission is not valid."""
 
 
+class InvalidBulkSubmission(JobQueueError):
+    """Some jobs of the batch are not valid; nothing was stored."""
+
+    field = "jobs"
+
+    def __init__(self, message: str | None = None, *, details: list[dict]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def error_detail(exc: JobQueueError) -> dict:
+    """The {field: [problem]} form of an error, as the API answers it."""
+    if isinstance(exc, InvalidPayload):
+        return {"payload": exc.details}
+    if exc.field is None:
+        return {"detail": exc.message}
+    return {exc.field: [exc.message]}
+
+
 class PermanentError(Exception):
     """Raised by a handler to fail the job at once, without retries."""

@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from .models import Job, JobAttempt
@@ -34,6 +35,23 @@ class SubmitJobSerializer(serializers.Serializer):
         if value is not None and value != value:  # NaN
             raise serializers.ValidationError("delay must be a number of seconds")
         return value
+
+
+class SubmitJobsSerializer(serializers.Serializer):
+    jobs = SubmitJobSerializer(many=True, allow_empty=False, max_length=settings.JOB_BULK_MAX)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and set(data) - {"jobs"}:
+            raise serializers.ValidationError({name: ["unknown field"] for name in sorted(set(data) - {"jobs"})})
+        return super().to_internal_value(data)
+
+
+class SubmittedJobSerializer(serializers.ModelSerializer):
+    """The short form a bulk submission answers with, one per job in submission order."""
+
+    class Meta:
+        model = Job
+        fields = ["id", "type", "status", "priority", "run_at", "idempotency_key"]
 
 
 class AttemptSerializer(serializers.ModelSerializer):

@@ -13,7 +13,7 @@ from .lifecycle import (
 )
 from .operations import job_cancel, job_delete, job_resubmit, job_retry, jobs_purge_dead, jobs_retry_dead
 from .recovery import jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
-from .submit import job_submit
+from .submit import job_submit, jobs_submit_many
 
 __all__ = [
     "Claim",
@@ -34,5 +34,6 @@ __all__ = [
     "jobs_release_due",
     "jobs_requeue_lost",
     "jobs_retry_dead",
+    "jobs_submit_many",
     "jobs_transition",
 ]

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs import dispatch
-from jobs.exceptions import InvalidSubmission
+from jobs.exceptions import InvalidBulkSubmission, InvalidSubmission, JobQueueError, error_detail
 from jobs.models import Job
 from jobs.states import Priority, Status
 from tasks import registry
@@ -58,7 +58,7 @@ def _check_options(*, priority: str, max_retries: int | None) -> None:
         )
 
 
-def job_submit(
+def build_job(
     *,
     type: str,
     payload: dict,
@@ -70,36 +70,44 @@ def job_submit(
     timeout: int | None = None,
     idempotency_key: str | None = None,
     resubmitted_from: Job | None = None,
-) -> tuple[Job, bool]:
-    """Validate and store a job, dispatching it on commit; returns (job, created).
-
-    A repeated idempotency key of the same owner returns the existing job and creates nothing.
-    """
+    now: datetime | None = None,
+) -> Job:
+    """A validated, unsaved job: every rule a submission must pass, in one place."""
     _check_options(priority=priority, max_retries=max_retries)
     job_type = registry.get(type)
     payload = validate_payload(type, payload)
-    now = timezone.now()
+    now = now or timezone.now()
     when = resolve_run_at(delay=delay, run_at=run_at, now=now)
+    scheduled = when is not None and when > now
+    return Job(
+        type=type,
+        payload=payload,
+        owner=owner,
+        priority=priority,
+        status=Status.SCHEDULED if scheduled else Status.QUEUED,
+        run_at=when,
+        max_retries=job_type.max_retries if max_retries is None else max_retries,
+        timeout=timeout or job_type.timeout,
+        idempotency_key=idempotency_key or None,
+        resubmitted_from=resubmitted_from,
+    )
+
+
+def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **fields: Any) -> tuple[Job, bool]:
+    """Validate and store a job, dispatching it on commit; returns (job, created).
+
+    Takes the keyword arguments of `build_job`. A repeated idempotency key of the same owner
+    returns the existing job and creates nothing.
+    """
+    job = build_job(owner=owner, idempotency_key=idempotency_key, **fields)
     if idempotency_key:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
-    scheduled = when is not None and when > now
     try:
         with transaction.atomic():
-            job = Job.objects.create(
-                type=type,
-                payload=payload,
-                owner=owner,
-                priority=priority,
-                status=Status.SCHEDULED if scheduled else Status.QUEUED,
-                run_at=when,
-                max_retries=job_type.max_retries if max_retries is None else max_retries,
-                timeout=timeout or job_type.timeout,
-                idempotency_key=idempotency_key or None,
-                resubmitted_from=resubmitted_from,
-            )
-            if not scheduled:
+            job.save(force_insert=True)
+            if job.status == Status.QUEUED:
                 dispatch.send_job_on_commit(job_id=job.id, queue=job.priority, timeout=job.timeout)
     except IntegrityError:
         if not idempotency_key:
@@ -107,3 +115,52 @@ def job_submit(
         return Job.objects.get(owner=owner, idempotency_key=idempotency_key), False
     log.info("job submitted id=%s type=%s queue=%s status=%s", job.id, job.type, job.priority, job.status)
     return job, True
+
+
+def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tuple[Job, bool]]:
+    """Submit up to JOB_BULK_MAX jobs at once, all or nothing; returns (job, created) in order.
+
+    Every submission is validated before anything is stored; one bad item rejects the batch
+    with the errors of each item. The jobs are stored with one multi-row INSERT and published
+    in pipelined batches after the commit. Idempotency keys work as for `job_submit`.
+    """
+    if not submissions or len(submissions) > settings.JOB_BULK_MAX:
+        raise InvalidSubmission(f"give 1 to {settings.JOB_BULK_MAX} jobs", field="jobs")
+    now = timezone.now()
+    built, errors = [], []
+    for item in submissions:
+        try:
+            built.append(build_job(owner=owner, now=now, **item))
+            errors.append({})
+        except JobQueueError as exc:
+            errors.append(error_detail(exc))
+    if any(errors):
+        raise InvalidBulkSubmission(details=errors)
+    try:
+        return _store_many(built, owner=owner)
+    except IntegrityError:
+        # Another request stored one of the keys meanwhile: the second pass finds it.
+        return _store_many(built, owner=owner)
+
+
+def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
+    keys = {job.idempotency_key for job in built if job.idempotency_key}
+    known = {job.idempotency_key: job for job in Job.objects.filter(owner=owner, idempotency_key__in=keys)}
+    results: list[tuple[Job, bool]] = []
+    fresh: list[Job] = []
+    for job in built:
+        key = job.idempotency_key
+        if key and key in known:
+            results.append((known[key], False))
+            continue
+        if key:
+            known[key] = job
+        fresh.append(job)
+        results.append((job, True))
+    with transaction.atomic():
+        Job.objects.bulk_create(fresh)
+        dispatch.send_jobs_on_commit(
+            (job.id, job.priority, job.timeout) for job in fresh if job.status == Status.QUEUED
+        )
+    log.info("bulk submitted %d jobs (%d already known)", len(fresh), len(built) - len(fresh))
+    return results

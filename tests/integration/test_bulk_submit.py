@@ -1,0 +1,60 @@
+import json
+
+from jobs.models import Job
+
+NOOP = {"type": "noop", "payload": {}}
+
+
+def queued_ids(broker) -> list[str]:
+    from jobs.broker import job_id_of
+
+    return [job_id_of(raw) for queue in ("high", "medium", "low") for raw in broker.lrange(queue, 0, -1)]
+
+
+def test_a_bulk_submission_stores_and_publishes_every_job_in_order(client_for, broker):
+    client = client_for()
+    jobs = [{**NOOP, "priority": ("high", "medium", "low")[i % 3]} for i in range(300)] + [{**NOOP, "delay": 60}]
+
+    response = client.post("/submit-jobs", {"jobs": jobs}, format="json")
+
+    assert response.status_code == 201, response.content
+    answered = response.json()["jobs"]
+    assert len(answered) == 301 and all(item["created"] for item in answered)
+    assert [item["priority"] for item in answered[:3]] == ["high", "medium", "low"]
+    assert answered[-1]["status"] == "scheduled"
+    assert Job.objects.count() == 301
+    assert sorted(queued_ids(broker)) == sorted(item["id"] for item in answered[:300])
+
+
+def test_one_bad_item_rejects_the_whole_batch_naming_it(client_for, broker):
+    client = client_for()
+    jobs = [NOOP, {"type": "nope", "payload": {}}, NOOP, {"type": "email_welcome", "payload": {"email": "x"}}]
+
+    response = client.post("/submit-jobs", {"jobs": jobs}, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["jobs"]
+    assert errors[0] == {} and errors[2] == {}
+    assert "unknown job type" in json.dumps(errors[1]) and "email" in json.dumps(errors[3])
+    assert Job.objects.count() == 0 and queued_ids(broker) == []
+
+
+def test_bulk_limits_and_shape_errors(client_for):
+    client = client_for()
+    assert client.post("/submit-jobs", {"jobs": []}, format="json").status_code == 400
+    assert client.post("/submit-jobs", {"jobs": [NOOP] * 1001}, format="json").status_code == 400
+    assert client.post("/submit-jobs", [NOOP], format="json").status_code == 400
+    assert "extra" in client.post("/submit-jobs", {"jobs": [NOOP], "extra": 1}, format="json").json()
+    assert Job.objects.count() == 0
+
+
+def test_idempotency_keys_in_a_batch_return_known_jobs(client_for):
+    client = client_for()
+    first = client.post("/submit-job", {**NOOP, "idempotency_key": "k1"}, format="json").json()
+    jobs = [{**NOOP, "idempotency_key": "k1"}, {**NOOP, "idempotency_key": "k2"}, {**NOOP, "idempotency_key": "k2"}]
+
+    answered = client.post("/submit-jobs", {"jobs": jobs}, format="json").json()["jobs"]
+
+    assert answered[0]["id"] == first["id"] and not answered[0]["created"]
+    assert answered[1]["created"] and answered[2]["id"] == answered[1]["id"] and not answered[2]["created"]
+    assert Job.objects.count() == 2
