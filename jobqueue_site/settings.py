@@ -180,6 +180,17 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
+# Shared by every web process (throttle counters), in the broker's Redis under its own prefix.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL") or env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "KEY_PREFIX": "jobqueue-cache",
+        "TIMEOUT": 300,
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
 # Request bodies above this are refused with 413 before any parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("JOB_MAX_REQUEST_BYTES", 1024 * 1024)
 
@@ -192,6 +203,15 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["jobs.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
+    # Per token (user) and, for requests without one, per client address.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "jobs.throttling.UserRateThrottle",
+        "jobs.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_str("JOB_THROTTLE_USER", "200/second"),
+        "anon": env_str("JOB_THROTTLE_ANON", "30/minute"),
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -219,6 +239,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobqueue@localhost")
 # Jobs.
 JOB_HANDLER_MODULES = env_list("JOB_HANDLER_MODULES")
 JOB_MAX_PAYLOAD_BYTES = env_int("JOB_MAX_PAYLOAD_BYTES", 64 * 1024)
+# How deeply request bodies and payloads may nest, and how large a handler's result may be.
+JOB_MAX_JSON_DEPTH = env_int("JOB_MAX_JSON_DEPTH", 32)
+JOB_MAX_RESULT_BYTES = env_int("JOB_MAX_RESULT_BYTES", 256 * 1024)
 JOB_MAX_DELAY_SECONDS = env_int("JOB_MAX_DELAY_SECONDS", 365 * 24 * 3600)
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
 JOB_MAX_RETRIES_LIMIT = env_int("JOB_MAX_RETRIES_LIMIT", 100)

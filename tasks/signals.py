@@ -6,10 +6,12 @@ import traceback as tb
 from typing import Any
 
 from celery import signals
+from django.conf import settings
 
 from jobs import selectors, services
 from jobs.dispatch import RUN_JOB_TASK
 from jobs.exceptions import PermanentError, UnknownJobType
+from jobs.limits import redact, too_deep
 
 from .worker import running
 
@@ -18,23 +20,36 @@ log = logging.getLogger("jobqueue.worker")
 PERMANENT_ERRORS = (PermanentError, UnknownJobType)
 
 
+def _describe(exception: BaseException | None) -> str:
+    """str(exception), even when the exception's own __str__ is broken."""
+    try:
+        return str(exception)
+    except Exception as exc:  # a handler's exception type is arbitrary code
+        return f"<unprintable {type(exception).__name__}: {type(exc).__name__}>"
+
+
 @signals.task_success.connect
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if getattr(sender, "name", None) != RUN_JOB_TASK or not isinstance(result, dict) or not result["claimed"]:
         return
     running.pop(sender.request.id, None)
     job_id, serial, value = result["job_id"], result["serial"], result["result"]
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        services.job_fail(
-            job_id=job_id,
-            serial=serial,
-            error_type="InvalidResult",
-            message=f"the handler returned a value that is not JSON: {exc}",
-        )
+    problem = _result_problem(value)
+    if problem:
+        services.job_fail(job_id=job_id, serial=serial, error_type="InvalidResult", message=problem)
         return
     services.job_succeed(job_id=job_id, serial=serial, result=value)
+
+
+def _result_problem(value: Any) -> str | None:
+    """Why a handler's return value cannot be stored as the job's result, if it cannot."""
+    try:
+        size = len(json.dumps(value, allow_nan=False).encode())
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"the handler returned a value that is not JSON: {exc}"[:1000]
+    if size > settings.JOB_MAX_RESULT_BYTES:
+        return f"the handler's result is {size} bytes; the limit is {settings.JOB_MAX_RESULT_BYTES} bytes"
+    return too_deep(value)
 
 
 @signals.task_failure.connect
@@ -64,7 +79,7 @@ def on_failure(
         job_id=job_id,
         serial=serial,
         error_type=type(exception).__name__,
-        message=str(exception),
-        traceback=trace or "",
+        message=redact(_describe(exception)),
+        traceback=redact(trace or ""),
         permanent=isinstance(exception, PERMANENT_ERRORS),
     )

@@ -69,3 +69,25 @@ def stubborn(payload, ctx):
     while time.monotonic() < deadline:
         with contextlib.suppress(SoftTimeLimitExceeded):
             time.sleep(0.1)
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no")
+
+
+@job_type("test.misbehave", max_retries=0, timeout=30)
+def misbehave(payload, ctx):
+    """Misbehaves as the payload asks, to show the worker and the job record survive it."""
+    from django.conf import settings
+
+    kind = payload["kind"]
+    if kind == "non_json":
+        return {"when": object()}
+    if kind == "huge":
+        return {"blob": "x" * (settings.JOB_MAX_RESULT_BYTES + 1)}
+    if kind == "leak":
+        raise RuntimeError(f"SMTP login refused for password {settings.EMAIL_HOST_PASSWORD}")
+    if kind == "unprintable":
+        raise Unprintable()
+    raise ValueError(f"unknown kind {kind}")

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from jobs import dispatch
 from jobs.exceptions import InvalidBulkSubmission, InvalidSubmission, JobQueueError, error_detail
+from jobs.limits import too_deep
 from jobs.models import Job
 from jobs.states import Priority, Status
 from tasks import registry
@@ -42,6 +43,9 @@ def validate_payload(job_type: str, payload: Any) -> dict:
     """The payload as the type accepts it; raises naming what is wrong."""
     if not isinstance(payload, dict):
         raise InvalidSubmission("payload must be a JSON object", field="payload")
+    problem = too_deep(payload)
+    if problem:
+        raise InvalidSubmission(f"payload {problem}", field="payload")
     size = len(json.dumps(payload, separators=(",", ":")).encode())
     limit = settings.JOB_MAX_PAYLOAD_BYTES
     if size > limit:

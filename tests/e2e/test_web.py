@@ -13,6 +13,9 @@ from tests import services
 GOOD = {"type": "email_welcome", "payload": {"email": "new@example.com"}}
 HUGE_PAYLOAD = {"type": "noop", "payload": {"blob": "x" * 70_000}}
 DEEP = "[" * 100_000 + "]" * 100_000
+NESTED_40: dict = {}
+for _ in range(40):
+    NESTED_40 = {"n": NESTED_40}
 
 # (name, raw body or JSON-able value, extra headers, text the answer must name)
 MALFORMED = [
@@ -47,6 +50,9 @@ MALFORMED = [
     ("long idempotency key", {**GOOD, "idempotency_key": "k" * 300}, {}, "idempotency_key"),
     ("conflicting idempotency keys", {**GOOD, "idempotency_key": "a"}, {"Idempotency-Key": "b"}, "idempotency_key"),
     ("deeply nested json", DEEP, {}, "JSON"),
+    ("payload nested past the limit", {"type": "noop", "payload": NESTED_40}, {}, "limit is 32"),
+    ("huge type string", {"type": "t" * 5000, "payload": {}}, {}, "type"),
+    ("huge idempotency key header", GOOD, {"Idempotency-Key": "k" * 5000}, "Idempotency-Key"),
     ("wrong content type", "type=noop", {"Content-Type": "text/plain"}, "Unsupported media type"),
     ("body too large", "x" * (2 * 1024 * 1024), {}, "too large"),
 ]
@@ -75,6 +81,20 @@ def test_malformed_submissions_get_a_4xx_json_answer_naming_the_problem(web, mak
 
     accepted = post(web, token, GOOD, {})
     assert accepted.status_code == 201, accepted.text
+
+
+def test_each_token_is_rate_limited_and_refused_requests_store_nothing(start_web, make_user):
+    url = start_web({"JOB_THROTTLE_USER": "5/minute"})
+    _, token = make_user()
+
+    answers = [post(url, token, {"type": "noop", "payload": {}}, {}) for _ in range(8)]
+
+    codes = [answer.status_code for answer in answers]
+    assert codes == [201] * 5 + [429] * 3
+    assert "throttled" in answers[-1].json()["detail"].lower() and answers[-1].headers["Retry-After"]
+    assert Job.objects.count() == 5
+    _, other = make_user("other")
+    assert post(url, other, {"type": "noop", "payload": {}}, {}).status_code == 201
 
 
 def test_healthz_names_the_broker_when_redis_is_unreachable(start_web):

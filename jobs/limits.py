@@ -1,0 +1,46 @@
+"""Input limits shared by the API and the services, and redaction of secrets from text we keep."""
+
+import re
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+REDACTED = "[redacted]"
+URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.IGNORECASE)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def too_deep(value: Any) -> str | None:
+    """The problem, if `value` nests deeper than JOB_MAX_JSON_DEPTH."""
+    depth, limit = json_depth(value), settings.JOB_MAX_JSON_DEPTH
+    return f"JSON nests {depth} levels deep; the limit is {limit}" if depth > limit else None
+
+
+@cache
+def _secrets() -> tuple[str, ...]:
+    values = [settings.SECRET_KEY, settings.EMAIL_HOST_PASSWORD]
+    for url in (settings.REDIS_URL, settings.CELERY_BROKER_URL):
+        values.append(urlsplit(url).password or "")
+    values.append(settings.DATABASES["default"].get("PASSWORD") or "")
+    return tuple(sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """`text` with configured secrets and URL passwords replaced, for errors and logs we keep."""
+    for secret in _secrets():
+        text = text.replace(secret, REDACTED)
+    return URL_PASSWORD.sub(lambda m: m.group("scheme") + REDACTED, text)
