@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint
+.PHONY: venv run test lint bench
 
 venv: $(VENV)/.installed
 
@@ -21,3 +21,8 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Every benchmark scenario at full size (tens of minutes); one alone: `.venv/bin/python -m bench <name> --help`.
+# Results: bench/results/*.json and a table appended to docs/benchmarks.md.
+bench: venv
+	$(BIN)/python -m bench all

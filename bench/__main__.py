@@ -1,19 +1,59 @@
+"""`python -m bench <scenario> [flags]`; `python -m bench all` runs every scenario at its default size."""
+
 import argparse
 
-from . import throughput
+from . import scheduling, submit_api, throughput, workloads
 
-SCENARIOS = {"throughput": throughput.run}
+SCENARIOS = {
+    "throughput": (
+        throughput.run,
+        "1: end-to-end jobs/s against bare Celery",
+        {"jobs": 20_000, "concurrency": 2, "repeats": 3},
+    ),
+    "submit-api": (
+        submit_api.run,
+        "2: single and bulk submit under gunicorn; enqueue-to-start",
+        {"seconds": 15, "connections": 8, "bulk_requests": 20, "rate": 200.0},
+    ),
+    "priority": (
+        scheduling.priority,
+        "3: start delay of high jobs behind a low backlog",
+        {"lows": 10_000, "highs": 20, "low_ms": 10},
+    ),
+    "delays": (
+        scheduling.delays,
+        "4: lateness of delayed jobs against Celery countdown",
+        {"jobs": 10_000, "spread": 60.0, "lead": 5.0},
+    ),
+    "io-bound": (
+        workloads.io_bound,
+        "5: email jobs to a slow SMTP sink, threads pool against prefork",
+        {"emails": 2000, "delay_ms": 50, "threads": 50},
+    ),
+    "growth": (
+        workloads.growth,
+        "6: throughput and status latency with 1k..1M stored jobs; retention cleanup",
+        {"jobs": 5_000},
+    ),
+    "memory": (workloads.memory, "7: worker RSS across many jobs", {"jobs": 100_000}),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description="jobqueue benchmarks")
     sub = parser.add_subparsers(dest="scenario", required=True)
-    one = sub.add_parser("throughput", help="scenario 1: end-to-end jobs/s against bare Celery")
-    one.add_argument("--jobs", type=int, default=20_000)
-    one.add_argument("--concurrency", type=int, default=2)
-    one.add_argument("--repeats", type=int, default=3)
+    sub.add_parser("all", help="every scenario at its default size")
+    for name, (_, help_text, defaults) in SCENARIOS.items():
+        one = sub.add_parser(name, help=help_text)
+        for flag, default in defaults.items():
+            one.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=type(default), default=default)
     args = vars(parser.parse_args())
-    SCENARIOS[args.pop("scenario")](**args)
+    name = args.pop("scenario")
+    if name == "all":
+        for run, _, _ in SCENARIOS.values():
+            run()
+        return
+    SCENARIOS[name][0](**args)
 
 
 if __name__ == "__main__":

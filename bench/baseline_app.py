@@ -23,3 +23,13 @@ app.conf.update(
 @app.task(name="bench.noop")
 def noop() -> None:
     return None
+
+
+@app.task(name="bench.stamp")
+def stamp(due: float) -> None:
+    """Records how late (seconds) the task started after its countdown ran out."""
+    import time
+
+    import redis
+
+    redis.Redis.from_url(app.conf.broker_url).rpush("bench:lateness", time.time() - due)

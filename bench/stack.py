@@ -34,6 +34,8 @@ class Stack:
             "JOBQUEUE_VAR_DIR": tempfile.mkdtemp(prefix="jq-bench-var-"),
             "LOG_LEVEL": "WARNING",
             "CELERY_WORKER_SEND_TASK_EVENTS": "0",
+            "JOB_HANDLER_MODULES": "bench.handlers",
+            "JOB_THROTTLE_USER": "1000000/second",
         }
         os.environ.update(self.env)
         import django

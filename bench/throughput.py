@@ -12,23 +12,22 @@ from .stack import running_stack
 def submit_noops(count: int) -> None:
     from jobs import services
 
-    bulk = getattr(services, "jobs_submit_many", None)
-    if bulk is not None:
-        for start in range(0, count, 1000):
-            bulk(submissions=[{"type": "noop", "payload": {}} for _ in range(min(1000, count - start))])
-        return
-    for _ in range(count):
-        services.job_submit(type="noop", payload={})
+    for start in range(0, count, 1000):
+        services.jobs_submit_many(submissions=[{"type": "noop", "payload": {}}] * min(1000, count - start))
 
 
 def drain_jobqueue(stack, count: int, concurrency: int) -> float:
+    """Submit `count` noop jobs with no worker running, then time one worker node draining them."""
+    from django.utils import timezone
+
     from jobs.models import Job
 
-    Job.objects.all().delete()
+    marker = timezone.now()
     submit_noops(count)
+    fresh = Job.objects.filter(created_at__gte=marker, status="succeeded")
     worker = stack.worker("jobqueue", concurrency=concurrency)
     started = time.monotonic()
-    wait_for(lambda: Job.objects.filter(status="succeeded").count() >= count, timeout=3600, what="jobs", interval=0.05)
+    wait_for(lambda: fresh.count() >= count, timeout=3600, what="jobs", interval=0.05)
     elapsed = time.monotonic() - started
     worker.stop()
     stack.processes.remove(worker)

@@ -11,7 +11,15 @@ from .lifecycle import (
     jobs_heartbeat,
     jobs_transition,
 )
-from .operations import job_cancel, job_delete, job_resubmit, job_retry, jobs_purge_dead, jobs_retry_dead
+from .operations import (
+    job_cancel,
+    job_delete,
+    job_resubmit,
+    job_retry,
+    jobs_purge_dead,
+    jobs_purge_finished,
+    jobs_retry_dead,
+)
 from .recovery import jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
 from .submit import job_submit, jobs_submit_many
 
@@ -30,6 +38,7 @@ __all__ = [
     "job_transition",
     "jobs_heartbeat",
     "jobs_purge_dead",
+    "jobs_purge_finished",
     "jobs_redispatch_missing",
     "jobs_release_due",
     "jobs_requeue_lost",

@@ -14,6 +14,7 @@ from .lifecycle import job_transition, jobs_transition
 from .submit import job_submit, validate_payload
 
 CANCELLABLE = (Status.SCHEDULED, Status.QUEUED, Status.RETRYING)
+FINISHED = (Status.SUCCEEDED, Status.CANCELLED, Status.DEAD)
 
 
 def _get(job_id: Any) -> Job:
@@ -109,3 +110,18 @@ def jobs_purge_dead(*, finished_before: datetime | None = None) -> int:
     Job.objects.filter(pk__in=ids, status=Status.DEAD).delete()
     broker.remove_dead_letters(ids)
     return len(ids)
+
+
+def jobs_purge_finished(*, finished_before: datetime, batch: int = 5000) -> int:
+    """Delete succeeded, cancelled and dead jobs that finished before a time, `batch` rows per
+    transaction so no lock is held for long; returns how many were deleted."""
+    # Oldest first along the created_at index, which old finished jobs lead.
+    finished = Job.objects.filter(status__in=FINISHED, finished_at__lt=finished_before).order_by("created_at")
+    deleted = 0
+    while rows := list(finished.values_list("pk", "status")[:batch]):
+        ids = [pk for pk, _ in rows]
+        with transaction.atomic():
+            _, per_model = Job.objects.filter(pk__in=ids, status__in=FINISHED).delete()
+        deleted += per_model.get(Job._meta.label, 0)
+        broker.remove_dead_letters([pk for pk, status in rows if status == Status.DEAD])
+    return deleted

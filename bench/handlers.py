@@ -1,0 +1,10 @@
+"""Job types for the benchmarks, loaded through JOB_HANDLER_MODULES=bench.handlers."""
+
+import time
+
+from tasks import job_type
+
+
+@job_type("bench.sleep", max_retries=0, timeout=60)
+def sleep(payload, ctx):
+    time.sleep(payload.get("ms", 10) / 1000)

@@ -1,0 +1,176 @@
+"""Scenario 2: the submit API under gunicorn (single and bulk) and enqueue-to-start latency at a fixed rate."""
+
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from tests import services as svc
+
+from .measure import ms, rate_limited
+from .report import percentiles, save
+from .stack import running_stack
+
+BODY = json.dumps({"type": "noop", "payload": {}})
+
+
+def start_web(stack, workers: int = 2) -> str:
+    port = svc.free_port()
+    command = [
+        svc.python(),
+        "-m",
+        "gunicorn",
+        "jobqueue_site.wsgi:application",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(workers),
+        "--access-logfile",
+        "/dev/null",
+    ]
+    stack.spawn("web", command, {"JOB_THROTTLE_USER": "1000000/second"})
+    svc.wait_for(lambda: svc.port_open(port), timeout=30, what="gunicorn")
+    return f"127.0.0.1:{port}"
+
+
+def token() -> str:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def wrk_single(address: str, key: str, seconds: int, connections: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\n'
+            f'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Token {key}"\n'
+        )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            f"http://{address}/submit-job",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+    def latency(pct: str) -> float:
+        value, suffix = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        return float(value) * unit[suffix]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "tool": "wrk",
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
+def python_single(address: str, key: str, seconds: int, connections: int) -> dict:
+    """Fallback load generator when wrk is not installed: threads posting in a loop."""
+    host, port = address.split(":")
+    latencies: list[float] = []
+    errors = [0]
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            started = time.perf_counter()
+            conn.request(
+                "POST", "/submit-job", BODY, {"Content-Type": "application/json", "Authorization": f"Token {key}"}
+            )
+            status = conn.getresponse().status
+            latencies.append(time.perf_counter() - started)
+            errors[0] += status != 201
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "tool": "python threads",
+        "requests_per_s": len(latencies) / seconds,
+        **percentiles(latencies),
+        "errors": errors[0],
+    }
+
+
+def bulk(address: str, key: str, requests: int, size: int) -> float:
+    host, port = address.split(":")
+    body = json.dumps({"jobs": [{"type": "noop", "payload": {}}] * size})
+    started = time.monotonic()
+    for _ in range(requests):
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request(
+            "POST", "/submit-jobs", body, {"Content-Type": "application/json", "Authorization": f"Token {key}"}
+        )
+        response = conn.getresponse()
+        assert response.status == 201, response.read()[:300]
+        response.read()
+        conn.close()
+    return requests * size / (time.monotonic() - started)
+
+
+def enqueue_to_start(stack, rate: float, seconds: float) -> dict:
+    from jobs import services
+    from jobs.models import JobAttempt
+
+    worker = stack.worker("latency", concurrency=2)
+    ids = [services.job_submit(type="noop", payload={})[0].id for _ in rate_limited(int(rate * seconds), rate)]
+    svc.wait_for(
+        lambda: JobAttempt.objects.filter(job_id__in=ids, outcome="succeeded").count() == len(ids),
+        timeout=120,
+        what="jobs to run",
+    )
+    rows = JobAttempt.objects.filter(job_id__in=ids).values_list("started_at", "job__created_at")
+    worker.stop()
+    stack.processes.remove(worker)
+    return percentiles([(started - created).total_seconds() for started, created in rows])
+
+
+def run(*, seconds: int = 15, connections: int = 8, bulk_requests: int = 20, rate: float = 200) -> dict:
+    with running_stack() as stack:
+        address = start_web(stack)
+        key = token()
+        single = (wrk_single if shutil.which("wrk") else python_single)(address, key, seconds, connections)
+        bulk_rate = bulk(address, key, bulk_requests, 1000)
+        latency = enqueue_to_start(stack, rate, 10)
+    result = {"single": single, "bulk_jobs_per_s": bulk_rate, "enqueue_to_start": latency}
+    save(
+        "submit-api",
+        result,
+        [
+            (
+                "single POST /submit-job, 2 gunicorn workers",
+                f"{single['requests_per_s']:.0f} requests/s "
+                f"({connections} connections, {single['tool']}, {single['errors']} non-201)",
+            ),
+            ("single latency p50 / p99", f"{ms(single['p50'])} / {ms(single['p99'])}"),
+            ("bulk POST /submit-jobs (1,000 per request)", f"{bulk_rate:,.0f} jobs/s"),
+            (
+                f"enqueue-to-start at {rate:.0f} jobs/s p50 / p99",
+                f"{ms(latency['p50'])} / {ms(latency['p99'])} (max {ms(latency['max'])})",
+            ),
+        ],
+    )
+    return result
