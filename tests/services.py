@@ -38,15 +38,18 @@ def ensure_debian_package(binary: str, package: str) -> str:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         unavailable(f"{binary} is not installed (Debian package {package}; not root, so not installing it)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # One install at a time from these tests; apt itself waits for other users of dpkg.
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", package]
+
+    def run(command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+    # One install at a time from these tests; apt waits for other users of dpkg.
     with open(os.path.join(tempfile.gettempdir(), "jobqueue-apt.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not shutil.which(binary):
-            for command in (
-                ["apt-get", "update"],
-                ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", package],
-            ):
-                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+        # Package lists may be missing or stale: update them only when the install needs it.
+        if not shutil.which(binary) and run(install).returncode != 0:
+            for command in (["apt-get", "update"], install):
+                done = run(command)
                 if done.returncode != 0:
                     unavailable(f"{binary} is missing and `{' '.join(command)}` failed: {done.stderr[-500:]}")
     path = shutil.which(binary)
