@@ -35,6 +35,9 @@ THIRD_PARTY_ENV = {
     # gunicorn reads these two itself.
     "WEB_CONCURRENCY",
     "GUNICORN_CMD_ARGS",
+    # Kubernetes: the pod's IP from the downward API, which the kubelet expands into
+    # ALLOWED_HOSTS ($(POD_IP)) so Prometheus can scrape each web pod by its IP.
+    "POD_IP",
     # The metrics endpoint every worker and the mover serve (/metrics, and /healthz on workers):
     # address and ports. Containers bind them to 0.0.0.0 so Prometheus and probes reach them.
     "JOB_WORKER_METRICS_ADDR",

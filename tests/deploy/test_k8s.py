@@ -56,6 +56,8 @@ CONTAINER_FIELDS = {
 }
 PROBE_FIELDS = {"initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"}
 PROBE_HANDLERS = {"httpGet", "tcpSocket", "exec"}
+# Example values of the downward API fields the manifests use.
+DOWNWARD_API = {"status.podIP": "10.1.2.3", "metadata.name": "web-7d9c6b5f4-x2x8k"}
 # Container name -> the role its command must start.
 ROLES = {
     "web": "web",
@@ -144,7 +146,11 @@ def container_env(objects, container: dict) -> dict[str, str]:
             values.update(secret_data(find(objects, "Secret", source["secretRef"]["name"])))
     for item in container.get("env", []):
         if "value" in item:
-            values[item["name"]] = item["value"]
+            # The kubelet expands $(NAME) from the variables defined before this one.
+            values[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], item["value"])
+        elif "fieldRef" in item["valueFrom"]:
+            assert item["valueFrom"]["fieldRef"]["fieldPath"] in DOWNWARD_API, item
+            values[item["name"]] = DOWNWARD_API[item["valueFrom"]["fieldRef"]["fieldPath"]]
         elif "secretKeyRef" in item["valueFrom"]:
             ref = item["valueFrom"]["secretKeyRef"]
             values[item["name"]] = secret_data(find(objects, "Secret", ref["name"]))[ref["key"]]
@@ -266,8 +272,10 @@ def test_http_probes_ask_real_routes_on_real_ports(overlay):
                     except Resolver404:
                         pytest.fail(f"{container['name']}.{probe_kind}: {get['path']} is no URL of the app")
                     assert port == check_command(container["command"]).port
+                    allowed = set(values["ALLOWED_HOSTS"].split(","))
                     hosts = {h["value"] for h in get.get("httpHeaders", []) if h["name"] == "Host"}
-                    assert hosts and hosts <= set(values["ALLOWED_HOSTS"].split(",")), "Django refuses the Host"
+                    assert hosts and hosts <= allowed, "Django refuses the probes' Host"
+                    assert DOWNWARD_API["status.podIP"] in allowed, "Django refuses Prometheus scraping the pod"
                 elif role == "worker":
                     assert get["path"] == "/healthz"
                     assert port == int(values["JOB_WORKER_METRICS_PORT"])
