@@ -363,8 +363,8 @@ def test_hpa_overlay_replaces_keda_with_a_horizontal_pod_autoscaler():
     assert not [o for o in objects if o["kind"] == "ScaledObject"]
     hpa = find(objects, "HorizontalPodAutoscaler", "worker")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "worker"
-    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "jobqueue_queue_depth_total"
-    assert "jobqueue_queue_depth_total" in (ROOT / "docs" / "operations.md").read_text()
+    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "jobqueue_waiting_jobs"
+    assert "jobqueue_waiting_jobs" in (ROOT / "docs" / "operations.md").read_text()
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
