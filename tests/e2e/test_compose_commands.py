@@ -125,6 +125,8 @@ def test_the_compose_services_run_jobs_end_to_end(stack, make_user):
     assert requests.get(f"http://127.0.0.1:{flower_port}/", timeout=10).status_code == 401
     logged_in = requests.get(f"http://127.0.0.1:{flower_port}/", auth=("operator", "compose-test"), timeout=10)
     assert logged_in.status_code == 200
+    # Prometheus scrapes Flower's metrics without the login (deploy/prometheus/prometheus-compose.yml).
+    assert requests.get(f"http://127.0.0.1:{flower_port}/metrics", timeout=10).status_code == 200
 
     _, token = make_user("compose")
     headers = {"Authorization": f"Token {token}"}
