@@ -202,3 +202,31 @@ def test_grafana_gets_the_datasource_and_the_dashboards():
     assert provider["type"] == "file"
     assert mounts["./deploy/grafana"] == provider["options"]["path"]
     assert SERVICES["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def _datasource_refs(node):
+    """Every `datasource` value in a dashboard's JSON."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield value
+            yield from _datasource_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _datasource_refs(item)
+
+
+def test_dashboards_use_the_provisioned_datasource():
+    """Provisioning does not resolve a shared dashboard's ${DS_...} inputs: refer to the uid."""
+    provisioned = ROOT / "deploy" / "grafana" / "provisioning" / "datasources"
+    uids = {d["uid"] for f in provisioned.glob("*.yml") for d in yaml.safe_load(f.read_text())["datasources"]}
+    for path in (ROOT / "deploy" / "grafana").rglob("*.json"):
+        dashboard = json.loads(path.read_text())
+        variables = {
+            v["name"] for v in dashboard.get("templating", {}).get("list", []) if v.get("type") == "datasource"
+        }
+        allowed = uids | {"-- Grafana --", "grafana", "-- Mixed --", "-- Dashboard --"}
+        allowed |= {f"${name}" for name in variables} | {f"${{{name}}}" for name in variables}
+        for ref in _datasource_refs(dashboard):
+            uid = ref.get("uid") if isinstance(ref, dict) else ref
+            assert uid is None or uid in allowed, f"{path.name}: datasource {uid!r} is not provisioned"
