@@ -1,5 +1,6 @@
 """Real PostgreSQL, Redis and jobqueue processes for the tests, on free loopback ports."""
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -27,6 +28,34 @@ def unavailable(message: str) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: missing components are failures, not skips)")
     pytest.skip(message)
+
+
+def ensure_debian_package(binary: str, package: str) -> str:
+    """The path of `binary`; as root, installs Debian's `package` once when it is missing."""
+    path = shutil.which(binary)
+    if path:
+        return path
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        unavailable(f"{binary} is not installed (Debian package {package}; not root, so not installing it)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", package]
+
+    def run(command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+    # One install at a time from these tests; apt waits for other users of dpkg.
+    with open(os.path.join(tempfile.gettempdir(), "jobqueue-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # Package lists may be missing or stale: update them only when the install needs it.
+        if not shutil.which(binary) and run(install).returncode != 0:
+            for command in (["apt-get", "update"], install):
+                done = run(command)
+                if done.returncode != 0:
+                    unavailable(f"{binary} is missing and `{' '.join(command)}` failed: {done.stderr[-500:]}")
+    path = shutil.which(binary)
+    if path is None:
+        unavailable(f"Debian package {package} was installed but has no {binary}")
+    return path
 
 
 def free_port() -> int:
