@@ -27,9 +27,9 @@ RUN pip install -r requirements.txt
 # The code stays owned by root: the app can write only under /app/var.
 COPY . .
 
-# The admin's static files go into the image. Settings refuse to load without SECRET_KEY when
-# DEBUG is off, so this one step gets a throwaway key; it is not kept in the image.
-RUN SECRET_KEY=collectstatic-build-step-only DEBUG=0 python manage.py collectstatic --noinput --verbosity 0 \
+# The admin's static files go into the image. Settings refuse to load without SECRET_KEY and ALLOWED_HOSTS when
+# DEBUG is off, so this one step gets a throwaway key and host; neither is kept in the image.
+RUN SECRET_KEY=collectstatic-build-step-only ALLOWED_HOSTS=localhost DEBUG=0 python manage.py collectstatic --noinput --verbosity 0 \
     && mkdir -p /app/var/media \
     && chown -R jobqueue:jobqueue /app/var
 

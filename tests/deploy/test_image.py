@@ -71,21 +71,22 @@ def test_the_secret_key_of_the_build_stays_in_its_step():
     assert not any("SECRET_KEY" in env for env in values("ENV") + values("ARG"))
     words = shlex.split(_collectstatic_step())
     settings_env = dict(word.split("=", 1) for word in words if re.match(r"^[A-Z_]+=", word))
-    assert set(settings_env) == {"SECRET_KEY", "DEBUG"} and settings_env["DEBUG"] == "0"
+    assert set(settings_env) == {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"} and settings_env["DEBUG"] == "0"
     check_command(words[len(settings_env) :])
 
 
 def test_the_build_step_collects_static_files_with_only_the_image_environment():
     words = shlex.split(_collectstatic_step())
+    step_env = [word for word in words if re.match(r"^[A-Z_]+=", word)]
     image_env = dict(re.findall(r"(\w+)=(\S+)", values("ENV")[0]))
     with tempfile.TemporaryDirectory() as var_dir:
         env = {
             "PATH": os.environ["PATH"],
             **image_env,
             "JOBQUEUE_VAR_DIR": var_dir,
-            **dict(word.split("=", 1) for word in words[:2]),
+            **dict(word.split("=", 1) for word in step_env),
         }
-        command = [sys.executable if w == "python" else w for w in words[2:]]
+        command = [sys.executable if w == "python" else w for w in words[len(step_env) :]]
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         assert (Path(var_dir) / "static" / "admin" / "css" / "base.css").exists()
