@@ -4,11 +4,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from jobs.api import JobStatusView, SubmitJobView
 from jobs.health import healthz
+from jobs.monitoring import metrics_view
 
 urlpatterns = [
     path("submit-job", SubmitJobView.as_view(), name="submit-job"),
     path("job-status/<str:job_id>", JobStatusView.as_view(), name="job-status"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

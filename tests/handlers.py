@@ -69,3 +69,11 @@ def stubborn(payload, ctx):
     while time.monotonic() < deadline:
         with contextlib.suppress(SoftTimeLimitExceeded):
             time.sleep(0.1)
+
+
+@job_type("test.slow_first", max_retries=1, timeout=60)
+def slow_first(payload, ctx):
+    """Slow on the first attempt only: a worker killed during it leaves a lost attempt, then it succeeds."""
+    if ctx.attempt == 1:
+        time.sleep(payload.get("seconds", 30))
+    return {"attempt": ctx.attempt}

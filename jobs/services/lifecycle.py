@@ -5,7 +5,6 @@ every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim t
 never repeats for a job: a stale worker can never overwrite a newer attempt's state.
 """
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +19,8 @@ from jobs import dispatch, retry
 from jobs.models import Job, JobAttempt, Outcome
 from jobs.states import Status, sources_of
 
-log = logging.getLogger("jobqueue.jobs")
+from . import events
+from .events import JobFacts
 
 MAX_ERROR_MESSAGE = 10_000
 MAX_TRACEBACK = 50_000
@@ -76,13 +76,27 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
         )
         if not claimed:
             return None
-        job = Job.objects.only("type", "payload", "attempts", "attempts_total", "timeout").get(pk=job_id)
+        job = Job.objects.only("type", "payload", "priority", "attempts", "attempts_total", "timeout").get(pk=job_id)
         JobAttempt.objects.create(job_id=job_id, number=job.attempts_total, started_at=now, worker=worker)
+        events.started(JobFacts(job_id, job.type, job.priority, job.attempts), worker=worker)
     return Claim(str(job_id), job.type, job.payload, job.attempts, job.attempts_total, job.timeout)
 
 
 def _running(serial: int) -> dict[str, Any]:
     return {"status": Status.RUNNING, "attempts_total": serial}
+
+
+def _attempt(*, job_id: Any, serial: int, running: bool = False) -> dict[str, Any] | None:
+    """What the events of an attempt need (and the retry policy), or None; `running`: only if still running."""
+    rows = JobAttempt.objects.filter(job_id=job_id, number=serial)
+    if running:
+        rows = rows.filter(job__status=Status.RUNNING, job__attempts_total=serial)
+    fields = ("started_at", "job__type", "job__priority", "job__attempts", "job__max_retries")
+    return rows.values(*fields).first()
+
+
+def _facts(job_id: Any, row: dict[str, Any]) -> JobFacts:
+    return JobFacts(job_id, row["job__type"], row["job__priority"], row["job__attempts"])
 
 
 def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime, **error: str) -> None:
@@ -108,6 +122,8 @@ def job_succeed(*, job_id: Any, serial: int, result: Any) -> bool:
         )
         if done:
             _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.SUCCEEDED, when=now)
+            row = _attempt(job_id=job_id, serial=serial)
+            events.succeeded(_facts(job_id, row), duration=events.seconds_between(row["started_at"], now) or 0.0)
     return done
 
 
@@ -121,12 +137,16 @@ def job_fail(
     permanent: bool = False,
     outcome: Outcome = Outcome.FAILED,
 ) -> Status | None:
-    """Record a failed attempt and move the job on by the retry policy; returns the new status."""
+    """Record a failed attempt and move the job on by the retry policy; returns the new status.
+
+    A lost attempt (its worker died) counts as failed, but its duration is unknown: not observed.
+    """
     now = timezone.now()
-    row = Job.objects.filter(pk=job_id, **_running(serial)).values("attempts", "max_retries", "type").first()
+    row = _attempt(job_id=job_id, serial=serial, running=True)
     if row is None:
         return None
-    decision = retry.after_failure(attempt=row["attempts"], max_retries=row["max_retries"], permanent=permanent)
+    attempt, max_retries = row["job__attempts"], row["job__max_retries"]
+    decision = retry.after_failure(attempt=attempt, max_retries=max_retries, permanent=permanent)
     error = {"error_type": error_type[:200], "error_message": message[:MAX_ERROR_MESSAGE]}
     trace = traceback[-MAX_TRACEBACK:]
     target = Status.RETRYING if decision.retry else Status.DEAD
@@ -140,8 +160,17 @@ def job_fail(
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
         if target == Status.DEAD:
-            dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row["type"], reason=decision.reason)
-    log.info("job attempt failed id=%s serial=%s next=%s reason=%s", job_id, serial, target, decision.reason)
+            dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row["job__type"], reason=decision.reason)
+        lost = outcome == Outcome.LOST
+        duration = None if lost else events.seconds_between(row["started_at"], now)
+        events.failed(
+            _facts(job_id, row),
+            status=target.value,
+            lost=lost,
+            duration=duration,
+            error=error["error_type"],
+            reason=decision.reason,
+        )
     return target
 
 
@@ -153,8 +182,9 @@ def job_requeue(*, job_id: Any, serial: int, reason: str) -> bool:
         if not moved:
             return False
         _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.INTERRUPTED, when=now, error_message=reason)
-        job = Job.objects.only("priority", "timeout").get(pk=job_id)
+        job = Job.objects.only("type", "priority", "attempts", "timeout").get(pk=job_id)
         dispatch.send_job_on_commit(job_id=job_id, queue=job.priority, timeout=job.timeout)
+        events.requeued(JobFacts(job_id, job.type, job.priority, job.attempts), reason=reason)
     return True
 
 

@@ -1,7 +1,6 @@
 """Submitting jobs: validation against the registry and the limits, storage, dispatch on commit."""
 
 import json
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from jobs.models import Job
 from jobs.states import Priority, Status
 from tasks import registry
 
-log = logging.getLogger("jobqueue.jobs")
+from . import events
 
 
 def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetime) -> datetime | None:
@@ -101,9 +100,9 @@ def job_submit(
             )
             if not scheduled:
                 dispatch.send_job_on_commit(job_id=job.id, queue=job.priority, timeout=job.timeout)
+            events.submitted(events.JobFacts(job.id, job.type, job.priority, 0), status=str(job.status))
     except IntegrityError:
         if not idempotency_key:
             raise
         return Job.objects.get(owner=owner, idempotency_key=idempotency_key), False
-    log.info("job submitted id=%s type=%s queue=%s status=%s", job.id, job.type, job.priority, job.status)
     return job, True
