@@ -35,8 +35,8 @@ def _on_commit(*actions: partial) -> None:
         transaction.on_commit(action, robust=True)
 
 
-def seconds_between(start: datetime | None, end: datetime) -> float | None:
-    return None if start is None else round((end - start).total_seconds(), 6)
+def seconds_between(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds(), 6)
 
 
 def submitted(facts: JobFacts, *, status: str) -> None:
@@ -57,8 +57,9 @@ def succeeded(facts: JobFacts, *, duration: float) -> None:
     )
 
 
-def failed(facts: JobFacts, *, status: str, lost: bool, duration: float | None, error: str, reason: str) -> None:
-    """A failed attempt (`lost`: its worker died, so its end was not seen); `status` is where the job went."""
+def failed(facts: JobFacts, *, status: str, duration: float | None, error: str, reason: str) -> None:
+    """A failed attempt; `status` is where the job went. No `duration`: its worker was lost, its end not seen."""
+    lost = duration is None
     record = partial(
         metrics.record_failed, type=facts.type, queue=facts.queue, duration=duration, dead=status == "dead"
     )

@@ -86,17 +86,21 @@ def _running(serial: int) -> dict[str, Any]:
     return {"status": Status.RUNNING, "attempts_total": serial}
 
 
-def _attempt(*, job_id: Any, serial: int, running: bool = False) -> dict[str, Any] | None:
-    """What the events of an attempt need (and the retry policy), or None; `running`: only if still running."""
+@dataclass(frozen=True)
+class _Attempt:
+    facts: JobFacts
+    started_at: datetime
+    max_retries: int
+
+
+def _attempt(*, job_id: Any, serial: int, running: bool = False) -> _Attempt | None:
+    """What the events and the retry policy need to know of an attempt; `running`: only if still running."""
     rows = JobAttempt.objects.filter(job_id=job_id, number=serial)
     if running:
         rows = rows.filter(job__status=Status.RUNNING, job__attempts_total=serial)
-    fields = ("started_at", "job__type", "job__priority", "job__attempts", "job__max_retries")
-    return rows.values(*fields).first()
-
-
-def _facts(job_id: Any, row: dict[str, Any]) -> JobFacts:
-    return JobFacts(job_id, row["job__type"], row["job__priority"], row["job__attempts"])
+    fields = ("job__type", "job__priority", "job__attempts", "started_at", "job__max_retries")
+    row = rows.values_list(*fields).first()
+    return None if row is None else _Attempt(JobFacts(job_id, *row[:3]), *row[3:])
 
 
 def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime, **error: str) -> None:
@@ -123,7 +127,7 @@ def job_succeed(*, job_id: Any, serial: int, result: Any) -> bool:
         if done:
             _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.SUCCEEDED, when=now)
             row = _attempt(job_id=job_id, serial=serial)
-            events.succeeded(_facts(job_id, row), duration=events.seconds_between(row["started_at"], now) or 0.0)
+            events.succeeded(row.facts, duration=events.seconds_between(row.started_at, now))
     return done
 
 
@@ -145,8 +149,7 @@ def job_fail(
     row = _attempt(job_id=job_id, serial=serial, running=True)
     if row is None:
         return None
-    attempt, max_retries = row["job__attempts"], row["job__max_retries"]
-    decision = retry.after_failure(attempt=attempt, max_retries=max_retries, permanent=permanent)
+    decision = retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=permanent)
     error = {"error_type": error_type[:200], "error_message": message[:MAX_ERROR_MESSAGE]}
     trace = traceback[-MAX_TRACEBACK:]
     target = Status.RETRYING if decision.retry else Status.DEAD
@@ -160,17 +163,9 @@ def job_fail(
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
         if target == Status.DEAD:
-            dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row["job__type"], reason=decision.reason)
-        lost = outcome == Outcome.LOST
-        duration = None if lost else events.seconds_between(row["started_at"], now)
-        events.failed(
-            _facts(job_id, row),
-            status=target.value,
-            lost=lost,
-            duration=duration,
-            error=error["error_type"],
-            reason=decision.reason,
-        )
+            dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row.facts.type, reason=decision.reason)
+        duration = None if outcome == Outcome.LOST else events.seconds_between(row.started_at, now)
+        events.failed(row.facts, status=target.value, duration=duration, error=error_type[:200], reason=decision.reason)
     return target
 
 
