@@ -22,7 +22,7 @@ PERMANENT_ERRORS = (PermanentError, UnknownJobType)
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if getattr(sender, "name", None) != RUN_JOB_TASK or not isinstance(result, dict) or not result["claimed"]:
         return
-    running.pop(sender.request.id, None)
+    claim = running.pop(sender.request.id, None)
     job_id, serial, value = result["job_id"], result["serial"], result["result"]
     try:
         json.dumps(value)
@@ -34,7 +34,7 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
             message=f"the handler returned a value that is not JSON: {exc}",
         )
         return
-    services.job_succeed(job_id=job_id, serial=serial, result=value)
+    services.job_succeed(job_id=job_id, serial=serial, result=value, claim=claim)
 
 
 @signals.task_failure.connect
@@ -49,7 +49,8 @@ def on_failure(
 ) -> None:
     if getattr(sender, "name", None) != RUN_JOB_TASK:
         return
-    claimed = running.pop(task_id, None) if task_id else None
+    claim = running.pop(task_id, None) if task_id else None
+    claimed = (claim.job_id, claim.serial) if claim else None
     if claimed is None:
         # Reported by the parent process after a hard time limit killed the child, or the task
         # failed before its claim: find the running attempt, if there is one.

@@ -53,6 +53,12 @@ class Claim:
     attempt: int
     serial: int
     timeout: int | None
+    queue: str
+    started_at: datetime
+
+    @property
+    def facts(self) -> JobFacts:
+        return JobFacts(self.job_id, self.type, self.queue, self.attempt)
 
 
 def job_claim(*, job_id: Any, worker: str) -> Claim | None:
@@ -79,7 +85,7 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
         job = Job.objects.only("type", "payload", "priority", "attempts", "attempts_total", "timeout").get(pk=job_id)
         JobAttempt.objects.create(job_id=job_id, number=job.attempts_total, started_at=now, worker=worker)
         events.started(JobFacts(job_id, job.type, job.priority, job.attempts), worker=worker)
-    return Claim(str(job_id), job.type, job.payload, job.attempts, job.attempts_total, job.timeout)
+    return Claim(str(job_id), job.type, job.payload, job.attempts, job.attempts_total, job.timeout, job.priority, now)
 
 
 def _running(serial: int) -> dict[str, Any]:
@@ -107,8 +113,11 @@ def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime
     JobAttempt.objects.filter(job_id=job_id, number=serial).update(outcome=outcome, finished_at=when, **error)
 
 
-def job_succeed(*, job_id: Any, serial: int, result: Any) -> bool:
-    """Record a successful attempt. A stale attempt (the job moved on) changes nothing."""
+def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = None) -> bool:
+    """Record a successful attempt. A stale attempt (the job moved on) changes nothing.
+
+    `claim`, the one `job_claim` returned for this attempt, spares a query for the event's facts.
+    """
     now = timezone.now()
     with transaction.atomic():
         done = job_transition(
@@ -126,8 +135,9 @@ def job_succeed(*, job_id: Any, serial: int, result: Any) -> bool:
         )
         if done:
             _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.SUCCEEDED, when=now)
-            row = _attempt(job_id=job_id, serial=serial)
-            events.succeeded(row.facts, duration=events.seconds_between(row.started_at, now))
+            mine = claim is not None and (claim.job_id, claim.serial) == (str(job_id), serial)
+            known = claim if mine else _attempt(job_id=job_id, serial=serial)
+            events.succeeded(known.facts, duration=events.seconds_between(known.started_at, now))
     return done
 
 
