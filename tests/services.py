@@ -217,10 +217,17 @@ def prometheus_binary() -> str | None:
         return found
     ARTIFACTS.mkdir(exist_ok=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another apt-get may be running
+    commands = (["update"], ["install", "-y", "--no-install-recommends", "prometheus"])
     with PROMETHEUS_INSTALL_LOG.open("w") as log:
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]):
+        for command in commands:
             # The package's service may fail to start (no systemd here); only the binary matters.
-            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900, check=False)
+            try:
+                subprocess.run(
+                    ["apt-get", *wait_for_lock, *command], stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900
+                )
+            except subprocess.TimeoutExpired:
+                log.write(f"apt-get {' '.join(command)} timed out\n")
     return shutil.which("prometheus")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
+import pytest
 import requests
 
 from jobs.models import Job, JobAttempt
@@ -15,6 +16,9 @@ from tests import services
 from tests.services import PrometheusServer, wait_for
 
 from .conftest import DEPLOY, wait_until_terminal
+
+# The first test may also install Prometheus (apt-get) in its fixture.
+pytestmark = pytest.mark.timeout(900)
 
 FAST_RECOVERY = {"JOB_LEASE_SECONDS": "3", "JOB_HEARTBEAT_SECONDS": "1", "JOB_LOST_CHECK_SECONDS": "1"}
 GRAFANA_VARIABLES = re.compile(r"\$\{?__(rate_interval|interval|range)\}?")
