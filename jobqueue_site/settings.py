@@ -112,11 +112,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_prometheus",
     "jobs.apps.JobsConfig",
     "tasks.apps.TasksConfig",
 ]
 
 MIDDLEWARE = [
+    # Request metrics for /metrics: the Before middleware first, the After one last.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -124,6 +127,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "jobqueue_site.urls"
@@ -297,10 +301,31 @@ CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Metrics and health. Scrape endpoints of worker nodes and the mover (port 0: none); the web
+# app serves /metrics itself. Multiprocess metric files go under JOB_METRICS_DIR (read there by
+# jobqueue_site.multiproc, which runs before settings in gunicorn's master).
+JOB_WORKER_METRICS_PORT = env_int("JOB_WORKER_METRICS_PORT", 9808)
+JOB_WORKER_METRICS_ADDR = env_str("JOB_WORKER_METRICS_ADDR", "127.0.0.1")
+JOB_MOVER_METRICS_PORT = env_int("JOB_MOVER_METRICS_PORT", 9809)
+JOB_MOVER_METRICS_ADDR = env_str("JOB_MOVER_METRICS_ADDR", "127.0.0.1")
+# A worker node announces itself in Redis this often (workers_online, /healthz?workers=1) ...
+JOB_WORKER_HEARTBEAT_SECONDS = env_float("JOB_WORKER_HEARTBEAT_SECONDS", 5.0)
+# A worker whose event loop (or a mover whose loop) has not turned for this long is stuck: its
+# /healthz answers 503 and a worker stops announcing itself.
+JOB_LIVENESS_SECONDS = env_float("JOB_LIVENESS_SECONDS", 60.0)
+# Seconds each /healthz check may take.
+HEALTHZ_TIMEOUT = env_float("HEALTHZ_TIMEOUT", 2.0)
+
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "jobqueue_site.logging.PlainFormatter"},
+        "json": {"()": "jobqueue_site.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

@@ -4,12 +4,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from jobs.api import JobStatusView, SubmitJobsView, SubmitJobView
 from jobs.health import healthz
+from jobs.monitoring import metrics_view
 
 urlpatterns = [
     path("submit-job", SubmitJobView.as_view(), name="submit-job"),
     path("submit-jobs", SubmitJobsView.as_view(), name="submit-jobs"),
     path("job-status/<str:job_id>", JobStatusView.as_view(), name="job-status"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

@@ -77,3 +77,21 @@ def dead_letter_job_ids() -> list[str]:
 
 def dead_letter_length() -> int:
     return client().llen(DEAD_LETTER_QUEUE)
+
+
+WORKER_KEY_PREFIX = "jobqueue:worker:"
+
+
+def worker_announce(*, hostname: str, ttl: float) -> None:
+    """Say that worker node `hostname` is alive for the next `ttl` seconds."""
+    client().set(f"{WORKER_KEY_PREFIX}{hostname}", "1", px=max(int(ttl * 1000), 1))
+
+
+def worker_withdraw(*, hostname: str) -> None:
+    client().delete(f"{WORKER_KEY_PREFIX}{hostname}")
+
+
+def workers_online(redis_client: redis.Redis | None = None) -> list[str]:
+    """Worker nodes whose announcement has not expired."""
+    keys = (redis_client or client()).scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=1000)
+    return sorted(key.decode().removeprefix(WORKER_KEY_PREFIX) for key in keys)

@@ -25,6 +25,7 @@ COLOURS = ("36", "33", "35", "32", "34", "31")
 class ProcessSpec:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the environment all children get
 
 
 def port_free(port: int) -> bool:
@@ -146,7 +147,7 @@ class Supervisor:
         process = subprocess.Popen(
             spec.argv,
             cwd=self.cwd,
-            env=env,
+            env={**env, **spec.env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -37,6 +37,7 @@ class Sweep:
 class Mover:
     def __init__(self, *, interval: float | None = None) -> None:
         self.interval = settings.JOB_MOVER_INTERVAL if interval is None else interval
+        self.last_round = time.monotonic()
         self.sweeps = [
             Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS),
             Sweep(services.jobs_redispatch_missing, settings.JOB_REDISPATCH_CHECK_SECONDS),
@@ -73,5 +74,12 @@ class Mover:
                 log.exception("mover round failed unexpectedly")
                 close_old_connections()
                 wait = max(self.interval, 1.0)
+            self.last_round = time.monotonic()
             stop.wait(wait)
         log.info("mover stopped")
+
+    def health(self) -> tuple[bool, dict]:
+        """Alive while its loop keeps going round (a failed round counts: it will be retried)."""
+        age = time.monotonic() - self.last_round
+        alive = age < settings.JOB_LIVENESS_SECONDS
+        return alive, {"status": "ok" if alive else "stuck", "loop_age_seconds": round(age, 3)}

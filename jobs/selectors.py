@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Min, QuerySet
+
+from jobqueue_site.celery import QUEUES
 
 from . import broker
 from .exceptions import JobNotFound
@@ -76,3 +78,19 @@ def next_due_at() -> datetime | None:
     """When the earliest scheduled or retrying job is due."""
     waiting = Job.objects.filter(status__in=(Status.SCHEDULED, Status.RETRYING), run_at__isnull=False)
     return waiting.order_by("run_at").values_list("run_at", flat=True).first()
+
+
+def queue_latencies(*, now: datetime) -> dict[str, float]:
+    """Seconds the oldest queued job of each queue has waited since it was queued (0 for none)."""
+    oldest = dict(
+        Job.objects.filter(status=Status.QUEUED)
+        .values_list("priority")
+        .annotate(oldest=Min("updated_at"))
+        .values_list("priority", "oldest")
+    )
+    return {queue: max((now - oldest[queue]).total_seconds(), 0.0) if queue in oldest else 0.0 for queue in QUEUES}
+
+
+def scheduled_count() -> int:
+    """Jobs waiting for their run_at (status scheduled)."""
+    return Job.objects.filter(status=Status.SCHEDULED).count()

@@ -19,7 +19,7 @@ def run_job(self, job_id: str) -> dict:
     if claim is None:
         # Another delivery holds the job, or it was cancelled or finished: nothing to run.
         return {"claimed": False, "job_id": job_id}
-    worker.running[self.request.id] = (claim.job_id, claim.serial)
+    worker.running[self.request.id] = claim
     worker.start_heartbeat()
     handler = registry.get(claim.type).handler
     context = JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial)

@@ -32,13 +32,13 @@ def _describe(exception: BaseException | None) -> str:
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if getattr(sender, "name", None) != RUN_JOB_TASK or not isinstance(result, dict) or not result["claimed"]:
         return
-    running.pop(sender.request.id, None)
+    claim = running.pop(sender.request.id, None)
     job_id, serial, value = result["job_id"], result["serial"], result["result"]
     problem = _result_problem(value)
     if problem:
         services.job_fail(job_id=job_id, serial=serial, error_type="InvalidResult", message=problem)
         return
-    services.job_succeed(job_id=job_id, serial=serial, result=value)
+    services.job_succeed(job_id=job_id, serial=serial, result=value, claim=claim)
 
 
 def _result_problem(value: Any) -> str | None:
@@ -64,7 +64,8 @@ def on_failure(
 ) -> None:
     if getattr(sender, "name", None) != RUN_JOB_TASK:
         return
-    claimed = running.pop(task_id, None) if task_id else None
+    claim = running.pop(task_id, None) if task_id else None
+    claimed = (claim.job_id, claim.serial) if claim else None
     if claimed is None:
         # Reported by the parent process after a hard time limit killed the child, or the task
         # failed before its claim: find the running attempt, if there is one.

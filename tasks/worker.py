@@ -22,8 +22,8 @@ from jobs import selectors, services
 
 log = logging.getLogger("jobqueue.worker")
 
-# task id -> (job id, serial) of the attempts running in this process.
-running: dict[str, tuple[str, int]] = {}
+# task id -> claim of the attempts running in this process.
+running: dict[str, services.Claim] = {}
 _heartbeat_pid: int | None = None
 
 
@@ -39,7 +39,7 @@ def start_heartbeat() -> None:
 def _beat() -> None:
     while True:
         time.sleep(settings.JOB_HEARTBEAT_SECONDS)
-        job_ids = [job_id for job_id, _ in list(running.values())]
+        job_ids = [claim.job_id for claim in list(running.values())]
         if not job_ids:
             continue
         try:

@@ -91,3 +91,11 @@ def misbehave(payload, ctx):
     if kind == "unprintable":
         raise Unprintable()
     raise ValueError(f"unknown kind {kind}")
+
+
+@job_type("test.slow_first", max_retries=1, timeout=60)
+def slow_first(payload, ctx):
+    """Slow on the first attempt only: a worker killed during it leaves a lost attempt, then it succeeds."""
+    if ctx.attempt == 1:
+        time.sleep(payload.get("seconds", 30))
+    return {"attempt": ctx.attempt}

@@ -234,3 +234,75 @@ def python() -> str:
 
 def celery_binary() -> str:
     return str(Path(sys.executable).parent / "celery")
+
+
+PROMETHEUS_INSTALL_LOG = ARTIFACTS / "apt-prometheus.log"
+
+
+def prometheus_binary() -> str | None:
+    """`prometheus` from PATH; as root with apt-get, Debian's package is installed first (once per machine)."""
+    found = shutil.which("prometheus")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another apt-get may be running
+    commands = (["update"], ["install", "-y", "--no-install-recommends", "prometheus"])
+    with PROMETHEUS_INSTALL_LOG.open("w") as log:
+        for command in commands:
+            # The package's service may fail to start (no systemd here); only the binary matters.
+            try:
+                subprocess.run(
+                    ["apt-get", *wait_for_lock, *command], stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900
+                )
+            except subprocess.TimeoutExpired:
+                log.write(f"apt-get {' '.join(command)} timed out\n")
+    return shutil.which("prometheus")
+
+
+class PrometheusServer:
+    """A real Prometheus on a free loopback port, its config and data in a temporary directory."""
+
+    def __init__(self, binary: str, config: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="jq-prom-"))
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(config)
+        self.process: Process | None = None
+
+    def start(self) -> None:
+        command = [
+            self.binary,
+            f"--config.file={self.config}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            "--log.level=warn",
+        ]
+        self.process = Process(f"prometheus-{self.port}", command, dict(os.environ))
+        wait_for(self._ready, timeout=60, what=f"prometheus on port {self.port}", interval=0.2)
+
+    def _ready(self) -> bool:
+        import requests
+
+        if self.process is not None and not self.process.alive():
+            raise RuntimeError(f"prometheus exited:\n{self.process.output()[-3000:]}")
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def query(self, expr: str) -> list[dict]:
+        """The result vector (or matrix) of an instant query; raises on a query error."""
+        import requests
+
+        answer = requests.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        if answer.get("status") != "success":
+            raise AssertionError(f"query {expr!r} failed: {answer}")
+        return answer["data"]["result"]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

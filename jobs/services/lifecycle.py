@@ -5,7 +5,6 @@ every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim t
 never repeats for a job: a stale worker can never overwrite a newer attempt's state.
 """
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +19,8 @@ from jobs import dispatch, retry
 from jobs.models import Job, JobAttempt, Outcome
 from jobs.states import Status, sources_of
 
-from . import statements
-
-log = logging.getLogger("jobqueue.jobs")
+from . import events, statements
+from .events import JobFacts
 
 MAX_ERROR_MESSAGE = 10_000
 MAX_TRACEBACK = 50_000
@@ -55,6 +53,12 @@ class Claim:
     attempt: int
     serial: int
     timeout: int | None
+    queue: str
+    started_at: datetime
+
+    @property
+    def facts(self) -> JobFacts:
+        return JobFacts(self.job_id, self.type, self.queue, self.attempt)
 
 
 def job_claim(*, job_id: Any, worker: str) -> Claim | None:
@@ -68,7 +72,11 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
         row = statements.claim(job_id=job_id, worker=worker, now=now, lease=lease)
     else:
         row = _claim_orm(job_id=job_id, worker=worker, now=now, lease=lease)
-    return None if row is None else Claim(str(job_id), *row)
+    if row is None:
+        return None
+    claim = Claim(str(job_id), *row, started_at=now)
+    events.started(claim.facts, worker=worker)
+    return claim
 
 
 def _claim_orm(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
@@ -87,24 +95,54 @@ def _claim_orm(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> t
         )
         if not claimed:
             return None
-        job = Job.objects.only("type", "payload", "attempts", "attempts_total", "timeout").get(pk=job_id)
+        job = Job.objects.only("type", "payload", "priority", "attempts", "attempts_total", "timeout").get(pk=job_id)
         JobAttempt.objects.create(job_id=job_id, number=job.attempts_total, started_at=now, worker=worker)
-    return job.type, job.payload, job.attempts, job.attempts_total, job.timeout
+    return job.type, job.payload, job.attempts, job.attempts_total, job.timeout, job.priority
 
 
 def _running(serial: int) -> dict[str, Any]:
     return {"status": Status.RUNNING, "attempts_total": serial}
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    facts: JobFacts
+    started_at: datetime
+    max_retries: int
+
+
+def _attempt(*, job_id: Any, serial: int, running: bool = False) -> _Attempt | None:
+    """What the events and the retry policy need to know of an attempt; `running`: only if still running."""
+    rows = JobAttempt.objects.filter(job_id=job_id, number=serial)
+    if running:
+        rows = rows.filter(job__status=Status.RUNNING, job__attempts_total=serial)
+    fields = ("job__type", "job__priority", "job__attempts", "started_at", "job__max_retries")
+    row = rows.values_list(*fields).first()
+    return None if row is None else _Attempt(JobFacts(job_id, *row[:3]), *row[3:])
+
+
 def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime, **error: str) -> None:
     JobAttempt.objects.filter(job_id=job_id, number=serial).update(outcome=outcome, finished_at=when, **error)
 
 
-def job_succeed(*, job_id: Any, serial: int, result: Any) -> bool:
-    """Record a successful attempt. A stale attempt (the job moved on) changes nothing."""
+def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = None) -> bool:
+    """Record a successful attempt. A stale attempt (the job moved on) changes nothing.
+
+    `claim`, the one `job_claim` returned for this attempt, spares a query for the event's facts.
+    """
     now = timezone.now()
     if connection.vendor == "postgresql":
-        return statements.succeed(job_id=job_id, serial=serial, result=result, now=now)
+        done = statements.succeed(job_id=job_id, serial=serial, result=result, now=now)
+    else:
+        done = _succeed_orm(job_id=job_id, serial=serial, result=result, now=now)
+    if done:
+        mine = claim is not None and (claim.job_id, claim.serial) == (str(job_id), serial)
+        known = claim if mine else _attempt(job_id=job_id, serial=serial)
+        events.succeeded(known.facts, duration=events.seconds_between(known.started_at, now))
+    return done
+
+
+def _succeed_orm(*, job_id: Any, serial: int, result: Any, now: datetime) -> bool:
     with transaction.atomic():
         done = job_transition(
             job_id=job_id,
@@ -134,12 +172,15 @@ def job_fail(
     permanent: bool = False,
     outcome: Outcome = Outcome.FAILED,
 ) -> Status | None:
-    """Record a failed attempt and move the job on by the retry policy; returns the new status."""
+    """Record a failed attempt and move the job on by the retry policy; returns the new status.
+
+    A lost attempt (its worker died) counts as failed, but its duration is unknown: not observed.
+    """
     now = timezone.now()
-    row = Job.objects.filter(pk=job_id, **_running(serial)).values("attempts", "max_retries", "type").first()
+    row = _attempt(job_id=job_id, serial=serial, running=True)
     if row is None:
         return None
-    decision = retry.after_failure(attempt=row["attempts"], max_retries=row["max_retries"], permanent=permanent)
+    decision = retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=permanent)
     error = {"error_type": error_type[:200], "error_message": message[:MAX_ERROR_MESSAGE]}
     trace = traceback[-MAX_TRACEBACK:]
     target = Status.RETRYING if decision.retry else Status.DEAD
@@ -153,8 +194,9 @@ def job_fail(
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
         if target == Status.DEAD:
-            dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row["type"], reason=decision.reason)
-    log.info("job attempt failed id=%s serial=%s next=%s reason=%s", job_id, serial, target, decision.reason)
+            dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row.facts.type, reason=decision.reason)
+        duration = None if outcome == Outcome.LOST else events.seconds_between(row.started_at, now)
+        events.failed(row.facts, status=target.value, duration=duration, error=error_type[:200], reason=decision.reason)
     return target
 
 
@@ -166,8 +208,9 @@ def job_requeue(*, job_id: Any, serial: int, reason: str) -> bool:
         if not moved:
             return False
         _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.INTERRUPTED, when=now, error_message=reason)
-        job = Job.objects.only("priority", "timeout").get(pk=job_id)
+        job = Job.objects.only("type", "priority", "attempts", "timeout").get(pk=job_id)
         dispatch.send_job_on_commit(job_id=job_id, queue=job.priority, timeout=job.timeout)
+        events.requeued(JobFacts(job_id, job.type, job.priority, job.attempts), reason=reason)
     return True
 
 

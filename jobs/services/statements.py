@@ -24,12 +24,12 @@ WITH claimed AS (
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         progress = 0, progress_message = '', updated_at = %(now)s
     WHERE id = %(id)s AND status = ANY(%(sources)s)
-    RETURNING id, type, payload, attempts, attempts_total, timeout
+    RETURNING id, type, payload, attempts, attempts_total, timeout, priority
 ), opened AS (
     INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, outcome, error_type, error_message, traceback)
     SELECT id, attempts_total, %(now)s, %(worker)s, %(outcome)s, '', '', '' FROM claimed
 )
-SELECT type, payload, attempts, attempts_total, timeout FROM claimed
+SELECT type, payload, attempts, attempts_total, timeout, priority FROM claimed
 """
 
 SUCCEED = f"""
@@ -53,7 +53,7 @@ def _sources(to: Status, expected: Status) -> list[str]:
 
 
 def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
-    """(type, payload, attempt, serial, timeout) of the claimed job, or None."""
+    """(type, payload, attempt, serial, timeout, queue) of the claimed job, or None."""
     params = {
         "to": Status.RUNNING,
         "sources": _sources(Status.RUNNING, Status.QUEUED),
@@ -68,9 +68,9 @@ def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple 
         row = cursor.fetchone()
     if row is None:
         return None
-    job_type, payload, attempt, serial, timeout = row
+    job_type, payload, attempt, serial, timeout, queue = row
     # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
-    return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout
+    return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
 
 
 def succeed(*, job_id: Any, serial: int, result: Any, now: datetime) -> bool:

@@ -1,7 +1,6 @@
 """Submitting jobs: validation against the registry and the limits, storage, dispatch on commit."""
 
 import json
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from jobs.models import Job
 from jobs.states import Priority, Status
 from tasks import registry
 
-log = logging.getLogger("jobqueue.jobs")
+from . import events
 
 
 def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetime) -> datetime | None:
@@ -113,11 +112,11 @@ def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **field
             job.save(force_insert=True)
             if job.status == Status.QUEUED:
                 dispatch.send_job_on_commit(job_id=job.id, queue=job.priority, timeout=job.timeout)
+            events.submitted(events.JobFacts(job.id, job.type, job.priority, 0), status=str(job.status))
     except IntegrityError:
         if not idempotency_key:
             raise
         return Job.objects.get(owner=owner, idempotency_key=idempotency_key), False
-    log.info("job submitted id=%s type=%s queue=%s status=%s", job.id, job.type, job.priority, job.status)
     return job, True
 
 
@@ -166,5 +165,6 @@ def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
         dispatch.send_jobs_on_commit(
             (job.id, job.priority, job.timeout) for job in fresh if job.status == Status.QUEUED
         )
-    log.info("bulk submitted %d jobs (%d already known)", len(fresh), len(built) - len(fresh))
+        for job in fresh:
+            events.submitted(events.JobFacts(job.id, job.type, job.priority, 0), status=str(job.status))
     return results

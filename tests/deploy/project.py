@@ -38,11 +38,6 @@ THIRD_PARTY_ENV = {
     # Kubernetes: the pod's IP from the downward API, which the kubelet expands into
     # ALLOWED_HOSTS ($(POD_IP)) so Prometheus can scrape each web pod by its IP.
     "POD_IP",
-    # The metrics endpoint every worker and the mover serve (/metrics, and /healthz on workers):
-    # address and ports. Containers bind them to 0.0.0.0 so Prometheus and probes reach them.
-    "JOB_WORKER_METRICS_ADDR",
-    "JOB_WORKER_METRICS_PORT",
-    "JOB_MOVER_METRICS_PORT",
 }
 THIRD_PARTY_PREFIXES = {
     "PYTHON": "the Python interpreter (PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE...)",

@@ -7,10 +7,13 @@ from collections.abc import Iterable
 
 import pytest
 import requests
+import yaml
 
 from jobs.models import Job
 from jobs.states import TERMINAL, Status
 from tests import services
+
+DEPLOY = services.ROOT / "deploy"
 
 
 @pytest.fixture(autouse=True)
@@ -142,3 +145,49 @@ def wait_until_terminal(job_ids: Iterable, *, timeout: float) -> dict[str, str]:
                 f"{len(pending)} of {len(ids)} jobs not finished after {timeout}s: {list(pending.items())[:5]}"
             )
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    """Debian's `prometheus`, installed once per machine when missing (as root, with apt-get)."""
+    binary = services.prometheus_binary()
+    if binary is None:
+        services.unavailable(
+            "prometheus is not installed: not on PATH, and Debian's package could not be installed "
+            f"(needs root and apt-get; see {services.PROMETHEUS_INSTALL_LOG})"
+        )
+    return binary
+
+
+def prometheus_config(targets: dict[str, list[str]]) -> str:
+    """The shipped deploy/prometheus/prometheus.yml, scraping loopback `targets` (job -> host:port) every second."""
+    shipped = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {scrape["job_name"]: scrape for scrape in shipped["scrape_configs"]}
+    assert set(jobs) == set(targets), f"shipped scrape jobs {sorted(jobs)} differ from the test's {sorted(targets)}"
+    scrapes = [
+        {"job_name": job, "metrics_path": jobs[job].get("metrics_path", "/metrics"), "static_configs": [{"targets": t}]}
+        for job, t in targets.items()
+    ]
+    alerts = DEPLOY / "prometheus" / "alerts.yml"
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(alerts)] if alerts.exists() else [],
+        "scrape_configs": scrapes,
+    }
+    return yaml.safe_dump(config)
+
+
+@pytest.fixture
+def start_prometheus(prometheus_binary):
+    """Start a real Prometheus on loopback scraping the given targets; stopped after the test."""
+    started: list[services.PrometheusServer] = []
+
+    def start(targets: dict[str, list[str]]) -> services.PrometheusServer:
+        server = services.PrometheusServer(prometheus_binary, prometheus_config(targets))
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

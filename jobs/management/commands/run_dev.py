@@ -23,6 +23,9 @@ class DevConfig:
     web_port: int
     flower_port: int
     password: str
+    flower_auth: str  # user:password
+    worker_metrics_port: int  # 0: off
+    mover_metrics_port: int
 
     @property
     def web(self) -> str:
@@ -32,27 +35,38 @@ class DevConfig:
     def flower(self) -> str:
         return f"http://127.0.0.1:{self.flower_port}"
 
+    def metrics_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/metrics" if port else "off (port 0)"
+
 
 def process_specs(config: DevConfig) -> list[ProcessSpec]:
     """Every process run_dev supervises besides Redis; add new ones here."""
     python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
     celery = [python, "-m", "celery", "-A", "jobqueue_site"]
     worker = ["-Q", "high,medium,low", "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
-    flower = ["--address=127.0.0.1", f"--port={config.flower_port}", f"--basic-auth={DEV_USER}:{config.password}"]
+    flower = ["--address=127.0.0.1", f"--port={config.flower_port}", f"--basic-auth={config.flower_auth}"]
+    worker_env = {"JOB_WORKER_METRICS_PORT": str(config.worker_metrics_port)}
+    mover_env = {"JOB_MOVER_METRICS_PORT": str(config.mover_metrics_port)}
     return [
         ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
-        ProcessSpec("worker", [*celery, "worker", *worker]),
+        ProcessSpec("worker", [*celery, "worker", *worker], env=worker_env),
         ProcessSpec("flower", [*celery, "flower", *flower]),
-        ProcessSpec("mover", [python, manage, "run_mover"]),
+        ProcessSpec("mover", [python, manage, "run_mover"], env=mover_env),
     ]
 
 
 def read_config() -> DevConfig:
+    password = os.environ.get("JOBQUEUE_DEV_PASSWORD") or "admin"
     config = DevConfig(
         web_port=env_port("WEB_PORT", 8000),
         flower_port=env_port("FLOWER_PORT", 5555),
-        password=os.environ.get("JOBQUEUE_DEV_PASSWORD") or "admin",
+        password=password,
+        flower_auth=os.environ.get("FLOWER_BASIC_AUTH") or f"{DEV_USER}:{password}",
+        worker_metrics_port=metrics_port("JOB_WORKER_METRICS_PORT", settings.JOB_WORKER_METRICS_PORT),
+        mover_metrics_port=metrics_port("JOB_MOVER_METRICS_PORT", settings.JOB_MOVER_METRICS_PORT),
     )
+    if ":" not in config.flower_auth:
+        raise CommandError("FLOWER_BASIC_AUTH must be user:password")
     for name, port in (("WEB_PORT", config.web_port), ("FLOWER_PORT", config.flower_port)):
         if not devstack.port_free(port):
             raise CommandError(f"port {port} on 127.0.0.1 is in use; set {name} to another port")
@@ -64,6 +78,13 @@ def env_port(name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise CommandError(f"{name}={raw!r} is not a port number")
     return int(raw)
+
+
+def metrics_port(name: str, port: int) -> int:
+    """The configured scrape port (0 keeps it off), or any free one if it is taken."""
+    if port and not devstack.port_free(port):
+        return devstack.any_free_port()
+    return port
 
 
 def child_env(redis_url: str) -> dict[str, str]:
@@ -86,6 +107,8 @@ def ensure_dev_user(password: str) -> str:
 
 def banner(config: DevConfig, *, token: str, redis_url: str) -> str:
     web, login = config.web, f"(login {DEV_USER} / {config.password})"
+    flower_user, _, flower_password = config.flower_auth.partition(":")
+    worker, mover = config.metrics_url(config.worker_metrics_port), config.metrics_url(config.mover_metrics_port)
     auth = f'-H "Authorization: Token {token}"'
     body = '{"type": "email_welcome", "payload": {"email": "you@example.com"}}'
     return f"""
@@ -94,7 +117,9 @@ jobqueue is running. Ctrl-C stops everything.
   API        {web}/submit-job  and  {web}/job-status/<id>
   API docs   {web}/api/docs/
   Admin      {web}/admin/   {login}
-  Flower     {config.flower}/   {login}
+  Flower     {config.flower}/   (login {flower_user} / {flower_password})
+  Metrics    web {web}/metrics   worker {worker}   mover {mover}
+  Health     {web}/healthz?workers=1   (worker and mover: /healthz next to their /metrics)
   Redis      {redis_url}
   API token  {token}
 

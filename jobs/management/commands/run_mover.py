@@ -1,8 +1,11 @@
 import signal
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
+from prometheus_client import REGISTRY
 
+from jobs import metrics_http
 from jobs.mover import Mover
 
 
@@ -22,4 +25,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        if settings.JOB_MOVER_METRICS_PORT:
+            # Lost attempts are failed here: the mover's counters are only seen on its own endpoint.
+            addr, port = settings.JOB_MOVER_METRICS_ADDR, settings.JOB_MOVER_METRICS_PORT
+            metrics_http.serve(name="mover", addr=addr, port=port, registry=REGISTRY, health=mover.health)
         mover.run(stop)

@@ -1,0 +1,63 @@
+"""Job counters and the processing-time histogram, recorded where each event happens.
+
+The services call the `record_*` helpers after their transaction commits. Every process
+that runs services keeps its own values: the web app and the mover in memory (gunicorn's
+workers in PROMETHEUS_MULTIPROC_DIR files), a Celery worker node in files that its main
+process exports for all its pool processes (see `use_multiprocess`). The gauges that
+describe the whole system are not here: `jobs.monitoring` computes them at scrape time.
+"""
+
+import os
+
+from prometheus_client import Counter, Histogram, values
+
+LABELS = ("type", "queue")
+# 1 ms .. 10 min: fast no-op jobs up to the default per-attempt timeout (600 s).
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+SUBMITTED = Counter("jobs_submitted", "Jobs accepted by submit (API, admin, CLI, resubmit).", LABELS)
+PROCESSED = Counter("jobs_processed", "Attempts that succeeded.", LABELS)
+FAILED = Counter("jobs_failed", "Attempts that failed: an exception, a time limit, or a lost worker.", LABELS)
+RETRIED = Counter("jobs_retried", "Failed attempts after which the job waits to be retried.", LABELS)
+DEAD_LETTERED = Counter("jobs_dead_lettered", "Jobs that went to the dead-letter queue.", LABELS)
+DURATION = Histogram(
+    "job_processing_duration_seconds",
+    "Time from the claim of an attempt to its recorded outcome (succeeded or failed; lost attempts excluded).",
+    LABELS,
+    buckets=BUCKETS,
+)
+JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
+
+
+def record_submitted(*, type: str, queue: str) -> None:
+    SUBMITTED.labels(type, queue).inc()
+
+
+def record_succeeded(*, type: str, queue: str, duration: float) -> None:
+    PROCESSED.labels(type, queue).inc()
+    DURATION.labels(type, queue).observe(max(duration, 0.0))
+
+
+def record_failed(*, type: str, queue: str, duration: float | None, dead: bool) -> None:
+    """A failed attempt; `duration` is None when the end was not seen (a lost worker)."""
+    FAILED.labels(type, queue).inc()
+    if duration is not None:
+        DURATION.labels(type, queue).observe(max(duration, 0.0))
+    (DEAD_LETTERED if dead else RETRIED).labels(type, queue).inc()
+
+
+def use_multiprocess(path: str) -> None:
+    """Keep the job metrics of this process and of every process it forks in files under `path`.
+
+    prometheus_client chooses its value class when it is imported, from PROMETHEUS_MULTIPROC_DIR.
+    A Celery worker imports it long before it knows it is a worker (the `celery` command loads
+    Flower's plugin, which imports prometheus_client), so the worker switches the class here, in
+    its main process, before the pool forks and before any job metric has a value: the metrics
+    are labelled, so their values are only created on first use. After a fork, prometheus_client
+    notices the new pid and writes to that process's own file.
+    """
+    used = [metric._name for metric in JOB_METRICS if metric._metrics]
+    if used:
+        raise RuntimeError(f"job metrics already recorded in memory before multiprocess mode: {used}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    values.ValueClass = values.MultiProcessValue()

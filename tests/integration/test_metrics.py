@@ -1,0 +1,117 @@
+"""Job metrics recorded by the services, the web app's /metrics, /healthz?workers=1 and job event lines."""
+
+import contextlib
+import logging
+
+from django.db import transaction
+from django.test import Client
+from prometheus_client import REGISTRY
+
+from jobs import broker as broker_view
+from jobs import services
+from jobs.models import Outcome
+from jobs.states import Status
+
+LOST = Outcome.LOST
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def counts(job_type: str, queue: str = "medium") -> dict[str, float]:
+    labels = {"type": job_type, "queue": queue}
+    names = ("jobs_submitted_total", "jobs_processed_total", "jobs_failed_total", "jobs_retried_total")
+    names += ("jobs_dead_lettered_total", "job_processing_duration_seconds_count")
+    return {name: sample(name, **labels) for name in names}
+
+
+def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in before if after[name] != before[name]}
+
+
+def test_a_succeeded_attempt_counts_as_processed_with_its_duration():
+    before = counts("noop", "high")
+    job, _ = services.job_submit(type="noop", payload={}, priority="high")
+    claim = services.job_claim(job_id=job.id, worker="w1")
+    services.job_succeed(job_id=job.id, serial=claim.serial, result=None)
+
+    assert delta(before, counts("noop", "high")) == {
+        "jobs_submitted_total": 1,
+        "jobs_processed_total": 1,
+        "job_processing_duration_seconds_count": 1,
+    }
+
+
+def test_failed_attempts_count_as_retried_then_dead_and_a_lost_one_has_no_duration():
+    before = counts("test.fail")
+    job, _ = services.job_submit(type="test.fail", payload={}, max_retries=1)
+    claim = services.job_claim(job_id=job.id, worker="w1")
+    assert services.job_fail(job_id=job.id, serial=claim.serial, error_type="E", message="m") == "retrying"
+    assert services.job_transition(job_id=job.id, to=Status.QUEUED)  # as the mover does when it is due
+    claim = services.job_claim(job_id=job.id, worker="w1")
+    lost = services.job_fail(job_id=job.id, serial=claim.serial, error_type="WorkerLost", message="m", outcome=LOST)
+    assert lost == "dead"
+
+    assert delta(before, counts("test.fail")) == {
+        "jobs_submitted_total": 1,
+        "jobs_failed_total": 2,
+        "jobs_retried_total": 1,
+        "jobs_dead_lettered_total": 1,
+        "job_processing_duration_seconds_count": 1,
+    }
+
+
+def test_a_rolled_back_submission_is_not_counted():
+    before = counts("noop")
+    with contextlib.suppress(RuntimeError), transaction.atomic():
+        services.job_submit(type="noop", payload={})
+        raise RuntimeError("roll back")
+
+    assert delta(before, counts("noop")) == {}
+
+
+def test_metrics_serve_the_system_gauges_computed_from_redis_and_the_database(broker):
+    services.job_submit(type="noop", payload={}, priority="low")
+    services.job_submit(type="noop", payload={}, delay=600)
+    broker_view.worker_announce(hostname="w1@host", ttl=10)
+
+    text = Client().get("/metrics").content.decode()
+
+    for line in (
+        'queue_depth{queue="low"} 1.0',
+        'queue_depth{queue="high"} 0.0',
+        "jobs_scheduled 1.0",
+        "dead_letter_size 0.0",
+        "workers_online 1.0",
+        'jobs_submitted_total{queue="low",type="noop"}',
+        "django_http_requests_total_by_method_total",
+    ):
+        assert line in text, line
+    latency = next(line for line in text.splitlines() if line.startswith('queue_latency_seconds{queue="low"}'))
+    assert float(latency.split()[-1]) >= 0
+
+
+def test_healthz_with_workers_needs_a_worker_heartbeat(broker):
+    client = Client()
+    missing = client.get("/healthz", {"workers": "1"})
+    assert missing.status_code == 503
+    assert missing.json()["failed"] == ["workers"]
+    assert client.get("/healthz").status_code == 200
+
+    broker_view.worker_announce(hostname="w1@host", ttl=10)
+    present = client.get("/healthz", {"workers": "1"})
+    assert present.status_code == 200
+    assert present.json()["checks"]["workers"] == "ok: 1 online"
+
+
+def test_each_job_event_is_one_log_line_with_the_job_fields(caplog):
+    caplog.set_level(logging.INFO, logger="jobqueue.jobs")
+    job, _ = services.job_submit(type="noop", payload={})
+    claim = services.job_claim(job_id=job.id, worker="w1")
+    services.job_succeed(job_id=job.id, serial=claim.serial, result=None)
+
+    events = [(r.getMessage(), r.outcome, r.attempt) for r in caplog.records if getattr(r, "job_id", "") == str(job.id)]
+    assert events == [("job submitted", "queued", 0), ("job started", "started", 1), ("job succeeded", "succeeded", 1)]
+    succeeded = caplog.records[-1]
+    assert (succeeded.type, succeeded.queue) == ("noop", "medium") and succeeded.duration >= 0
