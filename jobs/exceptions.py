@@ -47,3 +47,7 @@ class InvalidSubmission(JobQueueError):
 
 class PermanentError(Exception):
     """Raised by a handler to fail the job at once, without retries."""
+
+
+class UnknownQueue(JobQueueError):
+    """No such queue."""

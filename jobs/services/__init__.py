@@ -12,6 +12,7 @@ from .lifecycle import (
     jobs_transition,
 )
 from .operations import job_cancel, job_delete, job_resubmit, job_retry, jobs_purge_dead, jobs_retry_dead
+from .queues import queue_pause, queue_resume, queue_state
 from .recovery import jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
 from .submit import job_submit
 
@@ -35,4 +36,7 @@ __all__ = [
     "jobs_requeue_lost",
     "jobs_retry_dead",
     "jobs_transition",
+    "queue_pause",
+    "queue_resume",
+    "queue_state",
 ]
