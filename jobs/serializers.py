@@ -142,7 +142,7 @@ class ProgressSerializer(serializers.Serializer):
 class JobSummarySerializer(serializers.ModelSerializer):
     """A job as listed: no payload, result or history."""
 
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     error = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
 
@@ -179,7 +179,7 @@ class JobSummarySerializer(serializers.ModelSerializer):
 class JobDetailSerializer(JobStatusSerializer):
     """A job with everything: payload, result, error with traceback, history, owner."""
 
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta(JobStatusSerializer.Meta):
         fields = [*JobStatusSerializer.Meta.fields, "owner", "worker", "resubmitted_from", "updated_at"]
