@@ -143,9 +143,16 @@ def test_a_job_is_shown_with_payload_error_traceback_and_history(staff):
 @covers("GET", "/api/jobs/{job_id}/")
 def test_an_unknown_or_malformed_job_id_is_a_404_json_answer(staff):
     for job_id in (MISSING, "not-a-uuid"):
-        response = staff.get(f"/api/jobs/{job_id}/")
-        assert response.status_code == 404
-        assert response.json() == {"detail": f"no job with id {job_id}"}
+        for method, suffix in (
+            ("get", ""),
+            ("delete", ""),
+            ("post", "retry/"),
+            ("post", "resubmit/"),
+            ("post", "cancel/"),
+        ):
+            response = getattr(staff, method)(f"/api/jobs/{job_id}/{suffix}")
+            assert response.status_code == 404, (method, suffix, response.content)
+            assert response.json() == {"detail": f"no job with id {job_id}"}
 
 
 @covers("DELETE", "/api/jobs/{job_id}/")
