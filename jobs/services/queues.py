@@ -8,6 +8,7 @@ resume, its queued jobs are published again, oldest first.
 
 import logging
 
+import redis
 from django.utils import timezone
 
 from jobs import broker, dispatch
@@ -34,7 +35,12 @@ def queue_pause(*, queue: str, by: str = "") -> QueueState:
     _check(queue)
     state, _ = QueueState.objects.update_or_create(name=queue, defaults={"paused": True, "changed_by": by[:150]})
     dispatch.forget_paused_queues()
-    dropped = broker.drop_queue(queue)
+    try:
+        dropped = broker.drop_queue(queue)
+    except (redis.RedisError, OSError) as exc:
+        # Still paused: any message left is refused by the claim and published again on resume.
+        log.warning("queue %s paused by %s; its waiting messages could not be removed: %s", queue, by, exc)
+        return state
     log.warning("queue %s paused by %s; %d waiting messages removed", queue, by or "unknown", dropped)
     return state
 
