@@ -99,8 +99,8 @@ class DeadJob(Job):
 
     class Meta:
         proxy = True
-        verbose_name = "dead-letter job"
-        verbose_name_plural = "dead-letter queue"
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"
 
 
 class QueueState(models.Model):

@@ -10,6 +10,8 @@ from .jobs import DeadJobAdmin, JobAdmin
 admin.site.site_header = "jobqueue"
 admin.site.site_title = "jobqueue admin"
 admin.site.index_title = "Dashboard"
+# The header carries the operator links; the app sidebar would only squeeze the job tables.
+admin.site.enable_nav_sidebar = False
 
 
 @admin.register(QueueState)

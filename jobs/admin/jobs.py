@@ -80,6 +80,14 @@ class JobDisplay(admin.ModelAdmin):
     ]
     readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
 
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        if obj is not None and not (obj.error_type or obj.reason):
+            return [
+                (name, {**options, "classes": ["collapse"]}) if name == "Failure" else (name, options)
+                for name, options in self.fieldsets
+            ]
+        return self.fieldsets
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -15,8 +15,8 @@ class Migration(migrations.Migration):
             fields=[
             ],
             options={
-                'verbose_name': 'dead-letter job',
-                'verbose_name_plural': 'dead-letter queue',
+                'verbose_name': 'dead letter',
+                'verbose_name_plural': 'dead letters',
                 'proxy': True,
                 'indexes': [],
                 'constraints': [],
