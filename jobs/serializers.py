@@ -108,7 +108,7 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-PAGE_PARAMETERS = frozenset({"page", "page_size"})
+PAGE_PARAMETERS = frozenset({"page", "page_size", "format"})
 
 
 class JobFilterSerializer(StrictSerializer):
