@@ -5,6 +5,7 @@ import re
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client
 
 from jobs import services
@@ -224,3 +225,8 @@ def test_staff_without_permissions_cannot_operate(db):
     assert client.post("/admin/jobs/job/queues/low/pause/").status_code == 403
     assert client.get("/admin/jobs/job/overview/").status_code == 403
     assert Job.objects.get(pk=job.id).status == "scheduled" and not QueueState.objects.exists()
+
+
+def test_the_admin_and_models_pass_djangos_checks():
+    call_command("check", "--fail-level", "WARNING")
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
