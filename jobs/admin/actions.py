@@ -56,8 +56,8 @@ def change_queue(model_admin: admin.ModelAdmin, request: HttpRequest, name: str,
         state, published = services.queue_resume(queue=name, by=by)
         text = f"Queue {name} resumed; {published} queued job(s) published."
     if state.pk is not None:
-        queue_admin = admin.site._registry.get(QueueState)
-        (queue_admin or model_admin).log_change(request, state, f"{change.capitalize()}d from the admin")
+        queue_admin = model_admin.admin_site.get_model_admin(QueueState)
+        queue_admin.log_change(request, state, f"{change.capitalize()}d from the admin")
     model_admin.message_user(request, text, messages.SUCCESS)
 
 

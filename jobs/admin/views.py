@@ -83,8 +83,8 @@ def operate_one(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: 
     if operation not in actions.OPERATIONS or not actions.actor_can_operate(request):
         raise PermissionDenied
     job = _job_or_404(object_id)
-    [produced] = actions.operate(model_admin, request, [job], operation) or [job]
-    return _job_page(produced.pk)
+    produced = actions.operate(model_admin, request, [job], operation)
+    return _job_page(produced[0].pk if produced else job.pk)  # a resubmission opens the new job
 
 
 class PayloadForm(forms.Form):
