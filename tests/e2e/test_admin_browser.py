@@ -104,6 +104,7 @@ def test_an_operator_finds_a_dead_job_fixes_its_payload_and_sees_it_succeed(
         open_the_dead_job(page, str(job.id))
         edit_the_payload_and_retry(page)
         wait_for_success(page)
+        check_the_api_docs(page, web)
 
     job.refresh_from_db()
     assert (job.status, job.result) == ("succeeded", {"fixed": True})
@@ -128,6 +129,7 @@ def log_in(page, web: str) -> None:
 def check_the_overview(page) -> None:
     """Counts, queues, workers, and the chart drawn with bars."""
     page.click("text=Open the overview")
+    page.wait_for_url("**/admin/jobs/job/overview/")
     chart = page.locator("svg#throughput-chart")
     chart.wait_for()
     assert chart.get_attribute("data-processed") == "11" and chart.get_attribute("data-failed") == "3"
@@ -142,16 +144,19 @@ def check_the_overview(page) -> None:
 def open_the_dead_job(page, job_id: str) -> None:
     """Filter the job list to dead jobs, open the one to fix and read why it died."""
     page.click("nav.jq-nav >> text=Dead letters")
+    page.wait_for_url("**/admin/jobs/deadjob/")
     assert page.locator("#result_list tbody tr").count() == 3
     assert page.locator("#result_list >> text=Edit payload and retry").count() == 3
     assert page.locator("#result_list td.field-short_reason").first.inner_text().startswith("retries exhausted")
     shot(page, "03-dead-letter-queue")
     page.click("nav.jq-nav >> text=Jobs")
+    page.wait_for_url("**/admin/jobs/job/")
     page.locator("#changelist-filter").get_by_role("link", name="Dead", exact=True).click()
     page.wait_for_url("**status__exact=dead**")
     assert page.locator("#result_list tbody tr").count() == 3
     shot(page, "04-dead-jobs-filtered")
     page.click(f"#result_list >> text={job_id[:8]}")
+    page.wait_for_url(f"**/admin/jobs/job/{job_id}/change/**")
     assert "retries exhausted" in page.locator(".field-reason .readonly").inner_text()
     assert "failing as asked" in page.locator(".field-error_message_pre").inner_text()
     assert "Traceback" in page.locator(".field-traceback_pre").inner_text()
@@ -160,6 +165,7 @@ def open_the_dead_job(page, job_id: str) -> None:
 
 def edit_the_payload_and_retry(page) -> None:
     page.click("text=Edit payload and retry")
+    page.wait_for_url("**/edit-retry/**")
     page.fill("#id_payload", '{"fail": false, "to": "ops@example.com"}')
     shot(page, "06-edit-payload")
     page.click("input[value='Save payload and retry']")
@@ -175,3 +181,14 @@ def wait_for_success(page, timeout: float = 60) -> None:
         page.reload()
     assert '"fixed": true' in page.locator(".field-result_pretty").inner_text()
     shot(page, "07-succeeded")
+
+
+def check_the_api_docs(page, web: str) -> None:
+    """Swagger UI renders every operation from our own static files (no CDN is reachable here)."""
+    page.goto(f"{web}/api/docs/")
+    page.wait_for_selector(".opblock-summary-path")
+    paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+    assert {"/submit-job", "/job-status/{job_id}", "/api/jobs/{job_id}/retry/", "/api/queues/{name}/pause/"} <= {
+        path.replace("\u200b", "") for path in paths
+    }
+    shot(page, "08-api-docs")

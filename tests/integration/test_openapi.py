@@ -35,6 +35,15 @@ def test_the_schema_passes_drf_spectacular_validation_without_warnings(tmp_path)
         assert path in text
 
 
+def test_swagger_ui_is_served_from_our_own_static_files():
+    response = APIClient().get("/api/docs/")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page and "cdn." not in page
+    assert "/api/schema/" in page
+
+
 def test_every_operation_in_the_schema_has_a_test():
     documented = operations(schema())
 
