@@ -103,6 +103,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
+    # First, so its admin templates (dashboard, overview) override the admin's own.
+    "jobs.apps.JobsConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -112,8 +114,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
-    "jobs.apps.JobsConfig",
     "tasks.apps.TasksConfig",
 ]
 
@@ -121,6 +123,8 @@ MIDDLEWARE = [
     # Request metrics for /metrics: the Before middleware first, the After one last.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves STATIC_ROOT (the admin's CSS and JavaScript, after collectstatic) under gunicorn too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -222,8 +226,17 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "jobqueue API",
-    "DESCRIPTION": "Submit background jobs and follow them.",
+    "DESCRIPTION": (
+        "Submit background jobs and follow them (`/submit-job`, `/job-status/{id}`), and manage them "
+        "as staff under `/api/`. Authenticate with `Authorization: Token <key>`."
+    ),
     "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from our own static files (drf-spectacular-sidecar), not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Email: SMTP when EMAIL_HOST is set, the console otherwise.
@@ -266,6 +279,12 @@ JOB_LOST_CHECK_SECONDS = env_float("JOB_LOST_CHECK_SECONDS", 5.0)
 # Queued jobs missing from the broker (Redis lost data) are sent again after this long.
 JOB_REDISPATCH_AFTER = env_float("JOB_REDISPATCH_AFTER", 30.0)
 JOB_REDISPATCH_CHECK_SECONDS = env_float("JOB_REDISPATCH_CHECK_SECONDS", 10.0)
+# How long a process trusts its cached list of paused queues; a pause is never missed by the claim.
+JOB_PAUSE_CACHE_SECONDS = env_float("JOB_PAUSE_CACHE_SECONDS", 1.0)
+
+# Operator links shown in the admin dashboard.
+FLOWER_URL = env_str("FLOWER_URL", "http://127.0.0.1:5555")
+GRAFANA_URL = env_str("GRAFANA_URL", "http://127.0.0.1:3000")
 
 # Celery on Redis.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -1,6 +1,7 @@
 """Thin views: validate the shape, call a service or selector, serialize."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -8,12 +9,35 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
-from .serializers import JobStatusSerializer, SubmitJobSerializer, SubmitJobsSerializer, SubmittedJobSerializer
+from .serializers import (
+    ErrorSerializer,
+    JobStatusSerializer,
+    SubmitJobsAnswerSerializer,
+    SubmitJobSerializer,
+    SubmitJobsSerializer,
+    SubmittedJobSerializer,
+)
+
+UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="No or invalid credentials.")
 
 
 class SubmitJobView(APIView):
-    @extend_schema(request=SubmitJobSerializer, responses={200: JobStatusSerializer, 201: JobStatusSerializer})
+    @extend_schema(
+        tags=["jobs"],
+        request=SubmitJobSerializer,
+        parameters=[
+            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, description="Submit once.")
+        ],
+        responses={
+            200: OpenApiResponse(JobStatusSerializer, description="The job submitted earlier with this key."),
+            201: OpenApiResponse(JobStatusSerializer, description="The new job."),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid submission, naming each bad field."),
+            401: UNAUTHENTICATED,
+            413: OpenApiResponse(ErrorSerializer, description="Request body too large."),
+        },
+    )
     def post(self, request: Request) -> Response:
+        """Submit a job; it runs as soon as a worker is free, or at `run_at` / after `delay`."""
         submission = SubmitJobSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
         fields = dict(submission.validated_data)
@@ -33,7 +57,7 @@ class SubmitJobsView(APIView):
 
     @extend_schema(
         request=SubmitJobsSerializer,
-        responses={200: SubmittedJobSerializer(many=True), 201: SubmittedJobSerializer(many=True)},
+        responses={200: SubmitJobsAnswerSerializer, 201: SubmitJobsAnswerSerializer},
     )
     def post(self, request: Request) -> Response:
         submission = SubmitJobsSerializer(data=request.data)
@@ -45,7 +69,16 @@ class SubmitJobsView(APIView):
 
 
 class JobStatusView(APIView):
-    @extend_schema(responses=JobStatusSerializer)
+    @extend_schema(
+        tags=["jobs"],
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={
+            200: JobStatusSerializer,
+            401: UNAUTHENTICATED,
+            404: OpenApiResponse(ErrorSerializer, description="No such job (or another client's)."),
+        },
+    )
     def get(self, request: Request, job_id: str) -> Response:
+        """A job's status, result, error and attempt history."""
         job = selectors.job_for_user(job_id=job_id, user=request.user)
         return Response(JobStatusSerializer(job).data)

@@ -5,11 +5,21 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .exceptions import InvalidBulkSubmission, JobNotFound, JobQueueError, UnknownJobType, error_detail
+from .exceptions import (
+    InvalidBulkSubmission,
+    InvalidTransition,
+    JobNotFound,
+    JobQueueError,
+    UnknownJobType,
+    UnknownQueue,
+    error_detail,
+)
 
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),
+    (UnknownQueue, status.HTTP_404_NOT_FOUND),
     (UnknownJobType, status.HTTP_400_BAD_REQUEST),
+    (InvalidTransition, status.HTTP_409_CONFLICT),
 ]
 
 

@@ -44,6 +44,15 @@ def queue_lengths() -> dict[str, int]:
     return dict(zip(QUEUES, pipe.execute(), strict=True))
 
 
+def drop_queue(queue: str) -> int:
+    """Remove every waiting message of a queue (the jobs stay queued in the database); returns how many."""
+    pipe = client().pipeline(transaction=True)
+    pipe.llen(queue)
+    pipe.delete(queue)
+    length, _ = pipe.execute()
+    return length
+
+
 def in_flight_job_ids(*, delivered_after: float) -> set[str]:
     """Jobs whose message a worker received after `delivered_after` (epoch seconds) and has not acked."""
     tags = client().zrangebyscore(UNACKED_INDEX, delivered_after, "+inf")

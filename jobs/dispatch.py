@@ -1,6 +1,11 @@
-"""Dispatch: hands a job id to its Celery queue, always after the database commit."""
+"""Dispatch: hands a job id to its Celery queue, always after the database commit.
+
+The one place that decides whether a queue may receive messages: a paused queue gets none.
+"""
 
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -18,11 +23,48 @@ HARD_LIMIT_GRACE = 5
 # Messages per pipelined Redis round trip when many jobs are published at once.
 BATCH = 1000
 
+_paused_lock = threading.Lock()
+_paused_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+def paused_queues(*, fresh: bool = False) -> frozenset[str]:
+    """Names of the paused queues, read from the database at most every JOB_PAUSE_CACHE_SECONDS."""
+    global _paused_cache
+    from jobs.models import QueueState
+
+    with _paused_lock:
+        expires, names = _paused_cache
+        if fresh or time.monotonic() >= expires:
+            names = frozenset(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+            _paused_cache = (time.monotonic() + settings.JOB_PAUSE_CACHE_SECONDS, names)
+        return names
+
+
+def forget_paused_queues() -> None:
+    """Drop this process's cached pause states (after a pause or resume)."""
+    global _paused_cache
+    with _paused_lock:
+        _paused_cache = (0.0, frozenset())
+
+
+def queue_paused(queue: str) -> bool:
+    """Whether `queue` is paused; a cached "paused" is always checked again in the database.
+
+    So a stale cache can only let a message through to a paused queue (the claim then refuses
+    the job, and the resume publishes it again), never hold back a queue that runs.
+    """
+    return queue in paused_queues() and queue in paused_queues(fresh=True)
+
 
 Dispatch = tuple[Any, str, int | None]  # (job id, queue, timeout seconds)
 
 
-def _publish(job_id: Any, queue: str, timeout: int | None, producer: Any = None) -> None:
+def _publish(job_id: Any, queue: str, timeout: int | None, producer: Any = None) -> bool:
+    """Publish one job's message unless its queue is paused; a held-back job stays `queued`
+    in the database and is published when its queue is resumed."""
+    if queue_paused(queue):
+        log.debug("queue %s is paused; job %s stays queued until it is resumed", queue, job_id)
+        return False
     seconds = timeout or settings.JOB_DEFAULT_TIMEOUT
     app.send_task(
         RUN_JOB_TASK,
@@ -32,11 +74,15 @@ def _publish(job_id: Any, queue: str, timeout: int | None, producer: Any = None)
         time_limit=seconds + HARD_LIMIT_GRACE,
         producer=producer,
     )
+    return True
 
 
-def send_job(*, job_id: Any, queue: str, timeout: int | None) -> None:
-    """Publish the message that makes a worker run the job. Only ids travel, never objects."""
-    _publish(job_id, queue, timeout)
+def send_job(*, job_id: Any, queue: str, timeout: int | None) -> bool:
+    """Publish the message that makes a worker run the job; False if its queue is paused.
+
+    Only ids travel, never objects.
+    """
+    return _publish(job_id, queue, timeout)
 
 
 def send_jobs(jobs: Iterable[Dispatch]) -> None:

@@ -66,3 +66,7 @@ def error_detail(exc: JobQueueError) -> dict:
 
 class PermanentError(Exception):
     """Raised by a handler to fail the job at once, without retries."""
+
+
+class UnknownQueue(JobQueueError):
+    """No such queue."""

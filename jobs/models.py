@@ -115,3 +115,30 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+
+
+class DeadJob(Job):
+    """The dead-letter queue as the admin shows it: jobs whose retries ran out."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"
+
+
+class QueueState(models.Model):
+    """Whether a queue is paused. Kept in the database so a pause outlives every process."""
+
+    name = models.CharField(max_length=50, unique=True, choices=Priority.choices)
+    paused = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(auto_now=True)
+    changed_by = models.CharField(max_length=150, blank=True, help_text="Who paused or resumed it, and how.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(name__in=Priority.values), name="queuestate_name_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"queue {self.name} ({'paused' if self.paused else 'running'})"

@@ -1,17 +1,30 @@
-"""Reads of jobs that are more than a lookup."""
+"""Reads of jobs that are more than a lookup: filters, search, dashboard counts, queue stats."""
 
+import contextlib
+import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, QuerySet
+import redis
+from django.db.models import Count, Min, Q, QuerySet, TextField
+from django.db.models.functions import Cast, TruncMinute
+from django.utils import timezone
+from kombu.exceptions import OperationalError
 
-from jobqueue_site.celery import QUEUES
+from jobqueue_site.celery import QUEUES, app
 
 from . import broker
 from .exceptions import JobNotFound
-from .models import Job
+from .models import Job, JobAttempt, Outcome, QueueState
 from .states import Status
+
+log = logging.getLogger("jobqueue.jobs")
+
+# Attempt outcomes that count as processed, and those of them that count as failed.
+PROCESSED_OUTCOMES = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.LOST)
+FAILED_OUTCOMES = (Outcome.FAILED, Outcome.LOST)
+BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
 
 
 def jobs_visible_to(user: Any) -> QuerySet[Job]:
@@ -36,21 +49,137 @@ def job_by_id(*, job_id: Any) -> Job:
         raise JobNotFound(f"no job with id {job_id}") from None
 
 
-def jobs_filtered(*, status: str | None = None, type: str | None = None, priority: str | None = None) -> QuerySet[Job]:
-    jobs = Job.objects.all()
+def jobs_search(jobs: QuerySet[Job], term: str) -> QuerySet[Job]:
+    """Jobs whose id, type, error, reason or payload contains `term`, ignoring case."""
+    term = term.strip()
+    if not term:
+        return jobs
+    jobs = jobs.annotate(id_text=Cast("id", TextField()), payload_text=Cast("payload", TextField()))
+    match = Q(id_text__icontains=term) | Q(payload_text__icontains=term) | Q(type__icontains=term)
+    match |= Q(error_type__icontains=term) | Q(error_message__icontains=term) | Q(reason__icontains=term)
+    with contextlib.suppress(ValueError):
+        match |= Q(pk=uuid.UUID(term))  # SQLite keeps UUIDs without dashes
+    return jobs.filter(match)
+
+
+def jobs_filtered(
+    *,
+    status: str | None = None,
+    type: str | None = None,
+    priority: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    search: str | None = None,
+) -> QuerySet[Job]:
+    """Jobs matching every filter given, newest first."""
+    jobs = Job.objects.select_related("owner")
     for name, value in (("status", status), ("type", type), ("priority", priority)):
         if value:
             jobs = jobs.filter(**{name: value})
-    return jobs.order_by("-created_at")
+    if created_after:
+        jobs = jobs.filter(created_at__gte=created_after)
+    if created_before:
+        jobs = jobs.filter(created_at__lt=created_before)
+    return jobs_search(jobs, search or "").order_by("-created_at")
 
 
-def job_stats() -> dict:
-    """Jobs per status (every status listed) and the depth of each broker queue."""
+def status_counts() -> dict[str, int]:
+    """Jobs per status, every status listed."""
     counts = dict(Job.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {status: counts.get(status, 0) for status in Status.values}
+
+
+def _queue_lengths() -> dict[str, int | None]:
+    try:
+        return broker.queue_lengths()
+    except BROKER_ERRORS as exc:
+        log.warning("cannot read queue lengths: %s", exc)
+        return dict.fromkeys(QUEUES)
+
+
+def queue_overview() -> list[dict]:
+    """Per queue: paused or not, messages in Redis, queued and running jobs, and latency.
+
+    Latency is the age of the oldest job waiting in the queue (since it was last queued);
+    `depth` is None when Redis does not answer.
+    """
+    now = timezone.now()
+    depths = _queue_lengths()
+    states = {state.name: state for state in QueueState.objects.all()}
+    active = Job.objects.filter(status__in=(Status.QUEUED, Status.RUNNING)).values("priority", "status")
+    rows = active.annotate(n=Count("id"), oldest=Min("updated_at"))
+    found = {(row["priority"], row["status"]): row for row in rows}
+    overview = []
+    for name in QUEUES:
+        state = states.get(name)
+        waiting = found.get((name, Status.QUEUED), {})
+        oldest = waiting.get("oldest")
+        overview.append(
+            {
+                "name": name,
+                "paused": bool(state and state.paused),
+                "changed_at": state.changed_at if state else None,
+                "changed_by": state.changed_by if state else "",
+                "depth": depths.get(name),
+                "queued": waiting.get("n", 0),
+                "running": found.get((name, Status.RUNNING), {}).get("n", 0),
+                "latency_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+            }
+        )
+    return overview
+
+
+def throughput_per_minute(*, minutes: int = 60, now: datetime | None = None) -> list[dict]:
+    """Attempts finished per minute over the last `minutes` (oldest first): processed and failed.
+
+    Processed counts succeeded, failed and lost attempts; failed counts failed and lost ones.
+    """
+    end = (now or timezone.now()).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=minutes)
+    buckets = {start + timedelta(minutes=i): {"processed": 0, "failed": 0} for i in range(minutes)}
+    rows = (
+        JobAttempt.objects.filter(finished_at__gte=start, finished_at__lt=end, outcome__in=PROCESSED_OUTCOMES)
+        .annotate(minute=TruncMinute("finished_at"))
+        .values("minute", "outcome")
+        .annotate(n=Count("id"))
+    )
+    for row in rows:
+        bucket = buckets[row["minute"]]
+        bucket["processed"] += row["n"]
+        if row["outcome"] in FAILED_OUTCOMES:
+            bucket["failed"] += row["n"]
+    return [{"minute": minute, **counts} for minute, counts in buckets.items()]
+
+
+def workers_online(*, timeout: float = 0.5) -> list[str] | None:
+    """Host names of the Celery workers that answer a ping; None when the broker cannot be asked."""
+    try:
+        replies = app.control.inspect(timeout=timeout).ping() or {}
+    except BROKER_ERRORS as exc:
+        log.warning("cannot ping workers: %s", exc)
+        return None
+    return sorted(replies)
+
+
+def dead_letter_length() -> int | None:
+    try:
+        return broker.dead_letter_length()
+    except BROKER_ERRORS:
+        return None
+
+
+def job_stats(*, with_workers: bool = True) -> dict:
+    """Everything an operator checks first: statuses, queues, dead letters, workers, the last hour."""
+    last_hour = throughput_per_minute(minutes=60)
     return {
-        "statuses": {status: counts.get(status, 0) for status in Status.values},
-        "queues": broker.queue_lengths(),
-        "dead_letter": broker.dead_letter_length(),
+        "statuses": status_counts(),
+        "queues": queue_overview(),
+        "dead_letter": dead_letter_length(),
+        "workers": workers_online() if with_workers else None,
+        "last_hour": {
+            "processed": sum(minute["processed"] for minute in last_hour),
+            "failed": sum(minute["failed"] for minute in last_hour),
+        },
     }
 
 

@@ -1,8 +1,9 @@
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Job, JobAttempt
-from .states import Priority
+from .states import Priority, Status
 
 SUBMIT_FIELDS = {"type", "payload", "priority", "delay", "run_at", "max_retries", "timeout", "idempotency_key"}
 
@@ -52,6 +53,18 @@ class SubmittedJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = ["id", "type", "status", "priority", "run_at", "idempotency_key"]
+
+
+class SubmitJobsAnswerSerializer(serializers.Serializer):
+    """The answer to a bulk submission (for the schema; the view builds it from SubmittedJobSerializer)."""
+
+    class Item(SubmittedJobSerializer):
+        created = serializers.BooleanField(help_text="False when an idempotency key matched a known job.")
+
+        class Meta(SubmittedJobSerializer.Meta):
+            fields = [*SubmittedJobSerializer.Meta.fields, "created"]
+
+    jobs = Item(many=True)
 
 
 class AttemptSerializer(serializers.ModelSerializer):
@@ -107,3 +120,155 @@ class JobStatusSerializer(serializers.ModelSerializer):
 
     def get_progress(self, job: Job) -> dict:
         return {"percent": job.progress, "message": job.progress_message}
+
+
+# --- Management API (staff) ------------------------------------------------------------------
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, naming them."""
+
+    also_allowed: frozenset[str] = frozenset()
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields) - self.also_allowed)
+            if unknown:
+                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+PAGE_PARAMETERS = frozenset({"page", "page_size", "format"})
+
+
+class JobFilterSerializer(StrictSerializer):
+    also_allowed = PAGE_PARAMETERS
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+    type = serializers.CharField(required=False, max_length=100)
+    priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+    created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created at or after it.")
+    created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created before it.")
+    search = serializers.CharField(
+        required=False, max_length=200, help_text="Text in the id, type, error, reason or payload."
+    )
+
+
+class DeadLetterFilterSerializer(StrictSerializer):
+    also_allowed = PAGE_PARAMETERS
+    type = serializers.CharField(required=False, max_length=100)
+    search = serializers.CharField(required=False, max_length=200)
+
+
+class ErrorSummarySerializer(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ProgressSerializer(serializers.Serializer):
+    percent = serializers.IntegerField(min_value=0, max_value=100)
+    message = serializers.CharField(allow_blank=True)
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    """A job as listed: no payload, result or history."""
+
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    error = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "type",
+            "status",
+            "priority",
+            "attempts",
+            "max_retries",
+            "progress",
+            "reason",
+            "error",
+            "owner",
+            "worker",
+            "run_at",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    @extend_schema_field(ErrorSummarySerializer(allow_null=True))
+    def get_error(self, job: Job) -> dict | None:
+        return {"type": job.error_type, "message": job.error_message} if job.error_type else None
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, job: Job) -> dict:
+        return {"percent": job.progress, "message": job.progress_message}
+
+
+class JobDetailSerializer(JobStatusSerializer):
+    """A job with everything: payload, result, error with traceback, history, owner."""
+
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta(JobStatusSerializer.Meta):
+        fields = [*JobStatusSerializer.Meta.fields, "owner", "worker", "resubmitted_from", "updated_at"]
+
+
+class JobRetrySerializer(StrictSerializer):
+    payload = serializers.JSONField(
+        required=False, help_text="A corrected payload (JSON object), validated like a submission."
+    )
+
+    def validate_payload(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("payload must be a JSON object")
+        return value
+
+
+class PurgeSerializer(StrictSerializer):
+    older_than_days = serializers.FloatField(
+        required=False, min_value=0, max_value=36500, help_text="Only jobs dead for longer than this many days."
+    )
+
+
+class RetriedSerializer(serializers.Serializer):
+    retried = serializers.IntegerField()
+
+
+class PurgedSerializer(serializers.Serializer):
+    purged = serializers.IntegerField()
+
+
+class QueueSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    paused = serializers.BooleanField()
+    changed_at = serializers.DateTimeField(allow_null=True, help_text="When it was last paused or resumed.")
+    changed_by = serializers.CharField(allow_blank=True)
+    depth = serializers.IntegerField(allow_null=True, help_text="Messages waiting in Redis; null if Redis is down.")
+    queued = serializers.IntegerField(help_text="Jobs queued in the database.")
+    running = serializers.IntegerField()
+    latency_seconds = serializers.FloatField(help_text="Age of the oldest queued job; 0 when none waits.")
+
+
+class QueueResumedSerializer(QueueSerializer):
+    published = serializers.IntegerField(help_text="Queued jobs published on resume.")
+
+
+class LastHourSerializer(serializers.Serializer):
+    processed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    statuses = serializers.DictField(child=serializers.IntegerField(), help_text="Jobs per status.")
+    queues = QueueSerializer(many=True)
+    dead_letter = serializers.IntegerField(allow_null=True, help_text="Messages on the dead_letter list.")
+    workers = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="Workers that answered a ping."
+    )
+    last_hour = LastHourSerializer()
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

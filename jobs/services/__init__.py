@@ -20,6 +20,7 @@ from .operations import (
     jobs_purge_finished,
     jobs_retry_dead,
 )
+from .queues import queue_pause, queue_resume, queue_state
 from .recovery import jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
 from .submit import job_submit, jobs_submit_many
 
@@ -45,4 +46,7 @@ __all__ = [
     "jobs_retry_dead",
     "jobs_submit_many",
     "jobs_transition",
+    "queue_pause",
+    "queue_resume",
+    "queue_state",
 ]

@@ -11,12 +11,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DateTimeField, F, QuerySet, Value
+from django.db.models import DateTimeField, Exists, F, OuterRef, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import dispatch, retry
-from jobs.models import Job, JobAttempt, Outcome
+from jobs.models import Job, JobAttempt, Outcome, QueueState
 from jobs.states import Status, sources_of
 
 from . import events, statements
@@ -26,18 +26,26 @@ MAX_ERROR_MESSAGE = 10_000
 MAX_TRACEBACK = 50_000
 
 
-def _transition(rows: QuerySet[Job], *, to: Status, where: dict[str, Any] | None, changes: dict[str, Any]) -> int:
+def _transition(
+    rows: QuerySet[Job], *, to: Status, where: dict[str, Any] | None, changes: dict[str, Any], condition: Any = None
+) -> int:
     rows = rows.filter(status__in=sources_of(to)).filter(**(where or {}))
+    if condition is not None:
+        rows = rows.filter(condition)
     return rows.update(status=to, updated_at=timezone.now(), **changes)
 
 
-def job_transition(*, job_id: Any, to: Status, where: dict[str, Any] | None = None, **changes: Any) -> bool:
+def job_transition(
+    *, job_id: Any, to: Status, where: dict[str, Any] | None = None, condition: Any = None, **changes: Any
+) -> bool:
     """Apply one transition of the state machine with a conditional update.
 
-    Only a row whose status may move to `to` (and that matches `where`) changes; False means
-    the transition was refused: another process got there first, or the job moved on.
+    Only a row whose status may move to `to` (and that matches `where` and the optional
+    `condition`, a Q or boolean expression) changes; False means the transition was refused:
+    another process got there first, or the job moved on.
     """
-    return _transition(Job.objects.filter(pk=job_id), to=to, where=where, changes=changes) == 1
+    rows = Job.objects.filter(pk=job_id)
+    return _transition(rows, to=to, where=where, changes=changes, condition=condition) == 1
 
 
 def jobs_transition(*, job_ids: list[Any], to: Status, where: dict[str, Any] | None = None, **changes: Any) -> int:
@@ -65,6 +73,7 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
     """Move a queued job to running and open its attempt; None if someone else has it.
 
     The conditional update is the lock: of two deliveries of one message, only one claims.
+    A job whose queue is paused is not claimed (it stays queued until the queue is resumed).
     """
     now = timezone.now()
     lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
@@ -80,11 +89,13 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
 
 
 def _claim_orm(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
+    queue_paused = QueueState.objects.filter(name=OuterRef("priority"), paused=True)
     with transaction.atomic():
         claimed = job_transition(
             job_id=job_id,
             to=Status.RUNNING,
             where={"status": Status.QUEUED},
+            condition=~Exists(queue_paused),
             attempts=F("attempts") + 1,
             attempts_total=F("attempts_total") + 1,
             started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),

@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from jobs import broker, dispatch
@@ -20,7 +21,7 @@ FINISHED = (Status.SUCCEEDED, Status.CANCELLED, Status.DEAD)
 def _get(job_id: Any) -> Job:
     try:
         return Job.objects.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, TypeError):
+    except (Job.DoesNotExist, ValueError, TypeError, ValidationError):  # ValidationError: not a UUID
         raise JobNotFound(f"no job with id {job_id}") from None
 
 

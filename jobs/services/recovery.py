@@ -63,11 +63,12 @@ def jobs_requeue_lost() -> int:
 def jobs_redispatch_missing() -> int:
     """Send again the queued jobs the broker no longer holds (e.g. Redis restarted empty).
 
-    Looks only at queues whose list is empty: a queued job there that no worker received in
-    the last JOB_REDISPATCH_AFTER seconds has no message left. A false positive only costs a
-    duplicate message, which the claim turns into a no-op.
+    Looks only at queues that are not paused and whose list is empty: a queued job there that
+    no worker received in the last JOB_REDISPATCH_AFTER seconds has no message left. A false
+    positive only costs a duplicate message, which the claim turns into a no-op.
     """
-    empty = [queue for queue, length in broker.queue_lengths().items() if length == 0]
+    paused = dispatch.paused_queues(fresh=True)
+    empty = [queue for queue, length in broker.queue_lengths().items() if length == 0 and queue not in paused]
     if not empty:
         return 0
     window = settings.JOB_REDISPATCH_AFTER

@@ -1,8 +1,9 @@
 """The hot path on PostgreSQL: claim and finish an attempt in one statement each.
 
 Each statement updates the job under the same guard as `_transition` (allowed sources from
-the state machine, plus the attempt's serial) and writes the attempt history in the same
-round trip with a data-modifying CTE. Other databases use the ORM path in lifecycle.py.
+the state machine, plus the attempt's serial; a claim also skips a paused queue) and writes
+the attempt history in the same round trip with a data-modifying CTE. Other databases use
+the ORM path in lifecycle.py.
 """
 
 import json
@@ -12,11 +13,12 @@ from typing import Any
 from django.db import connection
 from psycopg.types.json import Jsonb
 
-from jobs.models import Job, JobAttempt, Outcome
+from jobs.models import Job, JobAttempt, Outcome, QueueState
 from jobs.states import Status, sources_of
 
 JOB = Job._meta.db_table
 ATTEMPT = JobAttempt._meta.db_table
+QUEUE = QueueState._meta.db_table
 
 CLAIM = f"""
 WITH claimed AS (
@@ -24,6 +26,7 @@ WITH claimed AS (
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         progress = 0, progress_message = '', updated_at = %(now)s
     WHERE id = %(id)s AND status = ANY(%(sources)s)
+        AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
     RETURNING id, type, payload, attempts, attempts_total, timeout, priority
 ), opened AS (
     INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, outcome, error_type, error_message, traceback)

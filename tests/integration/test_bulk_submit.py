@@ -1,6 +1,7 @@
 import json
 
 from jobs.models import Job
+from tests.api_coverage import covers
 
 NOOP = {"type": "noop", "payload": {}}
 
@@ -11,6 +12,7 @@ def queued_ids(broker) -> list[str]:
     return [job_id_of(raw) for queue in ("high", "medium", "low") for raw in broker.lrange(queue, 0, -1)]
 
 
+@covers("POST", "/submit-jobs")
 def test_a_bulk_submission_stores_and_publishes_every_job_in_order(client_for, broker):
     client = client_for()
     jobs = [{**NOOP, "priority": ("high", "medium", "low")[i % 3]} for i in range(300)] + [{**NOOP, "delay": 60}]

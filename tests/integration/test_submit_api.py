@@ -4,6 +4,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from jobs.models import Job
+from tests.api_coverage import covers
 
 WELCOME = {"type": "email_welcome", "payload": {"email": "new@example.com"}}
 
@@ -12,6 +13,7 @@ def queued_messages(broker, queue: str) -> list[dict]:
     return [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
 
 
+@covers("POST", "/submit-job")
 def test_submit_stores_the_job_and_puts_its_id_on_the_priority_queue(client_for, broker):
     client = client_for()
 
@@ -29,6 +31,7 @@ def test_submit_stores_the_job_and_puts_its_id_on_the_priority_queue(client_for,
     assert broker.llen("medium") == 0 and broker.llen("low") == 0
 
 
+@covers("GET", "/job-status/{job_id}")
 def test_status_returns_every_documented_field(client_for):
     client = client_for()
     job_id = client.post("/submit-job", WELCOME, format="json").json()["id"]

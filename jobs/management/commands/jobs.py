@@ -1,80 +1,137 @@
-"""`manage.py jobs ...`: submit, inspect and steer jobs from a shell. Exit 0 on success, 1 on error."""
+"""`manage.py jobs ...`: submit, inspect and steer jobs and queues from a shell.
 
+Exit codes: 0 done; 1 refused or invalid input (bad JSON, unknown type, a job in the wrong
+state); 2 bad usage (unknown option, missing argument); 3 no such job or queue; 4 the
+database or Redis does not answer. Errors are one line on stderr.
+"""
+
+import argparse
 import json
 from datetime import timedelta
 from typing import Any
 
+import redis
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from kombu.exceptions import OperationalError
 
 from jobs import selectors, services
-from jobs.exceptions import JobQueueError
-from jobs.serializers import JobStatusSerializer
+from jobs.exceptions import JobNotFound, JobQueueError, UnknownQueue
+from jobs.management.output import age, duration, shorten, table
+from jobs.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.states import Priority, Status
 
-LIST_COLUMNS = ("id", "type", "status", "priority", "attempts", "created_at")
+REFUSED, USAGE, NOT_FOUND, UNAVAILABLE = 1, 2, 3, 4
+LIST_HEADERS = ("ID", "TYPE", "STATUS", "QUEUE", "ATTEMPTS", "PROGRESS", "AGE", "REASON")
+QUEUE_HEADERS = ("QUEUE", "STATE", "DEPTH", "QUEUED", "RUNNING", "LATENCY")
 
 
-def _json_object(text: str) -> dict:
+def _fail(message: str, code: int = REFUSED) -> CommandError:
+    return CommandError(" ".join(str(message).split()), returncode=code)
+
+
+def _json_object(text: str, option: str = "--payload") -> dict:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CommandError(f"--payload is not valid JSON: {exc}") from None
+        raise _fail(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise CommandError("--payload must be a JSON object")
+        raise _fail(f"{option} must be a JSON object")
     return value
 
 
+def _time(text: str | None, option: str):
+    if not text:
+        return None
+    when = parse_datetime(text)
+    if when is None:
+        raise _fail(f"{option} {text!r} is not an ISO 8601 time", USAGE)
+    return when if timezone.is_aware(when) else timezone.make_aware(when, timezone.utc)
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 <= days <= 36500:
+        raise argparse.ArgumentTypeError("must be between 0 and 36500 days")
+    return days
+
+
 class Command(BaseCommand):
-    help = "Submit, inspect, retry, cancel and purge jobs."
+    help = "Submit, inspect, retry, cancel and purge jobs; pause and resume queues."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
         actions = parser.add_subparsers(dest="action", required=True, parser_class=CommandParser)
-        submit = actions.add_parser("submit", help="submit a job")
+
+        def action(name: str, help: str) -> CommandParser:
+            return actions.add_parser(name, help=help, parents=[common])
+
+        submit = action("submit", "submit a job")
         submit.add_argument("type")
         submit.add_argument("--payload", default="{}", help="JSON object")
         submit.add_argument("--priority", choices=Priority.values, default=Priority.MEDIUM)
-        submit.add_argument("--delay", type=float)
+        submit.add_argument("--delay", type=float, help="seconds from now")
         submit.add_argument("--run-at", help="ISO 8601 time")
         submit.add_argument("--max-retries", type=int)
         submit.add_argument("--idempotency-key")
         submit.add_argument("--owner", help="username owning the job")
-        actions.add_parser("status", help="show one job").add_argument("id")
-        listing = actions.add_parser("list", help="list jobs, newest first")
+        action("status", "show one job: payload, result, error, traceback, history").add_argument("id")
+        listing = action("list", "list jobs, newest first")
         listing.add_argument("--status", choices=Status.values)
         listing.add_argument("--type")
         listing.add_argument("--priority", choices=Priority.values)
+        listing.add_argument("--created-after", help="ISO 8601 time")
+        listing.add_argument("--created-before", help="ISO 8601 time")
+        listing.add_argument("--search", help="text in the id, type, error, reason or payload")
         listing.add_argument("--limit", type=int, default=50)
-        retry = actions.add_parser("retry", help="run a dead job again (same id), or all dead jobs")
+        retry = action("retry", "run a dead job again (same id), or all dead jobs")
         retry.add_argument("id", nargs="?")
         retry.add_argument("--all-dead", action="store_true")
         retry.add_argument("--payload", help="corrected payload, JSON object")
-        actions.add_parser("resubmit", help="submit a copy of a job as a new job").add_argument("id")
-        actions.add_parser("cancel", help="cancel a scheduled, queued or retrying job").add_argument("id")
-        actions.add_parser("delete", help="delete a job that is not running").add_argument("id")
-        purge = actions.add_parser("purge", help="delete dead jobs")
-        purge.add_argument("--older-than-days", type=float, help="only those dead for longer than this")
-        actions.add_parser("stats", help="counts by status and queue depths")
+        action("resubmit", "submit a copy of a job as a new job").add_argument("id")
+        action("cancel", "cancel a scheduled, queued or retrying job").add_argument("id")
+        action("delete", "delete a job that is not running").add_argument("id")
+        purge = action("purge", "delete dead jobs")
+        purge.add_argument("--older-than-days", type=_days, help="only those dead for longer than this")
+        for name, help in (("pause", "pause a queue: nothing of it runs until resumed"), ("resume", "resume a queue")):
+            action(name, help).add_argument("queue", choices=Priority.values)
+        action("stats", "counts by status, queues, dead letters, workers, the last hour")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         self.as_json = options.pop("json")
         try:
-            getattr(self, f"do_{action.replace('-', '_')}")(**options)
+            getattr(self, f"do_{action}")(**options)
+        except (JobNotFound, UnknownQueue) as exc:
+            raise _fail(str(exc), NOT_FOUND) from None
         except JobQueueError as exc:
-            raise CommandError(str(exc)) from None
+            raise _fail(str(exc)) from None
+        except (DatabaseError, redis.RedisError, OperationalError) as exc:
+            raise _fail(f"cannot reach a service: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
 
     def emit(self, data: Any, text: str) -> None:
         self.stdout.write(json.dumps(data, default=str, indent=2) if self.as_json else text)
 
     def emit_job(self, job: Any) -> None:
-        data = JobStatusSerializer(job).data
-        lines = [f"{key:>12}: {value}" for key, value in data.items() if key != "history"]
-        lines += [
-            f"     attempt {a['number']}: {a['outcome']} on {a['worker']} at {a['started_at']}" for a in data["history"]
+        data = JobDetailSerializer(job).data
+        lines = [f"{key:>16}: {value}" for key, value in data.items() if key not in {"history", "error"}]
+        if data["error"]:
+            lines.append(f"{'error':>16}: {data['error']['type']}: {shorten(data['error']['message'], 200)}")
+        rows = [
+            (a["number"], a["outcome"], a["worker"], a["started_at"], a["finished_at"], (a["error"] or {}).get("type"))
+            for a in data["history"]
         ]
+        if rows:
+            lines += ["", table(rows, ("ATTEMPT", "OUTCOME", "WORKER", "STARTED", "FINISHED", "ERROR"))]
+        if data["error"] and data["error"]["traceback"]:
+            lines += ["", data["error"]["traceback"].rstrip()]
         self.emit(data, "\n".join(lines))
 
     def do_submit(self, *, type: str, payload: str, run_at: str | None, owner: str | None, **options: Any) -> None:
@@ -82,28 +139,45 @@ class Command(BaseCommand):
         if owner:
             user = get_user_model().objects.filter(username=owner).first()
             if user is None:
-                raise CommandError(f"no user named {owner!r}")
-        when = parse_datetime(run_at) if run_at else None
-        if run_at and when is None:
-            raise CommandError(f"--run-at {run_at!r} is not an ISO 8601 time")
+                raise _fail(f"no user named {owner!r}", NOT_FOUND)
         fields = {k: options[k] for k in ("priority", "delay", "max_retries", "idempotency_key")}
+        when = _time(run_at, "--run-at")
         job, _ = services.job_submit(type=type, payload=_json_object(payload), owner=user, run_at=when, **fields)
         self.emit_job(job)
 
     def do_status(self, *, id: str, **_: Any) -> None:
         self.emit_job(selectors.job_by_id(job_id=id))
 
-    def do_list(self, *, status: str | None, type: str | None, priority: str | None, limit: int, **_: Any) -> None:
-        rows = list(selectors.jobs_filtered(status=status, type=type, priority=priority)[: max(1, limit)])
-        data = [{column: getattr(job, column) for column in LIST_COLUMNS} for job in rows]
-        table = [" ".join(f"{c:<10}" for c in LIST_COLUMNS)]
-        table += [" ".join(f"{str(row[c]):<10}" for c in LIST_COLUMNS) for row in data]
-        self.emit(data, "\n".join(table))
+    def do_list(self, *, limit: int, created_after: str | None, created_before: str | None, **filters: Any) -> None:
+        if limit < 1:
+            raise _fail("--limit must be at least 1", USAGE)
+        jobs = selectors.jobs_filtered(
+            created_after=_time(created_after, "--created-after"),
+            created_before=_time(created_before, "--created-before"),
+            **{key: filters[key] for key in ("status", "type", "priority", "search")},
+        )[:limit]
+        now = timezone.now()
+        rows = [
+            (
+                j.id,
+                j.type,
+                j.status,
+                j.priority,
+                j.attempts,
+                f"{j.progress}%",
+                age(j.created_at, now),
+                shorten(j.reason, 40),
+            )
+            for j in jobs
+        ]
+        self.emit(JobSummarySerializer(jobs, many=True).data, table(rows, LIST_HEADERS))
 
     def do_retry(self, *, id: str | None, all_dead: bool, payload: str | None, **_: Any) -> None:
         if all_dead == bool(id):
-            raise CommandError("give a job id or --all-dead (not both)")
+            raise _fail("give a job id or --all-dead (not both)", USAGE)
         if all_dead:
+            if payload:
+                raise _fail("--payload needs a job id, not --all-dead", USAGE)
             count = services.jobs_retry_dead()
             self.emit({"retried": count}, f"retried {count} dead jobs")
             return
@@ -124,8 +198,43 @@ class Command(BaseCommand):
         count = services.jobs_purge_dead(finished_before=before)
         self.emit({"purged": count}, f"purged {count} dead jobs")
 
+    def do_pause(self, *, queue: str, **_: Any) -> None:
+        services.queue_pause(queue=queue, by="cli")
+        self.emit_queue(queue, f"queue {queue} paused: nothing of it runs until `jobs resume {queue}`")
+
+    def do_resume(self, *, queue: str, **_: Any) -> None:
+        _, published = services.queue_resume(queue=queue, by="cli")
+        self.emit_queue(queue, f"queue {queue} resumed; {published} queued jobs published", published=published)
+
+    def emit_queue(self, name: str, text: str, **extra: Any) -> None:
+        queue = next(q for q in selectors.queue_overview() if q["name"] == name)
+        self.emit({**queue, **extra}, text)
+
     def do_stats(self, **_: Any) -> None:
         stats = selectors.job_stats()
-        lines = [f"{status:>10}: {count}" for status, count in stats["statuses"].items()]
-        lines += [f"{'queue ' + queue:>10}: {depth}" for queue, depth in stats["queues"].items()]
+        statuses = table([(status, count) for status, count in stats["statuses"].items()], ("STATUS", "JOBS"))
+        queues = table(
+            [
+                (
+                    q["name"],
+                    "paused" if q["paused"] else "running",
+                    q["depth"],
+                    q["queued"],
+                    q["running"],
+                    duration(q["latency_seconds"]),
+                )
+                for q in stats["queues"]
+            ],
+            QUEUE_HEADERS,
+        )
+        workers = stats["workers"]
+        lines = [
+            statuses,
+            "",
+            queues,
+            "",
+            f"dead-letter list: {'-' if stats['dead_letter'] is None else stats['dead_letter']} messages",
+            f"workers online: {'unknown' if workers is None else len(workers)} {' '.join(workers or [])}".rstrip(),
+            f"last hour: {stats['last_hour']['processed']} processed, {stats['last_hour']['failed']} failed",
+        ]
         self.emit(stats, "\n".join(lines))

@@ -1,0 +1,48 @@
+"""The admin is the operators' dashboard: jobs, the dead-letter queue, queues and an overview."""
+
+from django.contrib import admin
+
+from jobs.models import QueueState
+
+from . import actions
+from .jobs import DeadJobAdmin, JobAdmin
+
+admin.site.site_header = "jobqueue"
+admin.site.site_title = "jobqueue admin"
+admin.site.index_title = "Dashboard"
+# The header carries the operator links; the app sidebar would only squeeze the job tables.
+admin.site.enable_nav_sidebar = False
+
+
+@admin.register(QueueState)
+class QueueStateAdmin(admin.ModelAdmin):
+    """Paused queues and who paused them; pausing itself is on the overview page."""
+
+    list_display = ["name", "paused", "changed_at", "changed_by"]
+    readonly_fields = list_display
+    actions = ["pause", "resume"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_operate_permission(self, request) -> bool:
+        return actions.actor_can_operate(request, QueueState)
+
+    @admin.action(description="Pause selected queues", permissions=["operate"])
+    def pause(self, request, queryset) -> None:
+        for state in queryset:
+            actions.change_queue(self, request, state.name, "pause")
+
+    @admin.action(description="Resume selected queues", permissions=["operate"])
+    def resume(self, request, queryset) -> None:
+        for state in queryset:
+            actions.change_queue(self, request, state.name, "resume")
+
+
+__all__ = ["DeadJobAdmin", "JobAdmin", "QueueStateAdmin"]

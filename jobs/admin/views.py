@@ -1,0 +1,146 @@
+"""The admin's own pages: the overview, edit-and-retry, and the one-job and queue buttons."""
+
+import json
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+
+from jobs import selectors
+from jobs.exceptions import JobNotFound, JobQueueError
+from jobs.models import QueueState
+from jobs.states import Status
+
+from . import actions, display
+from .chart import throughput_chart
+
+
+def job_urls(object_id: str) -> dict[str, str]:
+    return {
+        "edit_retry": reverse("admin:jobs_job_edit_retry", args=[object_id]),
+        **{name: reverse("admin:jobs_job_operate", args=[object_id, name]) for name in actions.OPERATIONS},
+    }
+
+
+def _job_page(object_id) -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[object_id]))
+
+
+def _status_tiles() -> list[dict]:
+    changelist = reverse("admin:jobs_job_changelist")
+    return [
+        {
+            "status": status,
+            "count": count,
+            "colour": display.STATUS_COLOURS[status],
+            "url": f"{changelist}?status__exact={status}",
+        }
+        for status, count in selectors.status_counts().items()
+    ]
+
+
+def overview(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """Counts per status and queue, queue depth and latency, workers online, the last hour's chart."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Overview",
+        "opts": model_admin.model._meta,
+        "tiles": _status_tiles(),
+        "queues": selectors.queue_overview(),
+        "workers": selectors.workers_online(),
+        "dead_letter": selectors.dead_letter_length(),
+        "chart": throughput_chart(selectors.throughput_per_minute(minutes=60)),
+        "can_change_queues": actions.actor_can_operate(request, QueueState),
+        "flower_url": settings.FLOWER_URL,
+        "grafana_url": settings.GRAFANA_URL,
+    }
+    return render(request, "admin/jobs/overview.html", context)
+
+
+def queue_change(model_admin: admin.ModelAdmin, request: HttpRequest, name: str, change: str) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not actions.actor_can_operate(request, QueueState):
+        raise PermissionDenied
+    if change not in {"pause", "resume"}:
+        raise PermissionDenied
+    try:
+        actions.change_queue(model_admin, request, name, change)
+    except JobQueueError as exc:
+        model_admin.message_user(request, str(exc), messages.ERROR)
+    return HttpResponseRedirect(reverse("admin:jobs_job_overview"))
+
+
+def operate_one(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if operation not in actions.OPERATIONS or not actions.actor_can_operate(request):
+        raise PermissionDenied
+    job = _job_or_404(object_id)
+    produced = actions.operate(model_admin, request, [job], operation)
+    return _job_page(produced[0].pk if produced else job.pk)  # a resubmission opens the new job
+
+
+class PayloadForm(forms.Form):
+    payload = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "cols": 80, "class": "jq-json"}))
+
+    def clean_payload(self) -> dict:
+        try:
+            value = json.loads(self.cleaned_data["payload"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The payload must be a JSON object.")
+        return value
+
+
+def edit_retry(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """Correct a dead job's payload and run it again under the same id."""
+    if not actions.actor_can_operate(request):
+        raise PermissionDenied
+    job = _job_or_404(object_id)
+    if job.status != Status.DEAD:
+        model_admin.message_user(
+            request, f"Job {job.pk} is {job.status}; only dead jobs can be retried.", messages.WARNING
+        )
+        return _job_page(job.pk)
+    form = PayloadForm(request.POST or None, initial={"payload": json.dumps(job.payload, indent=2, sort_keys=True)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.retry_with_payload(model_admin, request, job, form.cleaned_data["payload"])
+        except JobQueueError as exc:
+            form.add_error("payload", _describe(exc))
+        else:
+            model_admin.message_user(request, "Retried with the edited payload.", messages.SUCCESS)
+            return _job_page(job.pk)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Edit payload and retry",
+        "subtitle": f"{job.type} {job.pk}",
+        "opts": model_admin.model._meta,
+        "original": job,
+        "form": form,
+    }
+    return render(request, "admin/jobs/edit_retry.html", context)
+
+
+def _describe(exc: JobQueueError) -> str:
+    """The error in one sentence, naming each bad payload field."""
+    details = getattr(exc, "details", None)
+    if isinstance(details, dict):
+        fields = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in details.items())
+        return f"{exc} ({fields})"
+    return str(exc)
+
+
+def _job_or_404(object_id: str):
+    try:
+        return selectors.job_by_id(job_id=object_id)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from None

@@ -1,0 +1,20 @@
+"""Routes of the staff-only management API, mounted under /api/."""
+
+from django.urls import path
+
+from . import api_management as views
+
+urlpatterns = [
+    path("jobs/", views.JobListView.as_view(), name="api-jobs"),
+    path("jobs/<str:job_id>/", views.JobDetailView.as_view(), name="api-job"),
+    path("jobs/<str:job_id>/retry/", views.JobRetryView.as_view(), name="api-job-retry"),
+    path("jobs/<str:job_id>/resubmit/", views.JobResubmitView.as_view(), name="api-job-resubmit"),
+    path("jobs/<str:job_id>/cancel/", views.JobCancelView.as_view(), name="api-job-cancel"),
+    path("dead-letter/", views.DeadLetterListView.as_view(), name="api-dead-letter"),
+    path("dead-letter/retry-all/", views.DeadLetterRetryAllView.as_view(), name="api-dead-letter-retry-all"),
+    path("dead-letter/purge/", views.DeadLetterPurgeView.as_view(), name="api-dead-letter-purge"),
+    path("queues/", views.QueueListView.as_view(), name="api-queues"),
+    path("queues/<str:name>/pause/", views.QueuePauseView.as_view(), name="api-queue-pause"),
+    path("queues/<str:name>/resume/", views.QueueResumeView.as_view(), name="api-queue-resume"),
+    path("stats/", views.StatsView.as_view(), name="api-stats"),
+]

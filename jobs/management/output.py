@@ -1,0 +1,33 @@
+"""Plain-text tables and durations for the `jobs` command."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """Left-aligned columns as wide as their widest cell; None shows as '-'."""
+    cells = [[str(header) for header in headers]]
+    cells += [["-" if value is None else str(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def duration(seconds: float | None) -> str:
+    """12s, 4m, 3h, 2d."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def age(when: datetime | None, now: datetime) -> str:
+    return "-" if when is None else duration((now - when).total_seconds())
+
+
+def shorten(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
