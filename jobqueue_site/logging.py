@@ -15,7 +15,16 @@ def _job_fields(record: logging.LogRecord) -> dict:
     return {name: getattr(record, name) for name in JOB_FIELDS if getattr(record, name, None) is not None}
 
 
-class PlainFormatter(logging.Formatter):
+class Redacting(logging.Formatter):
+    """Configured secrets (SMTP, database and Redis passwords, SECRET_KEY) never reach a log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from jobs.limits import redact
+
+        return redact(super().format(record))
+
+
+class _Plain(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -28,7 +37,7 @@ class PlainFormatter(logging.Formatter):
         return f"{first} {fields}{newline}{rest}"
 
 
-class JsonFormatter(logging.Formatter):
+class _Json(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -40,3 +49,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class PlainFormatter(Redacting, _Plain):
+    """Text, job fields as key=value."""
+
+
+class JsonFormatter(Redacting, _Json):
+    """One JSON object a line."""

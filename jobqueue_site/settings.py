@@ -338,6 +338,14 @@ HEALTHZ_TIMEOUT = env_float("HEALTHZ_TIMEOUT", 2.0)
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be plain or json")
+# GET /metrics of the web app: "open", or "token" (Authorization: Bearer METRICS_TOKEN).
+METRICS_ACCESS = env_str("METRICS_ACCESS", "open")
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_ACCESS not in {"open", "token"}:
+    raise ImproperlyConfigured(f"METRICS_ACCESS={METRICS_ACCESS!r} must be open or token")
+if METRICS_ACCESS == "token" and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_ACCESS=token needs METRICS_TOKEN of at least 16 characters")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

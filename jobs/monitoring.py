@@ -5,13 +5,15 @@ read from Redis and the database at scrape time, by this collector only, which o
 app's /metrics uses: they are computed once per scrape, never summed over processes.
 """
 
+import hmac
 import logging
 import os
 from collections.abc import Callable, Iterator
 
 import redis
+from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
@@ -82,4 +84,11 @@ def registry() -> CollectorRegistry:
 
 @require_GET
 def metrics_view(request) -> HttpResponse:
+    """Open, or behind a bearer token with METRICS_ACCESS=token (Prometheus' `authorization`)."""
+    if settings.METRICS_ACCESS == "token":
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {settings.METRICS_TOKEN}".encode()):
+            answer = JsonResponse({"detail": "metrics need Authorization: Bearer <METRICS_TOKEN>"}, status=401)
+            answer["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return answer
     return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
