@@ -1,0 +1,54 @@
+"""Property-based fuzzing of the live API from its own OpenAPI schema (schemathesis)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+from .conftest import jobs_cli  # noqa: F401  (e2e fixtures share this module)
+
+CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
+
+
+def schemathesis_binary() -> str:
+    found = shutil.which("schemathesis") or str(Path(services.python()).parent / "schemathesis")
+    if not Path(found).exists():
+        services.unavailable("schemathesis is not installed (pip install -r requirements-dev.txt)")
+    return found
+
+
+@pytest.mark.timeout(600)
+def test_the_live_api_answers_every_generated_request_without_server_errors_or_schema_violations(
+    start_web, start_worker, make_user
+):
+    url = start_web({"JOB_THROTTLE_USER": "1000000/second"})
+    start_worker("fuzz", concurrency=2)
+    _, token = make_user("fuzzer", staff=True)
+    command = [
+        schemathesis_binary(),
+        "run",
+        f"{url}/api/schema/",
+        "--url",
+        url,
+        "--checks",
+        CHECKS,
+        "--header",
+        f"Authorization: Token {token}",
+        "--max-examples",
+        "150",
+        "--max-time",
+        "240",
+        "--workers",
+        "2",
+        "--seed",
+        "20261128",
+        "--suppress-health-check",
+        "all",
+    ]
+    process = services.Process("schemathesis", command, {})
+    process.process.wait(timeout=560)
+    output = process.output()
+    print(output[-4000:])
+    assert process.process.returncode == 0, output[-6000:]
