@@ -12,7 +12,7 @@ from django.db.models.functions import Cast, TruncMinute
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from jobqueue_site.celery import QUEUES, app
+from jobqueue_site.celery import QUEUES
 
 from . import broker
 from .exceptions import JobNotFound
@@ -151,14 +151,13 @@ def throughput_per_minute(*, minutes: int = 60, now: datetime | None = None) -> 
     return [{"minute": minute, **counts} for minute, counts in buckets.items()]
 
 
-def workers_online(*, timeout: float = 0.5) -> list[str] | None:
-    """Host names of the Celery workers that answer a ping; None when the broker cannot be asked."""
+def workers_online() -> list[str] | None:
+    """Worker nodes whose heartbeat in Redis is fresh; None when Redis cannot be asked."""
     try:
-        replies = app.control.inspect(timeout=timeout).ping() or {}
+        return broker.workers_online()
     except BROKER_ERRORS as exc:
-        log.warning("cannot ping workers: %s", exc)
+        log.warning("cannot read worker heartbeats: %s", exc)
         return None
-    return sorted(replies)
 
 
 def dead_letter_length() -> int | None:
