@@ -13,7 +13,8 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    worker_disable_prefetch=True,
+    # Celery's countdown needs prefetch: it holds every pending ETA task in worker memory.
+    worker_disable_prefetch=os.environ.get("BENCH_DISABLE_PREFETCH", "1") == "1",
     task_ignore_result=True,
     worker_send_task_events=False,
     worker_hijack_root_logger=False,

@@ -20,10 +20,10 @@ def submit_bulk(submissions: list[dict]) -> list:
 
 
 def priority(*, lows: int = 10_000, highs: int = 20, low_ms: int = 10) -> dict:
-    from jobs import services
-    from jobs.models import Job, JobAttempt
-
     with running_stack() as stack:
+        from jobs import services
+        from jobs.models import Job, JobAttempt
+
         submit_bulk([{"type": "bench.sleep", "payload": {"ms": low_ms}, "priority": "low"}] * lows)
         stack.worker("priority", concurrency=2)
         svc.wait_for(lambda: Job.objects.filter(status="succeeded").count() >= 200, timeout=120, what="warm-up")
@@ -55,13 +55,15 @@ def priority(*, lows: int = 10_000, highs: int = 20, low_ms: int = 10) -> dict:
 
 
 def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0) -> dict:
-    from django.utils import timezone
-
-    from jobs.models import Job, JobAttempt
-
     with running_stack() as stack:
+        from django.utils import timezone
+
+        from jobs.models import Job, JobAttempt
+
         worker = stack.worker("delays", concurrency=2)
-        stack.spawn("mover", [svc.python(), "manage.py", "run_mover"]).wait_for_output("mover started")
+        stack.spawn("mover", [svc.python(), "manage.py", "run_mover"], {"LOG_LEVEL": "INFO"}).wait_for_output(
+            "mover started"
+        )
         start = timezone.now() + timedelta(seconds=lead)
         submit_bulk(
             [
@@ -118,7 +120,9 @@ def _celery_countdown(stack, jobs: int, spread: float, lead: float) -> tuple[lis
     from .baseline_app import app
 
     client = redis.Redis.from_url(stack.redis.url)
-    worker = stack.worker("celery-countdown", app="bench.baseline_app", concurrency=2)
+    worker = stack.worker(
+        "celery-countdown", app="bench.baseline_app", concurrency=2, env={"BENCH_DISABLE_PREFETCH": "0"}
+    )
     base = time.time() + lead
     with app.producer_or_acquire() as producer:
         for i in range(jobs):

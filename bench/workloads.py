@@ -3,6 +3,7 @@
 import asyncio
 import statistics
 import time
+from datetime import timedelta
 
 from aiosmtpd.controller import Controller
 
@@ -29,14 +30,14 @@ class SlowSink:
 
 
 def io_bound(*, emails: int = 2000, delay_ms: int = 50, threads: int = 50) -> dict:
-    from jobs.models import Job
-
     sink = SlowSink(delay_ms / 1000)
     smtp = Controller(sink, hostname="127.0.0.1", port=svc.free_port())
     smtp.start()
     rates = {}
     try:
         with running_stack() as stack:
+            from jobs.models import Job
+
             env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp.port)}
             for label, pool, concurrency in (("prefork 2", "prefork", 2), (f"threads {threads}", "threads", threads)):
                 Job.objects.all().delete()
@@ -107,13 +108,13 @@ def _status_p99(address: str, key: str, ids: list[str], requests: int = 2000) ->
 
 
 def growth(*, sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000), jobs: int = 5_000) -> dict:
-    from django.utils import timezone
-
-    from jobs import services
-    from jobs.models import Job
-
     rows, result = [], {}
     with running_stack() as stack:
+        from django.utils import timezone
+
+        from jobs import services
+        from jobs.models import Job
+
         address, key = start_web(stack), token()
         stored = 0
         for size in sizes:
@@ -130,7 +131,7 @@ def growth(*, sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000), jobs: int = 
                 )
             )
         started = time.monotonic()
-        purged = services.jobs_purge_finished(finished_before=timezone.now() - timezone.timedelta(hours=1))
+        purged = services.jobs_purge_finished(finished_before=timezone.now() - timedelta(hours=1))
         seconds = time.monotonic() - started
     result["cleanup"] = {"deleted": purged, "seconds": seconds}
     rows.append(("retention cleanup (batches of 5,000)", f"{purged:,} jobs deleted in {seconds:.1f} s"))
@@ -148,9 +149,9 @@ def growth(*, sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000), jobs: int = 
 
 
 def memory(*, jobs: int = 100_000) -> dict:
-    from jobs.models import Job
-
     with running_stack() as stack:
+        from jobs.models import Job
+
         submit_bulk([{"type": "noop", "payload": {}}] * jobs)
         worker = stack.worker("memory", concurrency=2)
         with Sampler(lambda: tree_rss_mib(worker.process.pid), interval=1.0) as rss:
