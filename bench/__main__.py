@@ -23,7 +23,7 @@ SCENARIOS = {
     "delays": (
         scheduling.delays,
         "4: lateness of delayed jobs against Celery countdown",
-        {"jobs": 10_000, "spread": 60.0, "lead": 5.0},
+        {"jobs": 10_000, "spread": 60.0, "lead": 5.0, "celery": 1},
     ),
     "io-bound": (
         workloads.io_bound,

@@ -54,7 +54,8 @@ def priority(*, lows: int = 10_000, highs: int = 20, low_ms: int = 10) -> dict:
     return result
 
 
-def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0) -> dict:
+def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0, celery: int = 1) -> dict:
+    """`celery=0` measures jobqueue alone, without the Celery countdown baseline."""
     with running_stack() as stack:
         from django.utils import timezone
 
@@ -80,7 +81,7 @@ def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0) -> di
             )
         rows = JobAttempt.objects.values_list("started_at", "job__run_at")
         ours = [(started - run_at).total_seconds() for started, run_at in rows]
-        theirs, their_rss = _celery_countdown(stack, jobs, spread, lead)
+        theirs, their_rss = _celery_countdown(stack, jobs, spread, lead) if celery else ([], 0.0)
     result = {
         "jobs": jobs,
         "spread_s": spread,
@@ -88,25 +89,20 @@ def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0) -> di
         "celery_countdown": {**percentiles(theirs), "early": sum(x < 0 for x in theirs), "rss_mib_max": their_rss},
     }
     q, c = result["jobqueue"], result["celery_countdown"]
-    save(
-        "delays",
-        result,
-        [
-            ("jobs", f"{jobs:,} scheduled over {spread:.0f} s"),
-            (
-                "jobqueue lateness p50 / p99 / max",
-                f"{ms(q['p50'])} / {ms(q['p99'])} / {ms(q['max'])}, early: {q['early']}",
-            ),
+    rows = [
+        ("jobs", f"{jobs:,} scheduled over {spread:.0f} s"),
+        ("jobqueue lateness p50 / p99 / max", f"{ms(q['p50'])} / {ms(q['p99'])} / {ms(q['max'])}, early: {q['early']}"),
+        ("jobqueue worker RSS max", f"{q['rss_mib_max']:.0f} MiB"),
+    ]
+    if celery:
+        rows += [
             (
                 "Celery countdown lateness p50 / p99 / max",
                 f"{ms(c['p50'])} / {ms(c['p99'])} / {ms(c['max'])}, early: {c['early']}",
             ),
-            (
-                "worker RSS max (jobqueue / Celery countdown)",
-                f"{q['rss_mib_max']:.0f} MiB / {c['rss_mib_max']:.0f} MiB",
-            ),
-        ],
-    )
+            ("Celery countdown worker RSS max", f"{c['rss_mib_max']:.0f} MiB"),
+        ]
+    save("delays", result, rows)
     return result
 
 
