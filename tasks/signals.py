@@ -13,7 +13,7 @@ from jobs.dispatch import RUN_JOB_TASK
 from jobs.exceptions import PermanentError, UnknownJobType
 from jobs.limits import redact, too_deep
 
-from .worker import running
+from .worker import results, running
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -29,16 +29,18 @@ def _describe(exception: BaseException | None) -> str:
 
 
 @signals.task_success.connect
-def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
-    if getattr(sender, "name", None) != RUN_JOB_TASK or not isinstance(result, dict) or not result["claimed"]:
+def on_success(sender: Any = None, **_: Any) -> None:
+    if getattr(sender, "name", None) != RUN_JOB_TASK:
         return
     claim = running.pop(sender.request.id, None)
-    job_id, serial, value = result["job_id"], result["serial"], result["result"]
+    value = results.pop(sender.request.id, None)
+    if claim is None:
+        return  # not claimed: another delivery holds the job, or it moved on
     problem = _result_problem(value)
     if problem:
-        services.job_fail(job_id=job_id, serial=serial, error_type="InvalidResult", message=problem)
+        services.job_fail(job_id=claim.job_id, serial=claim.serial, error_type="InvalidResult", message=problem)
         return
-    services.job_succeed(job_id=job_id, serial=serial, result=value, claim=claim)
+    services.job_succeed(job_id=claim.job_id, serial=claim.serial, result=value, claim=claim)
 
 
 def _result_problem(value: Any) -> str | None:
@@ -65,6 +67,7 @@ def on_failure(
     if getattr(sender, "name", None) != RUN_JOB_TASK:
         return
     claim = running.pop(task_id, None) if task_id else None
+    results.pop(task_id, None)
     claimed = (claim.job_id, claim.serial) if claim else None
     if claimed is None:
         # Reported by the parent process after a hard time limit killed the child, or the task

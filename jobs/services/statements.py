@@ -4,12 +4,19 @@ Each statement updates the job under the same guard as `_transition` (allowed so
 the state machine, plus the attempt's serial; a claim also skips a paused queue) and writes
 the attempt history in the same round trip with a data-modifying CTE. Other databases use
 the ORM path in lifecycle.py.
+
+The status guard is a join (`status IN (SELECT unnest(...))`), not a plain `status = ...`
+filter: from a filter on status the planner may prove a partial index by status usable
+(job_queued_age, job_running_lease) and, with statistics taken while that status had few
+rows, prefer it to the primary key, scanning the whole backlog on every claim. Through a join
+the only way to the row is its primary key.
 """
 
 import json
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import connection
 from psycopg.types.json import Jsonb
 
@@ -25,7 +32,7 @@ WITH claimed AS (
     UPDATE {JOB} SET status = %(to)s, attempts = attempts + 1, attempts_total = attempts_total + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         progress = 0, progress_message = '', updated_at = %(now)s
-    WHERE id = %(id)s AND status = ANY(%(sources)s)
+    WHERE id = %(id)s AND status IN (SELECT unnest(%(sources)s::text[]))
         AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
     RETURNING id, type, payload, attempts, attempts_total, timeout, priority
 ), opened AS (
@@ -40,7 +47,7 @@ WITH done AS (
     UPDATE {JOB} SET status = %(to)s, result = %(result)s, finished_at = %(now)s, progress = 100,
         lease_expires_at = NULL, error_type = '', error_message = '', error_traceback = '', reason = '',
         updated_at = %(now)s
-    WHERE id = %(id)s AND status = ANY(%(sources)s) AND attempts_total = %(serial)s
+    WHERE id = %(id)s AND status IN (SELECT unnest(%(sources)s::text[])) AND attempts_total = %(serial)s
     RETURNING id
 ), closed AS (
     UPDATE {ATTEMPT} SET outcome = %(outcome)s, finished_at = %(now)s
@@ -50,25 +57,38 @@ SELECT count(*) FROM done
 """
 
 
+def _execute(statement: str, params: dict[str, Any]) -> tuple | None:
+    """Run one hot-path statement as a server-side prepared statement; its first row.
+
+    Django's cursors bind parameters on the client, so PostgreSQL would parse and plan the
+    statement on every call; prepared once per connection, it is only executed.
+    """
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(statement, params, prepare=True)
+        return cursor.fetchone()
+
+
 def _sources(to: Status, expected: Status) -> list[str]:
     """The guard: the expected source, if the state machine allows it."""
     return [str(s) for s in sources_of(to) & {expected}]
 
 
-def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
-    """(type, payload, attempt, serial, timeout, queue) of the claimed job, or None."""
-    params = {
-        "to": Status.RUNNING,
+def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
+    return {
+        "to": Status.RUNNING.value,
         "sources": _sources(Status.RUNNING, Status.QUEUED),
-        "id": job_id,
+        "id": str(job_id),
         "now": now,
         "worker": worker,
         "lease": lease,
-        "outcome": Outcome.RUNNING,
+        "outcome": Outcome.RUNNING.value,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(CLAIM, params)
-        row = cursor.fetchone()
+
+
+def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
+    """(type, payload, attempt, serial, timeout, queue) of the claimed job, or None."""
+    row = _execute(CLAIM, claim_params(job_id=job_id, worker=worker, now=now, lease=lease))
     if row is None:
         return None
     job_type, payload, attempt, serial, timeout, queue = row
@@ -76,16 +96,17 @@ def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple 
     return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
 
 
-def succeed(*, job_id: Any, serial: int, result: Any, now: datetime) -> bool:
-    params = {
-        "to": Status.SUCCEEDED,
+def succeed_params(*, job_id: Any, serial: int, result: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "to": Status.SUCCEEDED.value,
         "sources": _sources(Status.SUCCEEDED, Status.RUNNING),
-        "id": job_id,
+        "id": str(job_id),
         "serial": serial,
         "now": now,
-        "outcome": Outcome.SUCCEEDED,
+        "outcome": Outcome.SUCCEEDED.value,
         "result": None if result is None else Jsonb(result),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(SUCCEED, params)
-        return cursor.fetchone()[0] == 1
+
+
+def succeed(*, job_id: Any, serial: int, result: Any, now: datetime) -> bool:
+    return _execute(SUCCEED, succeed_params(job_id=job_id, serial=serial, result=result, now=now))[0] == 1
