@@ -23,6 +23,8 @@ lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 # Every benchmark scenario at full size (tens of minutes); one alone: `.venv/bin/python -m bench <name> --help`.
-# Results: bench/results/*.json and a table appended to docs/benchmarks.md.
+# Results: bench/results/*.json and a table appended to docs/benchmarks.md. The peers measured
+# beside bare Celery (RQ, Procrastinate) come from requirements-bench.txt.
 bench: venv
+	$(BIN)/python -m pip install -q -r requirements-bench.txt
 	$(BIN)/python -m bench all

@@ -81,6 +81,8 @@ def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0, celer
             )
         rows = JobAttempt.objects.values_list("started_at", "job__run_at")
         ours = [(started - run_at).total_seconds() for started, run_at in rows]
+        # The baseline uses the same queue names: a jobqueue worker left running would take its messages.
+        stack.stop_processes()
         theirs, their_rss = _celery_countdown(stack, jobs, spread, lead) if celery else ([], 0.0)
     result = {
         "jobs": jobs,

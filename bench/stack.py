@@ -46,8 +46,14 @@ class Stack:
         call_command("migrate", verbosity=0)
         return self
 
-    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> services.Process:
-        process = services.Process(f"bench-{name}", command, {**os.environ, **self.env, **(env or {})})
+    def spawn(
+        self, name: str, command: list[str], env: dict[str, str] | None = None, *, django: bool = True
+    ) -> services.Process:
+        """`django=False`: without DJANGO_SETTINGS_MODULE, so Celery's Django fixup stays out of a baseline."""
+        environment = {**os.environ, **self.env, **(env or {})}
+        if not django:
+            environment.pop("DJANGO_SETTINGS_MODULE", None)
+        process = services.Process(f"bench-{name}", command, environment)
         self.processes.append(process)
         return process
 
@@ -79,14 +85,18 @@ class Stack:
             "--without-mingle",
             "--without-gossip",
         ]
-        process = self.spawn(name, command, env)
+        process = self.spawn(name, command, env, django=app == "jobqueue_site")
         process.wait_for_output("ready.", timeout=60)
         return process
 
-    def stop(self) -> None:
+    def stop_processes(self) -> None:
+        """Stop every jobqueue process, e.g. before a baseline that uses the same queue names."""
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+
+    def stop(self) -> None:
+        self.stop_processes()
         from django.db import connections
 
         connections.close_all()

@@ -5,8 +5,12 @@ import time
 
 from tests.services import wait_for
 
+from . import peers
 from .report import save
 from .stack import running_stack
+
+# Optional baselines, measured when their packages are installed (requirements-bench.txt).
+PEERS = {"RQ, SimpleWorker": peers.drain_rq, "Procrastinate": peers.drain_procrastinate}
 
 
 def submit_noops(count: int) -> None:
@@ -58,26 +62,37 @@ def drain_celery(stack, count: int, concurrency: int) -> float:
 
 def run(*, jobs: int = 20_000, concurrency: int = 2, repeats: int = 3) -> dict:
     ours, theirs = [], []
+    others: dict[str, list[float]] = {name: [] for name in PEERS}
     with running_stack() as stack:
         for round_ in range(repeats):
             theirs.append(drain_celery(stack, jobs, concurrency))
             ours.append(drain_jobqueue(stack, jobs, concurrency))
-            print(f"round {round_ + 1}: bare Celery {theirs[-1]:.0f} jobs/s, jobqueue {ours[-1]:.0f} jobs/s")
+            line = f"round {round_ + 1}: bare Celery {theirs[-1]:.0f} jobs/s, jobqueue {ours[-1]:.0f} jobs/s"
+            for name, drain in PEERS.items():
+                rate = drain(stack, jobs, concurrency)
+                if rate is not None:
+                    others[name].append(rate)
+                    line += f", {name} {rate:.0f} jobs/s"
+            print(line)
+    median = statistics.median(ours)
     result = {
         "jobs": jobs,
         "concurrency": concurrency,
         "jobqueue_jobs_per_s": ours,
         "celery_jobs_per_s": theirs,
-        "ratio": statistics.median(ours) / statistics.median(theirs),
+        "peers_jobs_per_s": others,
+        "ratio": median / statistics.median(theirs),
     }
-    save(
-        "end-to-end",
-        result,
-        [
-            ("jobs per run", f"{jobs:,} noop, one worker node, prefork concurrency {concurrency}"),
-            (f"bare Celery (median of {repeats})", f"{statistics.median(theirs):.0f} jobs/s"),
-            (f"jobqueue (median of {repeats})", f"{statistics.median(ours):.0f} jobs/s"),
-        ],
-        headline=f"ratio to bare Celery: {result['ratio']:.2f}",
-    )
+    rows = [
+        ("jobs per run", f"{jobs:,} noop, one worker node, prefork concurrency {concurrency}"),
+        (f"bare Celery (median of {repeats})", f"{statistics.median(theirs):.0f} jobs/s"),
+        (f"jobqueue (median of {repeats})", f"{median:.0f} jobs/s"),
+    ]
+    for name, rates in others.items():
+        if rates:
+            theirs_median = statistics.median(rates)
+            rows.append((name, f"{theirs_median:.0f} jobs/s (jobqueue: {median / theirs_median:.2f}x)"))
+        else:
+            rows.append((name, "not measured: not installed (pip install -r requirements-bench.txt)"))
+    save("end-to-end", result, rows, headline=f"ratio to bare Celery: {result['ratio']:.2f}")
     return result
