@@ -40,8 +40,14 @@ def drain_rq(stack, count: int, concurrency: int) -> float | None:
     command = [_binary("rq"), "worker", "-w", "rq.worker.SimpleWorker", "-u", stack.redis.url, RQ_QUEUE]
     workers = [stack.spawn(f"rq-{n}", command, django=False) for n in range(concurrency)]
     started = time.monotonic()
+
+    def drained() -> bool:
+        if not all(worker.alive() for worker in workers):
+            raise RuntimeError("an RQ worker exited; see test-artifacts/bench-rq-*.log")
+        return queue.count == 0 and queue.started_job_registry.count == 0
+
     wait_for(
-        lambda: queue.count == 0 and queue.started_job_registry.count == 0,
+        drained,
         timeout=3600,
         what="RQ to drain",
         interval=0.05,
@@ -96,12 +102,16 @@ def drain_procrastinate(stack, count: int, concurrency: int) -> float | None:
         "worker",
         "--concurrency",
         str(concurrency),
+        "--queues",
         PROCRASTINATE_QUEUE,
     ]
-    worker = stack.spawn("procrastinate", command, django=False)
+    # Its command line imports the app by dotted path: from the checkout, like Celery's does.
+    worker = stack.spawn("procrastinate", command, {"PYTHONPATH": str(stack.root)}, django=False)
     started = time.monotonic()
 
     def drained() -> bool:
+        if not worker.alive():
+            raise RuntimeError(f"the Procrastinate worker exited: {worker.output()[-2000:]}")
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
             return cursor.fetchone()[0] >= count
