@@ -1,6 +1,8 @@
 """`python -m bench <scenario> [flags]`; `python -m bench all` runs every scenario at its default size."""
 
 import argparse
+import subprocess
+import sys
 
 from . import scheduling, submit_api, throughput, workloads
 
@@ -50,8 +52,9 @@ def main() -> None:
     args = vars(parser.parse_args())
     name = args.pop("scenario")
     if name == "all":
-        for run, _, _ in SCENARIOS.values():
-            run()
+        # One process per scenario: Django's settings (and so its database) are fixed once loaded.
+        for scenario in SCENARIOS:
+            subprocess.run([sys.executable, "-m", "bench", scenario], check=True)
         return
     SCENARIOS[name][0](**args)
 
