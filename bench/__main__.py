@@ -30,7 +30,7 @@ SCENARIOS = {
     "io-bound": (
         workloads.io_bound,
         "5: email jobs to a slow SMTP sink, threads pool against prefork",
-        {"emails": 2000, "delay_ms": 50, "threads": 50},
+        {"emails": 2000, "delay_ms": 50, "threads": 50, "nodes": 2},
     ),
     "growth": (
         workloads.growth,

@@ -65,6 +65,7 @@ def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0, celer
         stack.spawn("mover", [svc.python(), "manage.py", "run_mover"], {"LOG_LEVEL": "INFO"}).wait_for_output(
             "mover started"
         )
+        idle_rss = tree_rss_mib(worker.process.pid)
         start = timezone.now() + timedelta(seconds=lead)
         submit_bulk(
             [
@@ -72,6 +73,7 @@ def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0, celer
                 for i in range(jobs)
             ]
         )
+        held_rss = _rss_before(worker, start.timestamp())
         with Sampler(lambda: tree_rss_mib(worker.process.pid)) as ours_rss:
             svc.wait_for(
                 lambda: Job.objects.filter(status="succeeded").count() == jobs,
@@ -81,20 +83,33 @@ def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0, celer
             )
         rows = JobAttempt.objects.values_list("started_at", "job__run_at")
         ours = [(started - run_at).total_seconds() for started, run_at in rows]
+        # When the stragglers were due (seconds after the first due time) and how late they started.
+        stragglers = sorted(
+            [round((run_at - start).total_seconds(), 3), round((started - run_at).total_seconds(), 3)]
+            for started, run_at in rows
+            if (started - run_at).total_seconds() > 0.1
+        )
         # The baseline uses the same queue names: a jobqueue worker left running would take its messages.
         stack.stop_processes()
-        theirs, their_rss = _celery_countdown(stack, jobs, spread, lead) if celery else ([], 0.0)
+        theirs, their_rss = _celery_countdown(stack, jobs, spread, lead) if celery else ([], {})
     result = {
         "jobs": jobs,
         "spread_s": spread,
-        "jobqueue": {**percentiles(ours), "early": sum(x < 0 for x in ours), "rss_mib_max": _max(ours_rss)},
-        "celery_countdown": {**percentiles(theirs), "early": sum(x < 0 for x in theirs), "rss_mib_max": their_rss},
+        "jobqueue": {
+            **percentiles(ours),
+            "early": sum(x < 0 for x in ours),
+            "rss_mib_idle": idle_rss,
+            "rss_mib_holding": held_rss,
+            "rss_mib_max": _max(ours_rss),
+            "later_than_100ms": stragglers,
+        },
+        "celery_countdown": {**percentiles(theirs), "early": sum(x < 0 for x in theirs), **their_rss},
     }
     q, c = result["jobqueue"], result["celery_countdown"]
     rows = [
         ("jobs", f"{jobs:,} scheduled over {spread:.0f} s"),
         ("jobqueue lateness p50 / p99 / max", f"{ms(q['p50'])} / {ms(q['p99'])} / {ms(q['max'])}, early: {q['early']}"),
-        ("jobqueue worker RSS max", f"{q['rss_mib_max']:.0f} MiB"),
+        ("jobqueue worker RSS idle / holding the jobs / max", _rss_row(q)),
     ]
     if celery:
         rows += [
@@ -102,17 +117,27 @@ def delays(*, jobs: int = 10_000, spread: float = 60.0, lead: float = 5.0, celer
                 "Celery countdown lateness p50 / p99 / max",
                 f"{ms(c['p50'])} / {ms(c['p99'])} / {ms(c['max'])}, early: {c['early']}",
             ),
-            ("Celery countdown worker RSS max", f"{c['rss_mib_max']:.0f} MiB"),
+            ("Celery countdown worker RSS idle / holding the jobs / max", _rss_row(c)),
         ]
     save("delays", result, rows)
     return result
+
+
+def _rss_before(worker, due: float) -> float:
+    """Worker node RSS with every job scheduled and none due yet (just before the first is due)."""
+    time.sleep(max(0.0, due - 0.5 - time.time()))
+    return tree_rss_mib(worker.process.pid)
+
+
+def _rss_row(measured: dict) -> str:
+    return f"{measured['rss_mib_idle']:.0f} / {measured['rss_mib_holding']:.0f} / {measured['rss_mib_max']:.0f} MiB"
 
 
 def _max(sampler: Sampler) -> float:
     return max((value for _, value in sampler.values), default=0.0)
 
 
-def _celery_countdown(stack, jobs: int, spread: float, lead: float) -> tuple[list[float], float]:
+def _celery_countdown(stack, jobs: int, spread: float, lead: float) -> tuple[list[float], dict]:
     import redis
 
     from .baseline_app import app
@@ -121,14 +146,16 @@ def _celery_countdown(stack, jobs: int, spread: float, lead: float) -> tuple[lis
     worker = stack.worker(
         "celery-countdown", app="bench.baseline_app", concurrency=2, env={"BENCH_DISABLE_PREFETCH": "0"}
     )
+    idle_rss = tree_rss_mib(worker.process.pid)
     base = time.time() + lead
     with app.producer_or_acquire() as producer:
         for i in range(jobs):
             due = base + spread * i / jobs
             app.send_task("bench.stamp", args=[due], countdown=due - time.time(), producer=producer)
+    held_rss = _rss_before(worker, base)
     with Sampler(lambda: tree_rss_mib(worker.process.pid)) as rss:
         svc.wait_for(
             lambda: client.llen("bench:lateness") >= jobs, timeout=spread + 300, what="countdown tasks", interval=0.5
         )
     lateness = [float(x) for x in client.lrange("bench:lateness", 0, -1)]
-    return lateness, _max(rss)
+    return lateness, {"rss_mib_idle": idle_rss, "rss_mib_holding": held_rss, "rss_mib_max": _max(rss)}

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -83,6 +84,18 @@ def wrk_single(address: str, key: str, seconds: int, connections: int) -> dict:
     }
 
 
+def have_wrk() -> bool:
+    """wrk, installed from Debian's packages when missing and possible; else the Python fallback is used."""
+    import pytest
+
+    if shutil.which("wrk") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        try:
+            svc.ensure_debian_package("wrk", "wrk")
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
+            print(f"wrk could not be installed ({exc}); the Python load generator is used instead")
+    return shutil.which("wrk") is not None
+
+
 def python_single(address: str, key: str, seconds: int, connections: int) -> dict:
     """Fallback load generator when wrk is not installed: threads posting in a loop."""
     host, port = address.split(":")
@@ -132,9 +145,14 @@ def bulk(address: str, key: str, requests: int, size: int) -> float:
 
 
 def enqueue_to_start(stack, rate: float, seconds: float) -> dict:
-    from jobs import services
-    from jobs.models import JobAttempt
+    import redis
 
+    from jobs import services
+    from jobs.models import Job, JobAttempt
+
+    # Start from empty queues: the jobs the submit measurements left would be a backlog to wait behind.
+    redis.Redis.from_url(stack.redis.url).flushdb()
+    Job.objects.filter(status="queued").delete()
     worker = stack.worker("latency", concurrency=2)
     ids = [services.job_submit(type="noop", payload={})[0].id for _ in rate_limited(int(rate * seconds), rate)]
     svc.wait_for(
@@ -152,7 +170,7 @@ def run(*, seconds: int = 15, connections: int = 8, bulk_requests: int = 20, rat
     with running_stack() as stack:
         address = start_web(stack)
         key = token()
-        single = (wrk_single if shutil.which("wrk") else python_single)(address, key, seconds, connections)
+        single = (wrk_single if have_wrk() else python_single)(address, key, seconds, connections)
         bulk_rate = bulk(address, key, bulk_requests, 1000)
         latency = enqueue_to_start(stack, rate, 10)
     result = {"single": single, "bulk_jobs_per_s": bulk_rate, "enqueue_to_start": latency}
