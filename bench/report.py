@@ -28,16 +28,14 @@ def save(scenario: str, result: dict, rows: list[tuple[str, str]], headline: str
     DOC.parent.mkdir(parents=True, exist_ok=True)
     if not DOC.exists():
         DOC.write_text("# Benchmarks\n\nAppended by `make bench` (see bench/). Newest last.\n")
-    lines = [
-        "",
-        f"## {scenario} ({env['when']})",
-        "",
+    lines = ["", f"## {scenario} ({env['when']})", ""]
+    if headline:  # the section's first line
+        lines += [headline, ""]
+    lines += [
         f"{env['cores']} cores, {env['memory_gib']} GiB, Python {env['python']}, Django {env['django']}, "
         f"Celery {env['celery']}.",
         "",
     ]
-    if headline:
-        lines += [headline, ""]
     lines += ["| measure | value |", "| --- | --- |", *[f"| {name} | {value} |" for name, value in rows], ""]
     with DOC.open("a") as out:
         out.write("\n".join(lines))
