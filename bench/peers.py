@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tests.services import wait_for
 
+from .stack import ROOT
+
 RQ_QUEUE = "bench-rq"
 PROCRASTINATE_QUEUE = "bench"
 
@@ -71,17 +73,17 @@ def _procrastinate_app():
     return app
 
 
+# The app the Procrastinate worker's command line loads (its environment names the database).
 try:
     procrastinate_app = _procrastinate_app()
-except (ImportError, KeyError):  # not installed, or imported without a database to point at
+except (ImportError, KeyError):  # not installed, or imported before the stack set DATABASE_URL
     procrastinate_app = None
 
 
 def drain_procrastinate(stack, count: int, concurrency: int) -> float | None:
     """Procrastinate (jobs tracked in PostgreSQL) with a worker of `concurrency` concurrent jobs."""
-    app = _procrastinate_app() if procrastinate_app is None else procrastinate_app
     try:
-        import procrastinate  # noqa: F401
+        app = _procrastinate_app()
     except ImportError:
         return None
     from django.db import connection
@@ -106,7 +108,7 @@ def drain_procrastinate(stack, count: int, concurrency: int) -> float | None:
         PROCRASTINATE_QUEUE,
     ]
     # Its command line imports the app by dotted path: from the checkout, like Celery's does.
-    worker = stack.spawn("procrastinate", command, {"PYTHONPATH": str(stack.root)}, django=False)
+    worker = stack.spawn("procrastinate", command, {"PYTHONPATH": str(ROOT)}, django=False)
     started = time.monotonic()
 
     def drained() -> bool:

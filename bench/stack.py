@@ -19,7 +19,6 @@ class Stack:
         self.postgres = services.PostgresServer(services.free_port(), database="jobqueue", user="jobqueue")
         self.redis = services.RedisServer(services.free_port())
         self.processes: list[services.Process] = []
-        self.root = ROOT
         self.env: dict[str, str] = {}
 
     def start(self) -> "Stack":

@@ -21,18 +21,7 @@ BODY = json.dumps({"type": "noop", "payload": {}})
 
 def start_web(stack, workers: int = 2) -> str:
     port = svc.free_port()
-    command = [
-        svc.python(),
-        "-m",
-        "gunicorn",
-        "jobqueue_site.wsgi:application",
-        "-b",
-        f"127.0.0.1:{port}",
-        "-w",
-        str(workers),
-        "--access-logfile",
-        "/dev/null",
-    ]
+    command = svc.gunicorn_command(port, workers=workers, access_log="/dev/null")
     stack.spawn("web", command, {"JOB_THROTTLE_USER": "1000000/second"})
     svc.wait_for(lambda: svc.port_open(port), timeout=30, what="gunicorn")
     return f"127.0.0.1:{port}"

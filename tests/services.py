@@ -232,6 +232,24 @@ def python() -> str:
     return sys.executable
 
 
+def gunicorn_command(port: int, *, workers: int = 2, access_log: str = "-") -> list[str]:
+    """The web app under gunicorn on a loopback port, as the tests and the benchmarks run it."""
+    return [
+        python(),
+        "-m",
+        "gunicorn",
+        "jobqueue_site.wsgi:application",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(workers),
+        "--access-logfile",
+        access_log,
+        "--timeout",
+        "30",
+    ]
+
+
 def celery_binary() -> str:
     return str(Path(sys.executable).parent / "celery")
 

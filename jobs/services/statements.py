@@ -74,10 +74,14 @@ def _sources(to: Status, expected: Status) -> list[str]:
     return [str(s) for s in sources_of(to) & {expected}]
 
 
+CLAIM_SOURCES = _sources(Status.RUNNING, Status.QUEUED)
+SUCCEED_SOURCES = _sources(Status.SUCCEEDED, Status.RUNNING)
+
+
 def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
     return {
         "to": Status.RUNNING.value,
-        "sources": _sources(Status.RUNNING, Status.QUEUED),
+        "sources": CLAIM_SOURCES,
         "id": str(job_id),
         "now": now,
         "worker": worker,
@@ -99,7 +103,7 @@ def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple 
 def succeed_params(*, job_id: Any, serial: int, result: Any, now: datetime) -> dict[str, Any]:
     return {
         "to": Status.SUCCEEDED.value,
-        "sources": _sources(Status.SUCCEEDED, Status.RUNNING),
+        "sources": SUCCEED_SOURCES,
         "id": str(job_id),
         "serial": serial,
         "now": now,

@@ -92,20 +92,7 @@ def start_web():
 
     def start(env: dict | None = None, *, wait_healthy: bool = True) -> str:
         port = services.free_port()
-        command = [
-            services.python(),
-            "-m",
-            "gunicorn",
-            "jobqueue_site.wsgi:application",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "2",
-            "--access-logfile",
-            "-",
-            "--timeout",
-            "30",
-        ]
+        command = services.gunicorn_command(port)
         process = services.Process(f"web-{port}", command, {**os.environ, **(env or {})})
         started.append(process)
         url = f"http://127.0.0.1:{port}"
