@@ -31,7 +31,7 @@ def drain_jobqueue(stack, count: int, concurrency: int) -> float:
     fresh = Job.objects.filter(created_at__gte=marker, status="succeeded")
     worker = stack.worker("jobqueue", concurrency=concurrency)
     started = time.monotonic()
-    wait_for(lambda: fresh.count() >= count, timeout=3600, what="jobs", interval=0.05)
+    wait_for(lambda: fresh.count() >= count, timeout=3600, what="jobs", interval=0.25)
     elapsed = time.monotonic() - started
     worker.stop()
     stack.processes.remove(worker)

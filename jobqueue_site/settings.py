@@ -272,6 +272,9 @@ JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
 JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 10.0)
 # On SIGTERM a worker lets running jobs finish for this long, then requeues the rest.
 JOB_SHUTDOWN_GRACE = env_float("JOB_SHUTDOWN_GRACE", 30.0)
+# Seconds a worker process gathers successes before recording them in one statement: a job
+# shows as succeeded up to this much after its handler returned (finished_at is exact).
+JOB_FINISH_WINDOW = env_float("JOB_FINISH_WINDOW", 0.02)
 # The mover: how often it looks for due jobs (it also wakes exactly when the next one is due).
 JOB_MOVER_INTERVAL = env_float("JOB_MOVER_INTERVAL", 0.5)
 JOB_MOVER_BATCH = env_int("JOB_MOVER_BATCH", 500)

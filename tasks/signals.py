@@ -7,12 +7,14 @@ from typing import Any
 
 from celery import signals
 from django.conf import settings
+from django.utils import timezone
 
 from jobs import selectors, services
 from jobs.dispatch import RUN_JOB_TASK
 from jobs.exceptions import PermanentError, UnknownJobType
 from jobs.limits import redact, too_deep
 
+from . import finisher
 from .worker import results, running
 
 log = logging.getLogger("jobqueue.worker")
@@ -40,7 +42,7 @@ def on_success(sender: Any = None, **_: Any) -> None:
     if problem:
         services.job_fail(job_id=claim.job_id, serial=claim.serial, error_type="InvalidResult", message=problem)
         return
-    services.job_succeed(job_id=claim.job_id, serial=claim.serial, result=value, claim=claim)
+    finisher.record(services.Success(claim.job_id, claim.serial, value, timezone.now(), claim))
 
 
 def _result_problem(value: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from .lifecycle import (
     Claim,
+    Success,
     job_claim,
     job_fail,
     job_progress,
@@ -9,6 +10,7 @@ from .lifecycle import (
     job_succeed,
     job_transition,
     jobs_heartbeat,
+    jobs_succeed,
     jobs_transition,
 )
 from .operations import (
@@ -26,6 +28,7 @@ from .submit import job_submit, jobs_submit_many
 
 __all__ = [
     "Claim",
+    "Success",
     "job_cancel",
     "job_claim",
     "job_delete",
@@ -44,6 +47,7 @@ __all__ = [
     "jobs_release_due",
     "jobs_requeue_lost",
     "jobs_retry_dead",
+    "jobs_succeed",
     "jobs_submit_many",
     "jobs_transition",
     "queue_pause",

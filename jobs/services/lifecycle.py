@@ -5,6 +5,7 @@ every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim t
 never repeats for a job: a stale worker can never overwrite a newer attempt's state.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,31 +137,59 @@ def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime
     JobAttempt.objects.filter(job_id=job_id, number=serial).update(outcome=outcome, finished_at=when, **error)
 
 
-def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = None) -> bool:
-    """Record a successful attempt. A stale attempt (the job moved on) changes nothing.
+@dataclass(frozen=True)
+class Success:
+    """A successful attempt, to be recorded: the handler's value and when it returned.
 
     `claim`, the one `job_claim` returned for this attempt, spares a query for the event's facts.
     """
-    now = timezone.now()
+
+    job_id: str
+    serial: int
+    result: Any
+    finished_at: datetime
+    claim: Claim | None = None
+
+    @property
+    def encoded_result(self) -> str | None:
+        return None if self.result is None else json.dumps(self.result)
+
+
+def jobs_succeed(successes: list[Success]) -> list[Success]:
+    """Record successful attempts, on PostgreSQL all in one statement; the ones recorded.
+
+    A stale attempt (its job moved on: cancelled, recovered after a lost lease) changes nothing.
+    """
+    if not successes:
+        return []
     if connection.vendor == "postgresql":
-        done = statements.succeed(job_id=job_id, serial=serial, result=result, now=now)
+        moved = statements.succeed_many(
+            [(s.job_id, s.serial, s.encoded_result, s.finished_at) for s in successes]
+        )
+        recorded = [s for s in successes if str(s.job_id) in moved]
     else:
-        done = _succeed_orm(job_id=job_id, serial=serial, result=result, now=now)
-    if done:
-        mine = claim is not None and (claim.job_id, claim.serial) == (str(job_id), serial)
-        known = claim if mine else _attempt(job_id=job_id, serial=serial)
-        events.succeeded(known.facts, duration=events.seconds_between(known.started_at, now))
-    return done
+        recorded = [s for s in successes if _succeed_orm(s)]
+    for success in recorded:
+        claim = success.claim
+        mine = claim is not None and (claim.job_id, claim.serial) == (str(success.job_id), success.serial)
+        known = claim if mine else _attempt(job_id=success.job_id, serial=success.serial)
+        events.succeeded(known.facts, duration=events.seconds_between(known.started_at, success.finished_at))
+    return recorded
 
 
-def _succeed_orm(*, job_id: Any, serial: int, result: Any, now: datetime) -> bool:
+def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = None) -> bool:
+    """Record one successful attempt now (see `jobs_succeed`)."""
+    return bool(jobs_succeed([Success(str(job_id), serial, result, timezone.now(), claim)]))
+
+
+def _succeed_orm(success: Success) -> bool:
     with transaction.atomic():
         done = job_transition(
-            job_id=job_id,
+            job_id=success.job_id,
             to=Status.SUCCEEDED,
-            where=_running(serial),
-            result=result,
-            finished_at=now,
+            where=_running(success.serial),
+            result=success.result,
+            finished_at=success.finished_at,
             progress=100,
             lease_expires_at=None,
             error_type="",
@@ -169,7 +198,9 @@ def _succeed_orm(*, job_id: Any, serial: int, result: Any, now: datetime) -> boo
             reason="",
         )
         if done:
-            _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.SUCCEEDED, when=now)
+            _close_attempt(
+                job_id=success.job_id, serial=success.serial, outcome=Outcome.SUCCEEDED, when=success.finished_at
+            )
     return done
 
 

@@ -1,9 +1,9 @@
-"""The hot path on PostgreSQL: claim and finish an attempt in one statement each.
+"""The hot path on PostgreSQL: claim an attempt in one statement, record successes many at a time.
 
-Each statement updates the job under the same guard as `_transition` (allowed sources from
-the state machine, plus the attempt's serial; a claim also skips a paused queue) and writes
-the attempt history in the same round trip with a data-modifying CTE. Other databases use
-the ORM path in lifecycle.py.
+Each statement updates jobs under the same guard as `_transition` (allowed sources from the
+state machine, plus the attempt's serial; a claim also skips a paused queue) and writes the
+attempt history in the same round trip with a data-modifying CTE. Other databases use the ORM
+path in lifecycle.py.
 
 The status guard is a join (`status IN (SELECT unnest(...))`), not a plain `status = ...`
 filter: from a filter on status the planner may prove a partial index by status usable
@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg
 from django.db import connection
-from psycopg.types.json import Jsonb
 
 from jobs.models import Job, JobAttempt, Outcome, QueueState
 from jobs.states import Status, sources_of
@@ -42,31 +41,45 @@ WITH claimed AS (
 SELECT type, payload, attempts, attempts_total, timeout, priority FROM claimed
 """
 
-SUCCEED = f"""
-WITH done AS (
-    UPDATE {JOB} SET status = %(to)s, result = %(result)s, finished_at = %(now)s, progress = 100,
+SUCCEED_MANY = f"""
+WITH finished AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(serials)s::integer[], %(results)s::text[], %(times)s::timestamptz[])
+        AS f(id, serial, result, finished_at)
+), done AS (
+    UPDATE {JOB} SET status = %(to)s, result = f.result::jsonb, finished_at = f.finished_at, progress = 100,
         lease_expires_at = NULL, error_type = '', error_message = '', error_traceback = '', reason = '',
-        updated_at = %(now)s
-    WHERE id = %(id)s AND status IN (SELECT unnest(%(sources)s::text[])) AND attempts_total = %(serial)s
-    RETURNING id
+        updated_at = f.finished_at
+    FROM finished f
+    WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest(%(sources)s::text[])) AND {JOB}.attempts_total = f.serial
+    RETURNING {JOB}.id, f.serial, f.finished_at
 ), closed AS (
-    UPDATE {ATTEMPT} SET outcome = %(outcome)s, finished_at = %(now)s
-    WHERE job_id IN (SELECT id FROM done) AND number = %(serial)s
+    UPDATE {ATTEMPT} SET outcome = %(outcome)s, finished_at = done.finished_at
+    FROM done WHERE {ATTEMPT}.job_id = done.id AND {ATTEMPT}.number = done.serial
 )
-SELECT count(*) FROM done
+SELECT id FROM done
 """
 
 
-def _execute(statement: str, params: dict[str, Any]) -> tuple | None:
-    """Run one hot-path statement as a server-side prepared statement; its first row.
+NEVER_AUTOMATICALLY = 2**31 - 1
 
-    Django's cursors bind parameters on the client, so PostgreSQL would parse and plan the
-    statement on every call; prepared once per connection, it is only executed.
+
+def _execute(statement: str, params: dict[str, Any], *, prepare: bool) -> list[tuple]:
+    """Run one hot-path statement; its rows. Errors come out as Django's (DatabaseError...).
+
+    Django's cursors bind parameters on the client, so PostgreSQL parses and plans every call.
+    `prepare`: run as a server-side prepared statement instead, parsed once per connection and,
+    for a statement whose best plan does not depend on the values or on the tables' sizes,
+    planned once too.
     """
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(statement, params, prepare=True)
-        return cursor.fetchone()
+    raw = connection.connection
+    if prepare and raw.prepare_threshold is None:
+        # Django turns prepared statements off, and psycopg then ignores prepare=True too. A
+        # threshold no query reaches turns them on for the statements that ask, and only those.
+        raw.prepare_threshold = NEVER_AUTOMATICALLY
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(statement, params, prepare=prepare)
+        return cursor.fetchall()
 
 
 def _sources(to: Status, expected: Status) -> list[str]:
@@ -92,25 +105,34 @@ def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) ->
 
 def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
     """(type, payload, attempt, serial, timeout, queue) of the claimed job, or None."""
-    row = _execute(CLAIM, claim_params(job_id=job_id, worker=worker, now=now, lease=lease))
-    if row is None:
+    rows = _execute(CLAIM, claim_params(job_id=job_id, worker=worker, now=now, lease=lease), prepare=True)
+    if not rows:
         return None
-    job_type, payload, attempt, serial, timeout, queue = row
+    job_type, payload, attempt, serial, timeout, queue = rows[0]
     # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
     return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
 
 
-def succeed_params(*, job_id: Any, serial: int, result: Any, now: datetime) -> dict[str, Any]:
+def succeed_many_params(successes: list[tuple[Any, int, str | None, datetime]]) -> dict[str, Any]:
+    """`successes`: (job id, serial, result as JSON text or None, finished at) of each attempt."""
+    ids, serials, results, times = zip(*successes) if successes else ((), (), (), ())
     return {
         "to": Status.SUCCEEDED.value,
         "sources": SUCCEED_SOURCES,
-        "id": str(job_id),
-        "serial": serial,
-        "now": now,
         "outcome": Outcome.SUCCEEDED.value,
-        "result": None if result is None else Jsonb(result),
+        "ids": [str(job_id) for job_id in ids],
+        "serials": list(serials),
+        "results": list(results),
+        "times": list(times),
     }
 
 
-def succeed(*, job_id: Any, serial: int, result: Any, now: datetime) -> bool:
-    return _execute(SUCCEED, succeed_params(job_id=job_id, serial=serial, result=result, now=now))[0] == 1
+def succeed_many(successes: list[tuple[Any, int, str | None, datetime]]) -> set[str]:
+    """Record successful attempts in one statement; the ids of the jobs that moved (a stale
+    attempt, whose job moved on, is left out).
+
+    Not prepared: a plan cached while the attempt history was nearly empty would scan it whole
+    on every call as it grows; planned per batch, the plan follows the table's size.
+    """
+    rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
+    return {str(row[0]) for row in rows}

@@ -59,6 +59,34 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_state():
     assert (job.status, job.result, job.progress) == (Status.SUCCEEDED, {"ok": 1}, 100)
 
 
+def test_many_successes_are_recorded_at_once_and_stale_ones_change_nothing():
+    jobs = [submit(max_retries=3) for _ in range(4)]
+    claims = [services.job_claim(job_id=job.id, worker="w1") for job in jobs]
+    # Its lease ran out while its handler ran: the attempt was recorded as failed.
+    services.job_fail(job_id=jobs[3].id, serial=claims[3].serial, error_type="Lost", message="lease expired")
+    finished = timezone.now()
+    successes = [
+        services.Success(claims[0].job_id, claims[0].serial, {"n": 0}, finished, claims[0]),
+        services.Success(claims[1].job_id, claims[1].serial, None, finished),
+        services.Success(claims[2].job_id, claims[2].serial + 1, {"n": 2}, finished),  # not its attempt
+        services.Success(claims[3].job_id, claims[3].serial, {"n": 3}, finished),
+    ]
+
+    recorded = services.jobs_succeed(successes)
+
+    assert recorded == successes[:2]
+    rows = {str(job.pk): job for job in Job.objects.filter(pk__in=[job.id for job in jobs])}
+    assert [(rows[c.job_id].status, rows[c.job_id].result) for c in claims] == [
+        (Status.SUCCEEDED, {"n": 0}),
+        (Status.SUCCEEDED, None),
+        (Status.RUNNING, None),
+        (Status.RETRYING, None),
+    ]
+    assert rows[claims[0].job_id].finished_at == finished
+    outcomes = dict(JobAttempt.objects.filter(job_id__in=[j.id for j in jobs]).values_list("job_id", "outcome"))
+    assert [outcomes[job.id] for job in jobs] == ["succeeded", "succeeded", "running", "failed"]
+
+
 def test_a_failure_with_retries_left_waits_in_retrying():
     job = submit(type="test.flaky")
     claim = services.job_claim(job_id=job.id, worker="w1")
@@ -112,7 +140,7 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
     now = timezone.now()
     plans = {
         "claim": (statements.CLAIM, statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)),
-        "succeed": (statements.SUCCEED, statements.succeed_params(job_id=job.id, serial=1, result=None, now=now)),
+        "succeed": (statements.SUCCEED_MANY, statements.succeed_many_params([(job.id, 1, None, now)] * 2)),
     }
     for name, (statement, params) in plans.items():
         with connection.cursor() as cursor:
