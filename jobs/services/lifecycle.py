@@ -163,9 +163,7 @@ def jobs_succeed(successes: list[Success]) -> list[Success]:
     if not successes:
         return []
     if connection.vendor == "postgresql":
-        moved = statements.succeed_many(
-            [(s.job_id, s.serial, s.encoded_result, s.finished_at) for s in successes]
-        )
+        moved = statements.succeed_many([(s.job_id, s.serial, s.encoded_result, s.finished_at) for s in successes])
         recorded = [s for s in successes if str(s.job_id) in moved]
     else:
         recorded = [s for s in successes if _succeed_orm(s)]

@@ -115,7 +115,7 @@ def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple 
 
 def succeed_many_params(successes: list[tuple[Any, int, str | None, datetime]]) -> dict[str, Any]:
     """`successes`: (job id, serial, result as JSON text or None, finished at) of each attempt."""
-    ids, serials, results, times = zip(*successes) if successes else ((), (), (), ())
+    ids, serials, results, times = zip(*successes, strict=True) if successes else ((), (), (), ())
     return {
         "to": Status.SUCCEEDED.value,
         "sources": SUCCEED_SOURCES,
