@@ -15,7 +15,7 @@ SCENARIOS = {
     "submit-api": (
         submit_api.run,
         "2: single and bulk submit under gunicorn; enqueue-to-start",
-        {"seconds": 15, "connections": 8, "bulk_requests": 20, "rate": 200.0},
+        {"seconds": 15, "connections": 8, "bulk_requests": 20, "bulk_clients": 2, "rate": 200.0},
     ),
     "priority": (
         scheduling.priority,

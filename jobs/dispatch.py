@@ -10,8 +10,12 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
+from celery.utils import uuid
+from celery.utils.nodenames import anon_nodename
 from django.conf import settings
 from django.db import transaction
+from kombu.entity import PERSISTENT_DELIVERY_MODE as DELIVERY_MODE
+from kombu.utils import json
 
 from jobqueue_site.celery import DEAD_LETTER_QUEUE, app
 
@@ -86,10 +90,53 @@ def send_job(*, job_id: Any, queue: str, timeout: int | None) -> bool:
 
 
 def send_jobs(jobs: Iterable[Dispatch]) -> None:
-    """Publish many jobs through pipelined batches: one Redis round trip per BATCH messages."""
-    with app.producer_or_acquire() as producer, producer.batch(max_size=BATCH):
+    """Publish many jobs through pipelined batches: one Redis round trip per BATCH messages.
+
+    On Redis the messages are built here (`_envelope`) rather than by `send_task`, which costs
+    several times more per message than the rest of a bulk submission together. They are the
+    messages `send_task` would publish; only Celery's task-sent event (for Flower) is not sent.
+    """
+    with app.producer_or_acquire() as producer:
+        if producer.connection.transport.driver_type != "redis":
+            with producer.batch(max_size=BATCH):
+                for job_id, queue, timeout in jobs:
+                    _publish(job_id, queue, timeout, producer)
+            return
+        channel, origin = producer.channel, anon_nodename()
+        pipe = channel.client.pipeline(transaction=False)
         for job_id, queue, timeout in jobs:
-            _publish(job_id, queue, timeout, producer)
+            if queue_paused(queue):
+                continue
+            pipe.lpush(queue, _envelope(channel, origin, job_id, queue, timeout))
+            if len(pipe) >= BATCH:
+                pipe.execute()
+        pipe.execute()
+
+
+def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int | None) -> str:
+    """The Redis list entry of one job's message: Celery's task message (protocol 2) in kombu's
+    envelope, as `send_task` and kombu's Redis transport make it (priority 0, so the list is
+    the queue's own name)."""
+    task_id, seconds = uuid(), timeout or settings.JOB_DEFAULT_TIMEOUT
+    args = [str(job_id)]
+    message = app.amqp.as_task_v2(
+        task_id,
+        RUN_JOB_TASK,
+        args=args,
+        kwargs={},
+        soft_time_limit=seconds,
+        time_limit=seconds + HARD_LIMIT_GRACE,
+        argsrepr=repr(args),
+        kwargsrepr="{}",
+        origin=origin,
+        ignore_result=None,
+    )
+    properties = {**message.properties, "delivery_mode": DELIVERY_MODE}
+    envelope = channel.prepare_message(
+        json.dumps(message.body), 0, "application/json", "utf-8", message.headers, properties
+    )
+    channel._inplace_augment_message(envelope, "", queue)
+    return json.dumps(envelope)
 
 
 def send_job_on_commit(*, job_id: Any, queue: str, timeout: int | None) -> None:

@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, models
+from psycopg.types.json import Jsonb
 
 from jobs.models import Job, JobAttempt, Outcome, QueueState
 from jobs.states import Status, sources_of
@@ -136,3 +137,25 @@ def succeed_many(successes: list[tuple[Any, int, str | None, datetime]]) -> set[
     """
     rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
     return {str(row[0]) for row in rows}
+
+
+def insert_jobs(jobs: list[Job]) -> None:
+    """Store new jobs with one COPY: Django's bulk_create compiles every value of every row
+    into SQL, the larger part of a bulk submission's time; COPY streams the rows as they are."""
+    fields = Job._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    json_fields = {field.attname for field in fields if isinstance(field, models.JSONField)}
+    connection.ensure_connection()
+    with (
+        connection.wrap_database_errors,
+        psycopg.Cursor(connection.connection) as cursor,
+        cursor.copy(f"COPY {JOB} ({columns}) FROM STDIN") as copy,
+    ):
+        for job in jobs:
+            row = []
+            for field in fields:
+                value = field.pre_save(job, True)  # fills created_at and updated_at
+                row.append(Jsonb(value) if field.attname in json_fields and value is not None else value)
+            copy.write_row(row)
+    for job in jobs:
+        job._state.adding, job._state.db = False, connection.alias

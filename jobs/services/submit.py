@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs import dispatch
@@ -15,7 +15,7 @@ from jobs.models import Job
 from jobs.states import Priority, Status
 from tasks import registry
 
-from . import events
+from . import events, statements
 
 
 def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetime) -> datetime | None:
@@ -52,8 +52,11 @@ def validate_payload(job_type: str, payload: Any) -> dict:
     return registry.get(job_type).validate(payload)
 
 
+PRIORITIES = frozenset(Priority.values)
+
+
 def _check_options(*, priority: str, max_retries: int | None) -> None:
-    if priority not in Priority.values:
+    if priority not in PRIORITIES:
         raise InvalidSubmission(f"priority must be one of {', '.join(Priority.values)}", field="priority")
     if max_retries is not None and not 0 <= max_retries <= settings.JOB_MAX_RETRIES_LIMIT:
         raise InvalidSubmission(
@@ -161,7 +164,10 @@ def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
         fresh.append(job)
         results.append((job, True))
     with transaction.atomic():
-        Job.objects.bulk_create(fresh)
+        if connection.vendor == "postgresql":
+            statements.insert_jobs(fresh)
+        else:
+            Job.objects.bulk_create(fresh)
         dispatch.send_jobs_on_commit(
             (job.id, job.priority, job.timeout) for job in fresh if job.status == Status.QUEUED
         )

@@ -29,7 +29,9 @@ def test_high_jobs_start_before_a_backlog_of_low_jobs(start_worker):
 def test_two_thousand_jobs_on_two_workers_each_run_exactly_once(start_worker, broker):
     start_worker("alpha", concurrency=2)
     start_worker("beta", concurrency=2)
-    ids = [submit("test.count") for _ in range(2000)]
+    ids = [submit("test.count") for _ in range(1000)]  # one message each
+    bulk = services.jobs_submit_many(submissions=[{"type": "test.count", "payload": {}}] * 1000)
+    ids += [str(job.id) for job, _ in bulk]  # messages built by the bulk publisher
 
     statuses = wait_until_terminal(ids, timeout=240)
 

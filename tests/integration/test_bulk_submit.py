@@ -1,3 +1,4 @@
+import base64
 import json
 
 from jobs.models import Job
@@ -60,3 +61,28 @@ def test_idempotency_keys_in_a_batch_return_known_jobs(client_for):
     assert answered[0]["id"] == first["id"] and not answered[0]["created"]
     assert answered[1]["created"] and answered[2]["id"] == answered[1]["id"] and not answered[2]["created"]
     assert Job.objects.count() == 2
+
+
+def test_bulk_messages_are_the_ones_send_task_would_publish(broker):
+    # Bulk publishing builds the Redis entries itself; a Celery or kombu upgrade that changes
+    # the message format must show up here, not as messages a worker cannot read.
+    from jobqueue_site.celery import app
+    from jobs import dispatch
+
+    job_id = "5d3c1a52-0000-4000-8000-000000000001"
+    app.send_task(dispatch.RUN_JOB_TASK, args=[job_id], queue="low", soft_time_limit=30, time_limit=35)
+    dispatch.send_jobs([(job_id, "low", 30)])
+
+    theirs, ours = (json.loads(raw) for raw in broker.lrange("low", 0, -1)[::-1])
+    varying = ("correlation_id", "delivery_tag", "reply_to")
+
+    def shape(message):
+        body = json.loads(base64.b64decode(message["body"]))
+        headers = {k: v for k, v in message["headers"].items() if k not in ("id", "root_id", "origin")}
+        properties = {k: v for k, v in message["properties"].items() if k not in varying}
+        fixed = {k: v for k, v in message.items() if k not in ("body", "headers", "properties")}
+        return body, headers, properties, fixed
+
+    assert shape(ours) == shape(theirs)
+    assert set(ours["properties"]) == set(theirs["properties"])
+    assert ours["headers"]["root_id"] == ours["headers"]["id"] == ours["properties"]["correlation_id"]
