@@ -188,7 +188,8 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
-# Shared by every web process (throttle counters), in the broker's Redis under its own prefix.
+# Shared by every web process (the rate limits count in this Redis, jobs/throttling.py), in the
+# broker's Redis under its own prefix.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -63,21 +63,12 @@ def queue_paused(queue: str) -> bool:
 Dispatch = tuple[Any, str, int | None]  # (job id, queue, timeout seconds)
 
 
-def _publish(job_id: Any, queue: str, timeout: int | None, producer: Any = None) -> bool:
-    """Publish one job's message unless its queue is paused; a held-back job stays `queued`
-    in the database and is published when its queue is resumed."""
+def _unpaused(job_id: Any, queue: str) -> bool:
+    """Whether a job's message may go out: not while its queue is paused. A held-back job stays
+    `queued` in the database and is published when its queue is resumed."""
     if queue_paused(queue):
         log.debug("queue %s is paused; job %s stays queued until it is resumed", queue, job_id)
         return False
-    seconds = timeout or settings.JOB_DEFAULT_TIMEOUT
-    app.send_task(
-        RUN_JOB_TASK,
-        args=[str(job_id)],
-        queue=queue,
-        soft_time_limit=seconds,
-        time_limit=seconds + HARD_LIMIT_GRACE,
-        producer=producer,
-    )
     return True
 
 
@@ -86,31 +77,29 @@ def send_job(*, job_id: Any, queue: str, timeout: int | None) -> bool:
 
     Only ids travel, never objects.
     """
-    return _publish(job_id, queue, timeout)
+    return send_jobs([(job_id, queue, timeout)]) == 1
 
 
-def send_jobs(jobs: Iterable[Dispatch]) -> None:
-    """Publish many jobs through pipelined batches: one Redis round trip per BATCH messages.
+def send_jobs(jobs: Iterable[Dispatch]) -> int:
+    """Publish jobs through pipelined batches, one Redis round trip per BATCH messages; how
+    many were published (a paused queue's jobs are not).
 
-    On Redis the messages are built here (`_envelope`) rather than by `send_task`, which costs
-    several times more per message than the rest of a bulk submission together. They are the
-    messages `send_task` would publish; only Celery's task-sent event (for Flower) is not sent.
+    The messages are built here (`_envelope`) rather than by `send_task`, which costs several
+    times more per message than the rest of a submission. They are the messages `send_task`
+    would publish on the Redis broker; only Celery's task-sent event (for Flower) is not sent.
     """
+    ready = [(job_id, queue, timeout) for job_id, queue, timeout in jobs if _unpaused(job_id, queue)]
+    if not ready:
+        return 0
     with app.producer_or_acquire() as producer:
-        if producer.connection.transport.driver_type != "redis":
-            with producer.batch(max_size=BATCH):
-                for job_id, queue, timeout in jobs:
-                    _publish(job_id, queue, timeout, producer)
-            return
         channel, origin = producer.channel, anon_nodename()
         pipe = channel.client.pipeline(transaction=False)
-        for job_id, queue, timeout in jobs:
-            if queue_paused(queue):
-                continue
+        for job_id, queue, timeout in ready:
             pipe.lpush(queue, _envelope(channel, origin, job_id, queue, timeout))
             if len(pipe) >= BATCH:
                 pipe.execute()
         pipe.execute()
+    return len(ready)
 
 
 def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int | None) -> str:

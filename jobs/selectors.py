@@ -42,6 +42,12 @@ def job_for_user(*, job_id: Any, user: Any) -> Job:
         raise JobNotFound(f"no job with id {job_id}") from None
 
 
+def with_empty_history(job: Job) -> Job:
+    """A job just created, its history (empty) known without a query."""
+    job._prefetched_objects_cache = {"history": JobAttempt.objects.none()}
+    return job
+
+
 def job_by_id(*, job_id: Any) -> Job:
     try:
         return Job.objects.prefetch_related("history").get(pk=uuid.UUID(str(job_id)))

@@ -1,25 +1,63 @@
-"""DRF rate limits that fail open: with Redis unreachable, jobs are still accepted into the database."""
+"""Rate limits: one counter per token (or client address) in Redis, and failing open.
+
+Each counter counts the requests of a window that opens with the first one and lasts the
+rate's period. One pipelined round trip per request starts the window if there is none, counts
+the request and reads how long the window has left; the count is atomic, so the web processes
+never lose each other's requests. With Redis unreachable, jobs are still accepted into the
+database.
+"""
 
 import logging
+from functools import cache
 
 import redis
+from django.conf import settings
 from rest_framework import throttling
 
 log = logging.getLogger("jobqueue.api")
 
 
-class FailOpen:
+@cache
+def _client() -> redis.Redis:
+    """The counters' Redis, where the cache lives (settings.CACHES), with its timeouts."""
+    config = settings.CACHES["default"]
+    return redis.Redis.from_url(config["LOCATION"], **config.get("OPTIONS", {}))
+
+
+class RedisWindow:
+    """Mixed into DRF's rate throttles, which name the counter (`get_cache_key`) and parse the
+    rate ("200/second") into `num_requests` per `duration` seconds."""
+
+    left: float = 0.0
+
     def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        key = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:throttle:{key}"
         try:
-            return super().allow_request(request, view)
+            pipe = _client().pipeline(transaction=False)
+            pipe.set(key, 0, ex=self.duration, nx=True)
+            pipe.incr(key)
+            pipe.pttl(key)
+            _, count, left_ms = pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("rate limit not applied, its store is unreachable: %s", exc)
             return True
+        if count <= self.num_requests:
+            return True
+        self.left = max(left_ms, 0) / 1000
+        return False
+
+    def wait(self) -> float:
+        return self.left
 
 
-class UserRateThrottle(FailOpen, throttling.UserRateThrottle):
+class UserRateThrottle(RedisWindow, throttling.UserRateThrottle):
     """Per token: JOB_THROTTLE_USER."""
 
 
-class AnonRateThrottle(FailOpen, throttling.AnonRateThrottle):
+class AnonRateThrottle(RedisWindow, throttling.AnonRateThrottle):
     """Per client address, for requests without a token: JOB_THROTTLE_ANON."""

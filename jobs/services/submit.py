@@ -112,7 +112,7 @@ def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **field
             return existing, False
     try:
         with transaction.atomic():
-            job.save(force_insert=True)
+            _insert([job])
             if job.status == Status.QUEUED:
                 dispatch.send_job_on_commit(job_id=job.id, queue=job.priority, timeout=job.timeout)
             events.submitted(events.JobFacts(job.id, job.type, job.priority, 0), status=str(job.status))
@@ -149,6 +149,13 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
         return _store_many(built, owner=owner)
 
 
+def _insert(jobs: list[Job]) -> None:
+    if connection.vendor == "postgresql":
+        statements.insert_jobs(jobs)
+    else:
+        Job.objects.bulk_create(jobs)
+
+
 def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
     keys = {job.idempotency_key for job in built if job.idempotency_key}
     known = {job.idempotency_key: job for job in Job.objects.filter(owner=owner, idempotency_key__in=keys)}
@@ -164,10 +171,7 @@ def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
         fresh.append(job)
         results.append((job, True))
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            statements.insert_jobs(fresh)
-        else:
-            Job.objects.bulk_create(fresh)
+        _insert(fresh)
         dispatch.send_jobs_on_commit(
             (job.id, job.priority, job.timeout) for job in fresh if job.status == Status.QUEUED
         )
