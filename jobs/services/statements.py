@@ -27,17 +27,36 @@ JOB = Job._meta.db_table
 ATTEMPT = JobAttempt._meta.db_table
 QUEUE = QueueState._meta.db_table
 
+
+def _sources(to: Status, expected: Status) -> list[str]:
+    """The guard: the expected source, if the state machine allows it."""
+    return [str(s) for s in sources_of(to) & {expected}]
+
+
+CLAIM_SOURCES = _sources(Status.RUNNING, Status.QUEUED)
+SUCCEED_SOURCES = _sources(Status.SUCCEEDED, Status.RUNNING)
+
+
+def _word(value: str) -> str:
+    """A status or outcome as an SQL literal: written into the statement, not sent per call."""
+    assert value.isidentifier(), value
+    return f"'{value}'"
+
+
+def _words(values: list[str]) -> str:
+    return f"ARRAY[{', '.join(_word(value) for value in values) or 'NULL'}]::text[]"
+
 CLAIM = f"""
 WITH claimed AS (
-    UPDATE {JOB} SET status = %(to)s, attempts = attempts + 1, attempts_total = attempts_total + 1,
+    UPDATE {JOB} SET status = {_word(Status.RUNNING)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         progress = 0, progress_message = '', updated_at = %(now)s
-    WHERE id = %(id)s AND status IN (SELECT unnest(%(sources)s::text[]))
+    WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
         AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
     RETURNING id, type, payload, attempts, attempts_total, timeout, priority
 ), opened AS (
     INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, outcome, error_type, error_message, traceback)
-    SELECT id, attempts_total, %(now)s, %(worker)s, %(outcome)s, '', '', '' FROM claimed
+    SELECT id, attempts_total, %(now)s, %(worker)s, {_word(Outcome.RUNNING)}, '', '', '' FROM claimed
 )
 SELECT type, payload, attempts, attempts_total, timeout, priority FROM claimed
 """
@@ -47,14 +66,15 @@ WITH finished AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(serials)s::integer[], %(results)s::text[], %(times)s::timestamptz[])
         AS f(id, serial, result, finished_at)
 ), done AS (
-    UPDATE {JOB} SET status = %(to)s, result = f.result::jsonb, finished_at = f.finished_at, progress = 100,
+    UPDATE {JOB} SET status = {_word(Status.SUCCEEDED)}, result = f.result::jsonb, finished_at = f.finished_at, progress = 100,
         lease_expires_at = NULL, error_type = '', error_message = '', error_traceback = '', reason = '',
         updated_at = f.finished_at
     FROM finished f
-    WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest(%(sources)s::text[])) AND {JOB}.attempts_total = f.serial
+    WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest({_words(SUCCEED_SOURCES)}))
+        AND {JOB}.attempts_total = f.serial
     RETURNING {JOB}.id, f.serial, f.finished_at
 ), closed AS (
-    UPDATE {ATTEMPT} SET outcome = %(outcome)s, finished_at = done.finished_at
+    UPDATE {ATTEMPT} SET outcome = {_word(Outcome.SUCCEEDED)}, finished_at = done.finished_at
     FROM done WHERE {ATTEMPT}.job_id = done.id AND {ATTEMPT}.number = done.serial
 )
 SELECT id FROM done
@@ -83,25 +103,8 @@ def _execute(statement: str, params: dict[str, Any], *, prepare: bool) -> list[t
         return cursor.fetchall()
 
 
-def _sources(to: Status, expected: Status) -> list[str]:
-    """The guard: the expected source, if the state machine allows it."""
-    return [str(s) for s in sources_of(to) & {expected}]
-
-
-CLAIM_SOURCES = _sources(Status.RUNNING, Status.QUEUED)
-SUCCEED_SOURCES = _sources(Status.SUCCEEDED, Status.RUNNING)
-
-
 def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
-    return {
-        "to": Status.RUNNING.value,
-        "sources": CLAIM_SOURCES,
-        "id": str(job_id),
-        "now": now,
-        "worker": worker,
-        "lease": lease,
-        "outcome": Outcome.RUNNING.value,
-    }
+    return {"id": str(job_id), "now": now, "worker": worker, "lease": lease}
 
 
 def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
@@ -118,9 +121,6 @@ def succeed_many_params(successes: list[tuple[Any, int, str | None, datetime]]) 
     """`successes`: (job id, serial, result as JSON text or None, finished at) of each attempt."""
     ids, serials, results, times = zip(*successes, strict=True) if successes else ((), (), (), ())
     return {
-        "to": Status.SUCCEEDED.value,
-        "sources": SUCCEED_SOURCES,
-        "outcome": Outcome.SUCCEEDED.value,
         "ids": [str(job_id) for job_id in ids],
         "serials": list(serials),
         "results": list(results),
