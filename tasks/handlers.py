@@ -1,12 +1,16 @@
 """Built-in job types: email, email_welcome, report, noop."""
 
+import contextlib
 import csv
 import smtplib
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.template.loader import render_to_string
 from django.utils import timezone
 from rest_framework import serializers
@@ -39,13 +43,53 @@ class EmailPayload(serializers.Serializer):
     from_email = serializers.EmailField(required=False)
 
 
+# Each worker thread keeps its SMTP connection open between email jobs: opening one (connect,
+# greeting, EHLO, STARTTLS, login) costs more than sending a message. One idle for longer than
+# this is closed and opened again rather than trusted: servers drop idle clients.
+SMTP_IDLE_SECONDS = 10.0
+_smtp = threading.local()
+
+
+def _connection(*, fresh: bool = False) -> BaseEmailBackend:
+    """This thread's open email connection (a new one if `fresh` or idle too long)."""
+    backend, used = getattr(_smtp, "backend", None), getattr(_smtp, "used", 0.0)
+    if backend is not None and (fresh or time.monotonic() - used > SMTP_IDLE_SECONDS):
+        _close_connection()
+        backend = None
+    if backend is None:
+        backend = get_connection()
+        backend.open()  # open now, so that sending leaves it open
+        _smtp.backend = backend
+    _smtp.used = time.monotonic()
+    return backend
+
+
+def _close_connection() -> None:
+    backend, _smtp.backend = getattr(_smtp, "backend", None), None
+    if backend is not None:
+        with contextlib.suppress(Exception):  # it is being dropped because it may be broken
+            backend.close()
+
+
 def _send(*, to: list[str], subject: str, body: str, from_email: str | None = None) -> dict:
     message = EmailMessage(subject=subject, body=body, from_email=from_email or None, to=to)
     try:
-        sent = message.send()
+        try:
+            sent = _deliver(message)
+        except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError):
+            # The kept connection was closed by the server: nothing was accepted on it.
+            sent = _deliver(message, fresh=True)
     except smtplib.SMTPRecipientsRefused as exc:
         raise PermanentError(f"every recipient was refused: {sorted(exc.recipients)}") from exc
+    except Exception:
+        _close_connection()  # in an unknown state: the next job opens a new one
+        raise
     return {"sent": sent, "to": to}
+
+
+def _deliver(message: EmailMessage, *, fresh: bool = False) -> int:
+    message.connection = _connection(fresh=fresh)
+    return message.send()
 
 
 @job_type("email", max_retries=3, timeout=30, validator=EmailPayload)

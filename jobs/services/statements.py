@@ -46,6 +46,7 @@ def _word(value: str) -> str:
 def _words(values: list[str]) -> str:
     return f"ARRAY[{', '.join(_word(value) for value in values) or 'NULL'}]::text[]"
 
+
 CLAIM = f"""
 WITH claimed AS (
     UPDATE {JOB} SET status = {_word(Status.RUNNING)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
@@ -66,8 +67,8 @@ WITH finished AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(serials)s::integer[], %(results)s::text[], %(times)s::timestamptz[])
         AS f(id, serial, result, finished_at)
 ), done AS (
-    UPDATE {JOB} SET status = {_word(Status.SUCCEEDED)}, result = f.result::jsonb, finished_at = f.finished_at, progress = 100,
-        lease_expires_at = NULL, error_type = '', error_message = '', error_traceback = '', reason = '',
+    UPDATE {JOB} SET status = {_word(Status.SUCCEEDED)}, result = f.result::jsonb, finished_at = f.finished_at,
+        progress = 100, lease_expires_at = NULL, error_type = '', error_message = '', error_traceback = '', reason = '',
         updated_at = f.finished_at
     FROM finished f
     WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest({_words(SUCCEED_SOURCES)}))
