@@ -293,6 +293,7 @@ GRAFANA_URL = env_str("GRAFANA_URL", "http://127.0.0.1:3000")
 # Celery on Redis.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT = "jobqueue_site.transport:Transport"  # Redis, one client per channel
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # BRPOP the queues in the order the worker lists them (-Q high,medium,low): strict priority.
