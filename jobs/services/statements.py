@@ -85,8 +85,9 @@ SELECT id FROM done
 NEVER_AUTOMATICALLY = 2**31 - 1
 
 
-def _execute(statement: str, params: dict[str, Any], *, prepare: bool) -> list[tuple]:
-    """Run one hot-path statement; its rows. Errors come out as Django's (DatabaseError...).
+def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: bool, rows: bool = True) -> list[tuple]:
+    """Run one hot-path statement; its rows (`rows`: it returns some). Errors come out as
+    Django's (DatabaseError...).
 
     Django's cursors bind parameters on the client, so PostgreSQL parses and plans every call.
     `prepare`: run as a server-side prepared statement instead, parsed once per connection and,
@@ -101,7 +102,7 @@ def _execute(statement: str, params: dict[str, Any], *, prepare: bool) -> list[t
         raw.prepare_threshold = NEVER_AUTOMATICALLY
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(statement, params, prepare=prepare)
-        return cursor.fetchall()
+        return cursor.fetchall() if rows else []
 
 
 def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
@@ -140,23 +141,34 @@ def succeed_many(successes: list[tuple[Any, int, str | None, datetime]]) -> set[
     return {str(row[0]) for row in rows}
 
 
+JOB_FIELDS = Job._meta.concrete_fields
+JOB_COLUMNS = ", ".join(f'"{field.column}"' for field in JOB_FIELDS)
+_JSON_FIELDS = frozenset(field.attname for field in JOB_FIELDS if isinstance(field, models.JSONField))
+INSERT_JOB = f"INSERT INTO {JOB} ({JOB_COLUMNS}) VALUES ({', '.join(['%s'] * len(JOB_FIELDS))})"
+
+
+def _job_row(job: Job) -> list[Any]:
+    row = []
+    for field in JOB_FIELDS:
+        value = field.pre_save(job, True)  # fills created_at and updated_at
+        row.append(Jsonb(value) if field.attname in _JSON_FIELDS and value is not None else value)
+    return row
+
+
 def insert_jobs(jobs: list[Job]) -> None:
-    """Store new jobs with one COPY: Django's bulk_create compiles every value of every row
-    into SQL, the larger part of a bulk submission's time; COPY streams the rows as they are."""
-    fields = Job._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    json_fields = {field.attname for field in fields if isinstance(field, models.JSONField)}
-    connection.ensure_connection()
-    with (
-        connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
-        cursor.copy(f"COPY {JOB} ({columns}) FROM STDIN") as copy,
-    ):
-        for job in jobs:
-            row = []
-            for field in fields:
-                value = field.pre_save(job, True)  # fills created_at and updated_at
-                row.append(Jsonb(value) if field.attname in json_fields and value is not None else value)
-            copy.write_row(row)
+    """Store new jobs: one as a prepared INSERT, more with one COPY. Django's ORM compiles every
+    value of every row into SQL, the larger part of a submission's time; these send the rows
+    as they are."""
+    if len(jobs) == 1:
+        _execute(INSERT_JOB, _job_row(jobs[0]), prepare=True, rows=False)
+    else:
+        connection.ensure_connection()
+        with (
+            connection.wrap_database_errors,
+            psycopg.Cursor(connection.connection) as cursor,
+            cursor.copy(f"COPY {JOB} ({JOB_COLUMNS}) FROM STDIN") as copy,
+        ):
+            for job in jobs:
+                copy.write_row(_job_row(job))
     for job in jobs:
         job._state.adding, job._state.db = False, connection.alias
