@@ -18,10 +18,12 @@ log = logging.getLogger("jobqueue.api")
 
 
 @cache
-def _client() -> redis.Redis:
-    """The counters' Redis, where the cache lives (settings.CACHES), with its timeouts."""
+def _store() -> tuple[redis.Redis, str]:
+    """The counters' Redis, where the cache lives (settings.CACHES), with its timeouts; and
+    the prefix of their keys."""
     config = settings.CACHES["default"]
-    return redis.Redis.from_url(config["LOCATION"], **config.get("OPTIONS", {}))
+    client = redis.Redis.from_url(config["LOCATION"], **config.get("OPTIONS", {}))
+    return client, f"{config.get('KEY_PREFIX', '')}:throttle:"
 
 
 class RedisWindow:
@@ -36,9 +38,10 @@ class RedisWindow:
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        key = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:throttle:{key}"
+        client, prefix = _store()
+        key = prefix + key
         try:
-            pipe = _client().pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             pipe.set(key, 0, ex=self.duration, nx=True)
             pipe.incr(key)
             pipe.pttl(key)

@@ -33,7 +33,6 @@ DRAIN_SECONDS = 10.0
 
 _lock = threading.Lock()
 _pending: "queue.SimpleQueue[object]" = queue.SimpleQueue()
-_writer: threading.Thread | None = None
 _writer_pid: int | None = None
 _unrecorded = 0  # handed over and not yet written (or found stale)
 _done = threading.Condition(_lock)
@@ -41,15 +40,15 @@ _done = threading.Condition(_lock)
 
 def record(success: services.Success) -> None:
     """Hand a success to this process's writer (started on first use, again after a fork)."""
-    global _writer, _writer_pid, _pending, _unrecorded
+    global _writer_pid, _pending, _unrecorded
     with _lock:
         if _writer_pid != os.getpid():
             # Forked: the parent's queue and thread are not ours.
             _pending = queue.SimpleQueue()
             _unrecorded = 0
-            _writer = threading.Thread(target=_write_forever, args=(_pending,), name="jobqueue-finisher", daemon=True)
             _writer_pid = os.getpid()
-            _writer.start()
+            writer = threading.Thread(target=_write_forever, args=(_pending,), name="jobqueue-finisher", daemon=True)
+            writer.start()
         _unrecorded += 1
         _pending.put(success)
 

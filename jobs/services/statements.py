@@ -13,6 +13,8 @@ the only way to the row is its primary key.
 """
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -85,14 +87,15 @@ SELECT id FROM done
 NEVER_AUTOMATICALLY = 2**31 - 1
 
 
-def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: bool, rows: bool = True) -> list[tuple]:
-    """Run one hot-path statement; its rows (`rows`: it returns some). Errors come out as
-    Django's (DatabaseError...).
+@contextmanager
+def _cursor(*, prepare: bool = False) -> Iterator[psycopg.Cursor]:
+    """A psycopg cursor on Django's connection, in its transaction; errors come out as Django's
+    (DatabaseError...).
 
     Django's cursors bind parameters on the client, so PostgreSQL parses and plans every call.
-    `prepare`: run as a server-side prepared statement instead, parsed once per connection and,
-    for a statement whose best plan does not depend on the values or on the tables' sizes,
-    planned once too.
+    `prepare`: statements run on this cursor with prepare=True become server-side prepared
+    statements, parsed once per connection and, for a statement whose best plan does not depend
+    on the values or on the tables' sizes, planned once too.
     """
     connection.ensure_connection()
     raw = connection.connection
@@ -101,8 +104,14 @@ def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: boo
         # threshold no query reaches turns them on for the statements that ask, and only those.
         raw.prepare_threshold = NEVER_AUTOMATICALLY
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        yield cursor
+
+
+def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: bool) -> list[tuple]:
+    """Run one hot-path statement; its rows, if it returns any."""
+    with _cursor(prepare=prepare) as cursor:
         cursor.execute(statement, params, prepare=prepare)
-        return cursor.fetchall() if rows else []
+        return cursor.fetchall() if cursor.description else []
 
 
 def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
@@ -160,14 +169,9 @@ def insert_jobs(jobs: list[Job]) -> None:
     value of every row into SQL, the larger part of a submission's time; these send the rows
     as they are."""
     if len(jobs) == 1:
-        _execute(INSERT_JOB, _job_row(jobs[0]), prepare=True, rows=False)
+        _execute(INSERT_JOB, _job_row(jobs[0]), prepare=True)
     else:
-        connection.ensure_connection()
-        with (
-            connection.wrap_database_errors,
-            psycopg.Cursor(connection.connection) as cursor,
-            cursor.copy(f"COPY {JOB} ({JOB_COLUMNS}) FROM STDIN") as copy,
-        ):
+        with _cursor() as cursor, cursor.copy(f"COPY {JOB} ({JOB_COLUMNS}) FROM STDIN") as copy:
             for job in jobs:
                 copy.write_row(_job_row(job))
     for job in jobs:
