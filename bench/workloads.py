@@ -1,11 +1,9 @@
 """Scenarios 5, 6 and 7: I/O-bound jobs by pool, growth of the tables, worker memory over many jobs."""
 
-import asyncio
+import os
 import statistics
 import time
 from datetime import timedelta
-
-from aiosmtpd.controller import Controller
 
 from tests import services as svc
 
@@ -17,31 +15,27 @@ from .submit_api import start_web, token
 from .throughput import drain_jobqueue
 
 
-class SlowSink:
-    """An SMTP server that takes `delay` seconds to accept each message."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay, self.count = delay, 0
-
-    async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(self.delay)
-        self.count += 1
-        return "250 OK"
+def slow_sink(delay: float) -> tuple[svc.Process, int]:
+    """The loopback SMTP sink (bench/smtp_sink.py) in its own process, and its port."""
+    port = svc.free_port()
+    sink = svc.Process(
+        "bench-smtp-sink", [svc.python(), "-m", "bench.smtp_sink", str(port), str(delay)], dict(os.environ)
+    )
+    sink.wait_for_output("listening on", timeout=30)
+    return sink, port
 
 
 def io_bound(*, emails: int = 2000, delay_ms: int = 50, threads: int = 50, nodes: int = 2) -> dict:
     """Prefork concurrency 2 against `nodes` worker nodes with a threads pool of `threads` each
     (one per core: a threads pool shares one interpreter, so one node uses one core)."""
-    sink = SlowSink(delay_ms / 1000)
-    smtp = Controller(sink, hostname="127.0.0.1", port=svc.free_port())
-    smtp.start()
+    smtp, smtp_port = slow_sink(delay_ms / 1000)
     rates = {}
     threaded_label = f"{nodes} x threads {threads}"
     try:
         with running_stack() as stack:
             from jobs.models import Job
 
-            env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp.port)}
+            env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port)}
             for label, pool, concurrency, count in (
                 ("prefork 2", "prefork", 2, 1),
                 (threaded_label, "threads", threads, nodes),

@@ -43,4 +43,6 @@ def redact(text: str) -> str:
     """`text` with configured secrets and URL passwords replaced, for errors and logs we keep."""
     for secret in _secrets():
         text = text.replace(secret, REDACTED)
+    if "://" not in text:  # no URL, no URL password: most lines, without the pattern's scan
+        return text
     return URL_PASSWORD.sub(lambda m: m.group("scheme") + REDACTED, text)

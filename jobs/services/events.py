@@ -26,8 +26,15 @@ class JobFacts:
 
 
 def _line(level: int, message: str, facts: JobFacts, outcome: str, **fields: Any) -> None:
+    if not log.isEnabledFor(level):
+        return
     extra = {"job_id": str(facts.job_id), "type": facts.type, "queue": facts.queue, "attempt": facts.attempt}
-    log.log(level, message, extra={**extra, "outcome": outcome, **fields})
+    # Made here rather than by log.log(), which walks the stack for the caller's file and line on
+    # every call: these lines come from here, and a worker writes two of them per job.
+    record = log.makeRecord(
+        log.name, level, __file__, 0, message, (), None, extra={**extra, "outcome": outcome, **fields}
+    )
+    log.handle(record)
 
 
 def _on_commit(*actions: partial) -> None:
