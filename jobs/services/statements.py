@@ -15,6 +15,7 @@ the only way to the row is its primary key.
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from datetime import datetime
 from typing import Any
 
@@ -176,3 +177,42 @@ def insert_jobs(jobs: list[Job]) -> None:
                 copy.write_row(_job_row(job))
     for job in jobs:
         job._state.adding, job._state.db = False, connection.alias
+
+
+@cache
+def _token_owner_statement() -> tuple[str, list[str]] | None:
+    """The statement that reads a token's creation time and its user's row, and the user's
+    field names; None for a user model with fields that convert what the database returns."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    user = get_user_model()
+    fields = user._meta.concrete_fields
+    if any(hasattr(field, "from_db_value") for field in fields):
+        return None
+    columns = ", ".join(f'u."{field.column}"' for field in fields)
+    statement = (
+        f'SELECT t."created", {columns} FROM "{Token._meta.db_table}" t '
+        f'JOIN "{user._meta.db_table}" u ON u."{user._meta.pk.column}" = t."user_id" WHERE t."key" = %s'
+    )
+    return statement, [field.attname for field in fields]
+
+
+def token_owner(key: str) -> Any:
+    """The API token `key` with its user (`token.user`), read in one prepared statement; None if
+    there is no such token. Raises LookupError for a user model this cannot read."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    prepared = _token_owner_statement()
+    if prepared is None:
+        raise LookupError("the user model has fields that convert database values")
+    statement, names = prepared
+    rows = _execute(statement, [key], prepare=True)
+    if not rows:
+        return None
+    created, *values = rows[0]
+    owner = get_user_model().from_db(connection.alias, names, values)
+    token = Token.from_db(connection.alias, ["key", "user_id", "created"], [key, owner.pk, created])
+    token.user = owner
+    return token

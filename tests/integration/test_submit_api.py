@@ -89,6 +89,36 @@ def test_requests_without_a_token_are_refused(client_for, db):
     assert Job.objects.count() == 0
 
 
+def test_a_token_is_checked_on_every_request_against_its_user(make_user, broker):
+    """Read by one prepared statement on PostgreSQL, never cached: a deactivated user or a
+    deleted token is refused on the very next request."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from jobs.services import statements
+
+    user, key = make_user("holder", staff=True)
+    found = statements.token_owner(key)
+    assert (found.key, found.user.pk, found.user.username, found.user.is_staff) == (key, user.pk, "holder", True)
+    assert found.created == Token.objects.get(key=key).created
+    assert statements.token_owner("no-such-token") is None
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.post("/submit-job", WELCOME, format="json").status_code == 201
+    user.is_active = False
+    user.save()
+    refused = client.post("/submit-job", WELCOME, format="json")
+    assert (refused.status_code, refused.json()["detail"]) == (401, "User inactive or deleted.")
+    user.is_active = True
+    user.save()
+    assert client.post("/submit-job", WELCOME, format="json").status_code == 201
+    Token.objects.filter(key=key).delete()
+    refused = client.post("/submit-job", WELCOME, format="json")
+    assert (refused.status_code, refused.json()["detail"]) == (401, "Invalid token.")
+    assert Job.objects.count() == 2
+
+
 def test_a_repeated_idempotency_key_returns_the_existing_job(client_for, broker):
     client = client_for()
     first = client.post("/submit-job", {**WELCOME, "idempotency_key": "signup-42"}, format="json")
