@@ -15,8 +15,8 @@ the only way to the row is its primary key.
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import psycopg
