@@ -75,10 +75,12 @@ def _write_forever(pending: "queue.SimpleQueue[object]") -> None:
     global _unrecorded
     while True:
         batch = [pending.get()]
-        closes = time.monotonic() + settings.JOB_FINISH_WINDOW
+        # Sleep through the window rather than wake for each success that arrives in it: every
+        # wake-up would take the interpreter from the task running next.
+        time.sleep(settings.JOB_FINISH_WINDOW)
         while len(batch) < BATCH:
             try:
-                batch.append(pending.get(timeout=max(0.0, closes - time.monotonic())))
+                batch.append(pending.get_nowait())
             except queue.Empty:
                 break
         _write(batch)

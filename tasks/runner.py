@@ -1,9 +1,9 @@
 """The one Celery task: claim a job by id, run its handler, report the outcome.
 
-The outcome is applied to the job by the receivers in `tasks.signals` (task_success,
-task_failure), which call the services; nothing here writes a status. The task itself returns
-None: the claim and the handler's value stay in this process (`worker.running`,
-`worker.results`), so Celery has nothing to format or hand back to the pool's parent.
+A handler's value is handed to `signals.succeeded` as it returns; a failure reaches the
+task_failure receiver in `tasks.signals` (the parent process reports a killed one there too).
+Both call the services; nothing here writes a status. The task itself returns None, so Celery
+has nothing to format or hand back to the pool's parent.
 """
 
 from celery import shared_task
@@ -11,7 +11,7 @@ from celery import shared_task
 from jobs import services
 from jobs.dispatch import RUN_JOB_TASK
 
-from . import registry, worker
+from . import registry, signals, worker
 from .context import JobContext
 
 
@@ -25,4 +25,6 @@ def run_job(self, job_id: str) -> None:
     worker.start_heartbeat()
     handler = registry.get(claim.type).handler
     context = JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial)
-    worker.results[self.request.id] = handler(claim.payload, context)
+    value = handler(claim.payload, context)
+    worker.running.pop(self.request.id, None)
+    signals.succeeded(claim, value)

@@ -1,4 +1,5 @@
-"""Celery signal receivers that bring a job to its next status after an attempt."""
+"""What brings a job to its next status after an attempt: its success, handed over by the task,
+and the task_failure receiver."""
 
 import json
 import logging
@@ -15,7 +16,7 @@ from jobs.exceptions import PermanentError, UnknownJobType
 from jobs.limits import redact, too_deep
 
 from . import finisher
-from .worker import results, running
+from .worker import running
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -30,14 +31,9 @@ def _describe(exception: BaseException | None) -> str:
         return f"<unprintable {type(exception).__name__}: {type(exc).__name__}>"
 
 
-@signals.task_success.connect
-def on_success(sender: Any = None, **_: Any) -> None:
-    if getattr(sender, "name", None) != RUN_JOB_TASK:
-        return
-    claim = running.pop(sender.request.id, None)
-    value = results.pop(sender.request.id, None)
-    if claim is None:
-        return  # not claimed: another delivery holds the job, or it moved on
+def succeeded(claim: services.Claim, value: Any) -> None:
+    """A handler returned `value`: hand the success to this process's writer, or fail the
+    attempt if the value cannot be stored as the job's result."""
     problem = _result_problem(value)
     if problem:
         services.job_fail(job_id=claim.job_id, serial=claim.serial, error_type="InvalidResult", message=problem)
@@ -69,7 +65,6 @@ def on_failure(
     if getattr(sender, "name", None) != RUN_JOB_TASK:
         return
     claim = running.pop(task_id, None) if task_id else None
-    results.pop(task_id, None)
     claimed = (claim.job_id, claim.serial) if claim else None
     if claimed is None:
         # Reported by the parent process after a hard time limit killed the child, or the task

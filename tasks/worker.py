@@ -24,8 +24,6 @@ log = logging.getLogger("jobqueue.worker")
 
 # task id -> claim of the attempts running in this process.
 running: dict[str, services.Claim] = {}
-# task id -> what the handler returned, until the task_success receiver records it.
-results: dict[str, object] = {}
 _heartbeat_pid: int | None = None
 
 

@@ -38,8 +38,18 @@ def _line(level: int, message: str, facts: JobFacts, outcome: str, **fields: Any
 
 
 def _on_commit(*actions: partial) -> None:
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        for action in actions:
+            connection.on_commit(action, robust=True)
+        return
+    # Outside a transaction the change is already committed: record now, as on_commit would,
+    # without looking the connection up again for each action (the worker's path, twice a job).
     for action in actions:
-        transaction.on_commit(action, robust=True)
+        try:
+            action()
+        except Exception:
+            log.exception("recording a job event failed")
 
 
 def seconds_between(start: datetime, end: datetime) -> float:
