@@ -20,7 +20,8 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from jobs.models import Job, JobAttempt, Outcome, QueueState
@@ -98,13 +99,14 @@ def _cursor(*, prepare: bool = False) -> Iterator[psycopg.Cursor]:
     statements, parsed once per connection and, for a statement whose best plan does not depend
     on the values or on the tables' sizes, planned once too.
     """
-    connection.ensure_connection()
-    raw = connection.connection
+    database = connections[DEFAULT_DB_ALIAS]  # looked up once: each use of the proxy looks again
+    database.ensure_connection()
+    raw = database.connection
     if prepare and raw.prepare_threshold is None:
         # Django turns prepared statements off, and psycopg then ignores prepare=True too. A
         # threshold no query reaches turns them on for the statements that ask, and only those.
         raw.prepare_threshold = NEVER_AUTOMATICALLY
-    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+    with database.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         yield cursor
 
 
@@ -112,7 +114,8 @@ def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: boo
     """Run one hot-path statement; its rows, if it returns any."""
     with _cursor(prepare=prepare) as cursor:
         cursor.execute(statement, params, prepare=prepare)
-        return cursor.fetchall() if cursor.description else []
+        result = cursor.pgresult  # not cursor.description, which builds a Column for each field
+        return cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else []
 
 
 def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
