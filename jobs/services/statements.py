@@ -183,9 +183,10 @@ def insert_jobs(jobs: list[Job]) -> None:
 
 
 @cache
-def _token_owner_statement() -> tuple[str, list[str]] | None:
-    """The statement that reads a token's creation time and its user's row, and the user's
-    field names; None for a user model with fields that convert what the database returns."""
+def _token_owner_statement() -> tuple[str, list[str], type[models.Model], type[models.Model]] | None:
+    """The statement that reads a token's creation time and its user's row, the user's field
+    names, and the user and token models; None for a user model with fields that convert what
+    the database returns."""
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
@@ -198,24 +199,21 @@ def _token_owner_statement() -> tuple[str, list[str]] | None:
         f'SELECT t."created", {columns} FROM "{Token._meta.db_table}" t '
         f'JOIN "{user._meta.db_table}" u ON u."{user._meta.pk.column}" = t."user_id" WHERE t."key" = %s'
     )
-    return statement, [field.attname for field in fields]
+    return statement, [field.attname for field in fields], user, Token
 
 
 def token_owner(key: str) -> Any:
     """The API token `key` with its user (`token.user`), read in one prepared statement; None if
     there is no such token. Raises LookupError for a user model this cannot read."""
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
     prepared = _token_owner_statement()
     if prepared is None:
         raise LookupError("the user model has fields that convert database values")
-    statement, names = prepared
+    statement, names, user, token_model = prepared
     rows = _execute(statement, [key], prepare=True)
     if not rows:
         return None
     created, *values = rows[0]
-    owner = get_user_model().from_db(connection.alias, names, values)
-    token = Token.from_db(connection.alias, ["key", "user_id", "created"], [key, owner.pk, created])
+    owner = user.from_db(connection.alias, names, values)
+    token = token_model.from_db(connection.alias, ["key", "user_id", "created"], [key, owner.pk, created])
     token.user = owner
     return token
