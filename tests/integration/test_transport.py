@@ -1,0 +1,105 @@
+"""The broker transport's bookkeeping of unacknowledged messages, against a real Redis."""
+
+import logging
+
+import pytest
+from kombu import Connection
+
+TRANSPORT = "jobqueue_site.transport:Transport"
+
+
+@pytest.fixture
+def queue(redis_server, broker):
+    connection = Connection(redis_server.url, transport=TRANSPORT)
+    simple = connection.SimpleQueue("transport-test")
+    yield simple
+    simple.close()
+    connection.release()
+
+
+def deliver(queue, body: str = "hello"):
+    queue.put({"body": body})
+    return queue.get(block=False)
+
+
+def recorded(broker, message) -> bool:
+    tag = message.delivery_tag
+    in_index = broker.zscore("unacked_index", tag) is not None
+    in_hash = broker.hexists("unacked", tag)
+    assert in_index == in_hash, "the index and the hash disagree"
+    return in_hash
+
+
+def test_a_delivery_is_recorded_without_waiting_and_applied_by_a_flush(queue, broker):
+    message = deliver(queue)
+    writes = queue.channel.writes
+
+    assert writes.unconfirmed == 1  # sent, its reply not read
+    writes.flush()
+    assert writes.unconfirmed == 0
+    assert recorded(broker, message)
+    assert message.payload == {"body": "hello"}
+
+
+def test_an_ack_removes_the_record(queue, broker):
+    message = deliver(queue)
+    message.ack()
+    queue.channel.writes.flush()
+
+    assert not recorded(broker, message)
+    assert broker.llen("transport-test") == 0
+
+
+def test_replies_are_read_as_later_writes_go_out(queue, broker):
+    messages = [deliver(queue, str(n)) for n in range(50)]
+    for message in messages:
+        message.ack()
+
+    # Each write first reads the replies that have arrived, so they never pile up unread.
+    assert queue.channel.writes.unconfirmed < 100
+    queue.channel.writes.flush()
+    assert broker.hlen("unacked") == 0 and broker.zcard("unacked_index") == 0
+
+
+def test_a_requeued_message_goes_back_to_its_queue(queue, broker):
+    message = deliver(queue, "again")
+    message.requeue()  # restores from the record, which must be applied first
+
+    assert broker.llen("transport-test") == 1
+    assert not recorded(broker, message)
+    assert queue.get(block=False).payload == {"body": "again"}
+
+
+def test_closing_the_channel_applies_the_acks_and_restores_the_rest(redis_server, broker):
+    connection = Connection(redis_server.url, transport=TRANSPORT)
+    simple = connection.SimpleQueue("transport-test")
+    for body in ("done", "unfinished"):
+        simple.put({"body": body})
+    done, unfinished = simple.get(block=False), simple.get(block=False)
+    done.ack()
+    simple.close()
+    connection.release()
+
+    assert broker.hlen("unacked") == 0
+    # The unacked one goes back to its queue (kombu restores at close); the acked one does not.
+    assert broker.llen("transport-test") == 1
+    with Connection(redis_server.url, transport=TRANSPORT) as again:
+        restored = again.SimpleQueue("transport-test").get(block=False)
+        assert restored.payload == {"body": "unfinished"}
+        restored.ack()
+
+
+def test_writes_are_sent_again_when_their_connection_breaks(queue, broker, caplog):
+    first = deliver(queue, "first")
+    queue.channel.writes.flush()
+    # Redis drops every other client: the writer's connection dies with its next write unread.
+    broker.client_kill_filter(_type="normal", skipme=True)
+    first.ack()
+    second = deliver(queue, "second")
+
+    with caplog.at_level(logging.WARNING, logger="jobqueue.broker"):
+        queue.channel.writes.flush()
+
+    assert not recorded(broker, first)
+    assert recorded(broker, second)
+    assert "sending" in caplog.text and "again" in caplog.text
