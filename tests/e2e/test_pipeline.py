@@ -68,3 +68,24 @@ def wait_for_empty_queues(broker, timeout: float = 30) -> None:
         return sum(broker.llen(q) for q in ("high", "medium", "low")) == 0 and broker.hlen("unacked") == 0
 
     wait_for(drained, timeout=timeout, what="the queues to drain")
+
+
+def test_a_worker_writes_each_jobs_lines_in_order(start_worker):
+    worker = start_worker("lines", concurrency=2)
+    done = [submit("test.count") for _ in range(20)]
+    failed = submit("test.permanent")
+
+    wait_until_terminal([*done, failed], timeout=60)
+
+    def lines_of(job_id: str) -> list[str]:
+        return [line for line in worker.output().splitlines() if f"job_id={job_id}" in line]
+
+    from tests.services import wait_for
+
+    # Pool processes write their lines from a buffer, a few milliseconds after the fact.
+    wait_for(lambda: all(len(lines_of(job_id)) == 2 for job_id in [*done, failed]), timeout=10, what="job lines")
+    for job_id in done:
+        started, succeeded = lines_of(job_id)
+        assert "job started" in started and "job succeeded" in succeeded
+    started, failure = lines_of(failed)
+    assert "job started" in started and "job attempt failed" in failure and "outcome=dead" in failure

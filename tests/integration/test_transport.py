@@ -75,7 +75,7 @@ def test_closing_the_channel_applies_the_acks_and_restores_the_rest(redis_server
     simple = connection.SimpleQueue("transport-test")
     for body in ("done", "unfinished"):
         simple.put({"body": body})
-    done, unfinished = simple.get(block=False), simple.get(block=False)
+    done, _unfinished = simple.get(block=False), simple.get(block=False)
     done.ack()
     simple.close()
     connection.release()
