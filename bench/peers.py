@@ -39,6 +39,7 @@ def drain_rq(stack, count: int, concurrency: int) -> float | None:
     for start in range(0, count, 1000):
         batch = [Queue.prepare_data(noop, result_ttl=0) for _ in range(min(1000, count - start))]
         queue.enqueue_many(batch)
+    stack.settle()
     command = [_binary("rq"), "worker", "-w", "rq.worker.SimpleWorker", "-u", stack.redis.url, RQ_QUEUE]
     workers = [stack.spawn(f"rq-{n}", command, django=False) for n in range(concurrency)]
     started = time.monotonic()
@@ -107,6 +108,7 @@ def drain_procrastinate(stack, count: int, concurrency: int) -> float | None:
         "--queues",
         PROCRASTINATE_QUEUE,
     ]
+    stack.settle()
     # Its command line imports the app by dotted path: from the checkout, like Celery's does.
     worker = stack.spawn("procrastinate", command, {"PYTHONPATH": str(ROOT)}, django=False)
     started = time.monotonic()

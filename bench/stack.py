@@ -89,6 +89,24 @@ class Stack:
         process.wait_for_output("ready.", timeout=60)
         return process
 
+    def settle(self, timeout: float = 120) -> None:
+        """Before a timed run: PostgreSQL's upkeep after the previous run (autovacuum of the rows it
+        updated, the checkpoint) done now, so it takes no CPU from whatever is measured next.
+        Without this, a baseline measured right after a jobqueue or Procrastinate run shared the
+        two cores with the vacuum of that run's rows."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+            cursor.execute("CHECKPOINT")
+
+        def quiet() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+                return cursor.fetchone()[0] == 0
+
+        services.wait_for(quiet, timeout=timeout, what="autovacuum to finish", interval=0.2)
+
     def stop_processes(self) -> None:
         """Stop every jobqueue process, e.g. before a baseline that uses the same queue names."""
         for process in reversed(self.processes):

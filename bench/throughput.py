@@ -29,6 +29,7 @@ def drain_jobqueue(stack, count: int, concurrency: int) -> float:
     marker = timezone.now()
     submit_noops(count)
     fresh = Job.objects.filter(created_at__gte=marker, status="succeeded")
+    stack.settle()
     worker = stack.worker("jobqueue", concurrency=concurrency)
     started = time.monotonic()
     wait_for(lambda: fresh.count() >= count, timeout=3600, what="jobs", interval=0.25)
@@ -47,6 +48,7 @@ def drain_celery(stack, count: int, concurrency: int) -> float:
     with app.producer_or_acquire() as producer:
         for _ in range(count):
             app.send_task("bench.noop", queue="medium", producer=producer)
+    stack.settle()
     worker = stack.worker("celery", app="bench.baseline_app", concurrency=concurrency)
     started = time.monotonic()
 

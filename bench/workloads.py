@@ -93,18 +93,6 @@ def _store_finished(count: int) -> None:
         )
 
 
-def _settle() -> None:
-    """Vacuum and analyze the job tables, as autovacuum leaves them in a running system: right
-    after a million-row insert, autovacuum would otherwise run during the measurement."""
-    from django.db import connection
-
-    from jobs.models import Job, JobAttempt
-
-    with connection.cursor() as cursor:
-        for model in (Job, JobAttempt):
-            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
-
-
 def _status_p99(address: str, key: str, ids: list[str], requests: int = 2000) -> dict:
     import http.client
 
@@ -133,7 +121,6 @@ def growth(*, sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000), jobs: int = 
         for size in sizes:
             _store_finished(size - stored)
             stored = size
-            _settle()
             rate = drain_jobqueue(stack, jobs, 2)
             sample = [str(pk) for pk in Job.objects.order_by("?").values_list("pk", flat=True)[:200]]
             status = _status_p99(address, key, sample)
