@@ -44,8 +44,14 @@ class Buffered(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        # Made now: the arguments may change before the line is written.
-        record.msg, record.args = record.getMessage(), None
+        try:
+            # Made now: the arguments may change before the line is written.
+            record.msg, record.args = record.getMessage(), None
+        except Exception:
+            # A line whose arguments do not fit its format: reported as logging does, never
+            # raised into the code that logged it.
+            self.handleError(record)
+            return
         with self.lock:
             self._lines.append(record)
             waiting = len(self._lines)

@@ -75,3 +75,14 @@ def test_closing_writes_what_waits(logger):
     buffered.close()
 
     assert written(stream) == ["WARNING last words"]
+
+
+def test_a_line_that_cannot_be_made_never_fails_the_caller(logger, monkeypatch):
+    own, stream, (buffered,) = logger
+    reported = []
+    monkeypatch.setattr(buffered, "handleError", reported.append)
+    own.info("%d jobs", "not a number")
+    own.info("next line")
+    buffered.flush()
+
+    assert written(stream) == ["INFO next line"] and len(reported) == 1
