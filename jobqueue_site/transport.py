@@ -68,7 +68,7 @@ class PipelinedWrites:
             packed = connection.pack_commands([("MULTI",), *commands, ("EXEC",)])
             self._read(wait=len(self._unconfirmed) >= self.MAX_UNCONFIRMED)
             self._unconfirmed.append((packed, len(commands) + 2))
-            self._send([packed])
+            self._send(packed)
 
     def flush(self) -> None:
         """Wait until Redis has applied every transaction written so far."""
@@ -83,13 +83,12 @@ class PipelinedWrites:
         except BROKEN as exc:
             log.warning("%d broker bookkeeping writes unconfirmed at close: %s", len(self._unconfirmed), exc)
         with self._lock:
-            connection, self._connection = self._connection, None
-            if connection is None:
-                return
             if self._unconfirmed:
                 self._unconfirmed.clear()
-                connection.disconnect()
-            self._pool.release(connection)
+                self._drop()
+            elif self._connection is not None:
+                self._pool.release(self._connection)
+                self._connection = None
 
     @property
     def unconfirmed(self) -> int:
@@ -101,12 +100,18 @@ class PipelinedWrites:
             self._owed = self._unconfirmed[0][1] if self._unconfirmed else 0
         return self._connection
 
-    def _send(self, transactions: list[list[bytes]]) -> None:
+    def _send(self, packed: list[bytes]) -> None:
         try:
-            for packed in transactions:
-                self._connection.send_packed_command(packed, check_health=False)
+            self._connection.send_packed_command(packed, check_health=False)
         except BROKEN as exc:
             self._resend(exc)
+
+    def _drop(self) -> None:
+        """Close the connection (unread replies make it unfit for anyone else) and give it back."""
+        if self._connection is not None:
+            self._connection.disconnect()
+            self._pool.release(self._connection)
+            self._connection = None
 
     def _read(self, *, wait: bool) -> None:
         """Read the replies Redis has sent; `wait`: until at least one transaction is confirmed."""
@@ -130,10 +135,7 @@ class PipelinedWrites:
     def _resend(self, exc: BaseException) -> None:
         """The connection broke: send every unconfirmed transaction again on a new one, once."""
         log.warning("broker connection for bookkeeping writes broke (%s); sending %d again", exc, self.unconfirmed)
-        if self._connection is not None:
-            self._connection.disconnect()
-            self._pool.release(self._connection)
-        self._connection = None
+        self._drop()
         try:
             connection = self._connect()
             for packed, _ in self._unconfirmed:
@@ -142,10 +144,7 @@ class PipelinedWrites:
             lost = len(self._unconfirmed)
             self._unconfirmed.clear()
             self._owed = 0
-            if self._connection is not None:
-                self._connection.disconnect()
-                self._pool.release(self._connection)
-            self._connection = None
+            self._drop()
             log.warning("%d broker bookkeeping writes lost; visibility timeout and redispatch cover them", lost)
             raise
 
