@@ -122,6 +122,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Request metrics for /metrics: the Before middleware first, the After one last.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # A view that fails because PostgreSQL or Redis is unreachable answers 503 JSON (jobs/outages.py).
+    "jobs.outages.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves STATIC_ROOT (the admin's CSS and JavaScript, after collectstatic) under gunicorn too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -165,6 +167,18 @@ def _database() -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
         config["CONN_MAX_AGE"] = 0
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # A database that does not answer fails a connection attempt within this many seconds,
+        # and TCP keepalives find a connection whose server vanished (failover, cut network),
+        # so no process waits forever on a dead peer.
+        config["OPTIONS"] = {
+            "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3),
+            "keepalives": 1,
+            "keepalives_idle": env_int("DATABASE_KEEPALIVES_IDLE", 30),
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            **config.get("OPTIONS", {}),
+        }
     return config
 
 
@@ -285,6 +299,16 @@ JOB_REDISPATCH_AFTER = env_float("JOB_REDISPATCH_AFTER", 30.0)
 JOB_REDISPATCH_CHECK_SECONDS = env_float("JOB_REDISPATCH_CHECK_SECONDS", 10.0)
 # How long a process trusts its cached list of paused queues; a pause is never missed by the claim.
 JOB_PAUSE_CACHE_SECONDS = env_float("JOB_PAUSE_CACHE_SECONDS", 1.0)
+# After a publish to Redis failed, a process sends its next publishes straight to the pending
+# table for this long instead of waiting on Redis again; the mover publishes pending jobs every
+# JOB_PENDING_DISPATCH_SECONDS once Redis answers.
+JOB_BROKER_BACKOFF_SECONDS = env_float("JOB_BROKER_BACKOFF_SECONDS", 2.0)
+JOB_PENDING_DISPATCH_SECONDS = env_float("JOB_PENDING_DISPATCH_SECONDS", 1.0)
+# A worker whose claim finds the database unreachable waits for it (backing off up to 2 s between
+# tries) this long at most, then puts the message back in its queue.
+JOB_DATABASE_WAIT_SECONDS = env_float("JOB_DATABASE_WAIT_SECONDS", 30.0)
+# The Retry-After (seconds) of a 503 answered while the database or Redis is unavailable.
+API_RETRY_AFTER_SECONDS = env_int("API_RETRY_AFTER_SECONDS", 5)
 
 # Operator links shown in the admin dashboard.
 FLOWER_URL = env_str("FLOWER_URL", "http://127.0.0.1:5555")
@@ -301,14 +325,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A message unacked this long is handed to another worker. Above the default job timeout so
     # ordinary jobs are never delivered twice; correctness does not depend on it (see README).
     "visibility_timeout": env_int("JOB_VISIBILITY_TIMEOUT", 3600),
-    "socket_timeout": 10,
-    "socket_connect_timeout": 5,
+    "socket_timeout": env_float("REDIS_SOCKET_TIMEOUT", 5.0),
+    "socket_connect_timeout": env_float("REDIS_CONNECT_TIMEOUT", 2.0),
 }
+# A publisher gives up connecting to Redis after this many seconds (kombu would retry for 4).
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 2.0)
 CELERY_TASK_ACKS_LATE = True
 # Celery's Django fixup closes the database connection around every task unless this is set,
 # which costs a new PostgreSQL connection per job; reuse it (Django's CONN_MAX_AGE still applies).
 CELERY_DB_REUSE_MAX = 1000
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A pool process that dies mid-job: its message is acked and the worker's main process puts
+# the job back at once (tasks/signals.py), rather than kombu requeueing a message whose job is
+# still `running` in the database.
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_DISABLE_PREFETCH = True
 CELERY_TASK_IGNORE_RESULT = True

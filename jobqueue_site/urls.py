@@ -17,3 +17,5 @@ urlpatterns = [
     path("api/", include("jobs.api_urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "jobs.api_errors.server_error"

@@ -1,6 +1,9 @@
 """One place that turns errors into 4xx JSON answers naming the field and the problem."""
 
+import sys
+
 from django.core.exceptions import RequestDataTooBig
+from django.views import defaults
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -14,6 +17,7 @@ from .exceptions import (
     UnknownQueue,
     error_detail,
 )
+from .outages import unavailable_answer, unavailable_response, unavailable_service
 
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),
@@ -24,6 +28,10 @@ STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
 
 
 def exception_handler(exc, context):
+    service = unavailable_service(exc)
+    if service is not None:
+        body, headers = unavailable_answer(service, exc)
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": f"request body is too large: {exc}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
@@ -34,3 +42,13 @@ def exception_handler(exc, context):
             return Response({"jobs": exc.details}, status=code)
         return Response(error_detail(exc), status=code)
     return drf_exception_handler(exc, context)
+
+
+def server_error(request):
+    """handler500: an error raised outside a view (a middleware reading the session, say) that
+    comes from an unreachable service is a 503 too; anything else is Django's 500 page."""
+    exc = sys.exc_info()[1]
+    service = unavailable_service(exc)
+    if service is not None:
+        return unavailable_response(service, exc)
+    return defaults.server_error(request)

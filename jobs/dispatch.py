@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
 from celery.utils import uuid
@@ -18,6 +17,7 @@ from kombu.entity import PERSISTENT_DELIVERY_MODE as DELIVERY_MODE
 from kombu.utils import json
 
 from jobqueue_site.celery import DEAD_LETTER_QUEUE, app
+from jobs.breaker import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -128,27 +128,83 @@ def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int |
     return json.dumps(envelope)
 
 
+# A publish that fails (Redis down or unreachable) opens the breaker: for the next
+# JOB_BROKER_BACKOFF_SECONDS this process does not wait on the broker again; its publishes go
+# straight to the pending table, so a submission answers fast while Redis is away.
+broker_breaker = Breaker("broker")
+
+
+def publish_or_defer(jobs: list[Dispatch]) -> int:
+    """Publish `jobs`; those the broker cannot take now are noted for the mover (`PendingDispatch`),
+    which sends them once Redis answers. Never raises: the jobs are already committed."""
+    if not jobs:
+        return 0
+    if broker_breaker.is_open():
+        _defer(jobs, reason=broker_breaker.last_error)
+        return 0
+    try:
+        sent = send_jobs(jobs)
+    except Exception as exc:  # any failure of the broker (kombu, redis-py, the socket) alike
+        broker_breaker.trip(exc)
+        _defer(jobs, reason=broker_breaker.last_error)
+        return 0
+    broker_breaker.reset()
+    return sent
+
+
+def _defer(jobs: list[Dispatch], *, reason: str) -> None:
+    from jobs.models import PendingDispatch
+
+    rows = [PendingDispatch(job_id=job_id, queue=queue, timeout=timeout) for job_id, queue, timeout in jobs]
+    try:
+        PendingDispatch.objects.bulk_create(rows, ignore_conflicts=True)
+    except Exception as exc:
+        # The jobs stay queued in the database; the redispatch sweep finds them (JOB_REDISPATCH_AFTER).
+        log.warning("broker unavailable (%s) and %d jobs not noted as pending: %s", reason, len(rows), exc)
+        return
+    log.warning("broker unavailable (%s): %d jobs will be published when it is back", reason, len(rows))
+
+
 def send_job_on_commit(*, job_id: Any, queue: str, timeout: int | None) -> None:
     """Publish once the surrounding transaction commits; a broker error is logged, never raised.
 
-    A job whose publish failed stays `queued` in the database, which stays the source of truth
-    (the mover's redispatch sweep sends it again).
+    A job whose publish failed stays `queued` in the database, which stays the source of truth:
+    it is noted as pending, and the mover publishes it when the broker is back.
     """
-    transaction.on_commit(partial(send_job, job_id=job_id, queue=queue, timeout=timeout), robust=True)
+    send_jobs_on_commit([(job_id, queue, timeout)])
 
 
 def send_jobs_on_commit(jobs: Iterable[Dispatch]) -> None:
-    """`send_jobs` once the surrounding transaction commits; errors are logged, never raised."""
-    transaction.on_commit(partial(send_jobs, list(jobs)), robust=True)
+    """`publish_or_defer` once the surrounding transaction commits."""
+    pending = list(jobs)
+
+    def publish_after_commit() -> None:
+        publish_or_defer(pending)
+
+    transaction.on_commit(publish_after_commit)
 
 
 def send_dead_letter_on_commit(*, job_id: str, job_type: str, reason: str) -> None:
-    """Park a copy of a dead job's message on the `dead_letter` queue, which no worker consumes."""
-    publish = partial(
-        app.send_task,
-        RUN_JOB_TASK,
-        args=[str(job_id)],
-        queue=DEAD_LETTER_QUEUE,
-        headers={"x-job-type": job_type, "x-dead-reason": reason},
-    )
-    transaction.on_commit(publish, robust=True)
+    """Park a copy of a dead job's message on the `dead_letter` queue, which no worker consumes.
+
+    The copy is a convenience for broker-side tools; the database keeps the dead job either way,
+    so a broker that cannot take it only costs a log line.
+    """
+
+    def park_after_commit() -> None:
+        if broker_breaker.is_open():
+            log.warning("broker unavailable: no dead-letter copy of job %s", job_id)
+            return
+        try:
+            app.send_task(
+                RUN_JOB_TASK,
+                args=[str(job_id)],
+                queue=DEAD_LETTER_QUEUE,
+                headers={"x-job-type": job_type, "x-dead-reason": reason},
+                retry=False,
+            )
+        except Exception as exc:
+            broker_breaker.trip(exc)
+            log.warning("broker unavailable: no dead-letter copy of job %s: %s", job_id, broker_breaker.last_error)
+
+    transaction.on_commit(park_after_commit)

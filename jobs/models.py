@@ -142,3 +142,19 @@ class QueueState(models.Model):
 
     def __str__(self) -> str:
         return f"queue {self.name} ({'paused' if self.paused else 'running'})"
+
+
+class PendingDispatch(models.Model):
+    """A queued job whose message the broker could not take (Redis down): the mover sends it
+    once the broker answers again. Written only when a publish fails."""
+
+    job = models.OneToOneField(Job, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    queue = models.CharField(max_length=10, choices=Priority.choices)
+    timeout = models.PositiveIntegerField(null=True, blank=True)
+    failed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["failed_at"]
+
+    def __str__(self) -> str:
+        return f"pending dispatch of {self.job_id} to {self.queue}"

@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from jobs import selectors, services
 
@@ -41,6 +42,7 @@ class Mover:
         self.sweeps = [
             Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS),
             Sweep(services.jobs_redispatch_missing, settings.JOB_REDISPATCH_CHECK_SECONDS),
+            Sweep(services.jobs_dispatch_pending, settings.JOB_PENDING_DISPATCH_SECONDS),
         ]
 
     def tick(self) -> int:
@@ -65,7 +67,7 @@ class Mover:
                 if self.tick() >= settings.JOB_MOVER_BATCH:
                     continue  # more are due: no sleep
                 wait = self.pause()
-            except (DatabaseError, redis.RedisError, OSError) as exc:
+            except (DatabaseError, redis.RedisError, KombuError, OSError) as exc:
                 log.warning("mover round failed, retrying: %s: %s", type(exc).__name__, exc)
                 close_old_connections()
                 wait = max(self.interval, 1.0)

@@ -3,8 +3,11 @@
 Each counter counts the requests of a window that opens with the first one and lasts the
 rate's period. One pipelined round trip per request starts the window if there is none, counts
 the request and reads how long the window has left; the count is atomic, so the web processes
-never lose each other's requests. With Redis unreachable, jobs are still accepted into the
-database.
+never lose each other's requests.
+
+With Redis unreachable the limits fail open: requests are let through (jobs are still accepted
+into the database), and for JOB_BROKER_BACKOFF_SECONDS after a failure a process does not try
+Redis again, so no request waits on a dead store.
 """
 
 import logging
@@ -14,7 +17,11 @@ import redis
 from django.conf import settings
 from rest_framework import throttling
 
+from jobs.breaker import Breaker
+
 log = logging.getLogger("jobqueue.api")
+
+store_breaker = Breaker("rate limit store")
 
 
 @cache
@@ -38,6 +45,8 @@ class RedisWindow:
         key = self.get_cache_key(request, view)
         if key is None:
             return True
+        if store_breaker.is_open():
+            return True
         client, prefix = _store()
         key = prefix + key
         try:
@@ -47,7 +56,8 @@ class RedisWindow:
             pipe.pttl(key)
             _, count, left_ms = pipe.execute()
         except (redis.RedisError, OSError) as exc:
-            log.warning("rate limit not applied, its store is unreachable: %s", exc)
+            store_breaker.trip(exc)
+            log.warning("rate limits not applied for %gs, their store is unreachable: %s", store_breaker.cooldown, exc)
             return True
         if count <= self.num_requests:
             return True

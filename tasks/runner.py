@@ -8,7 +8,6 @@ has nothing to format or hand back to the pool's parent.
 
 from celery import shared_task
 
-from jobs import services
 from jobs.dispatch import RUN_JOB_TASK
 
 from . import registry, signals, worker
@@ -17,7 +16,7 @@ from .context import JobContext
 
 @shared_task(name=RUN_JOB_TASK, bind=True)
 def run_job(self, job_id: str) -> None:
-    claim = services.job_claim(job_id=job_id, worker=self.request.hostname or "")
+    claim = worker.claim_when_reachable(job_id=job_id, worker=self.request.hostname or "", request=self.request)
     if claim is None:
         # Another delivery holds the job, or it was cancelled or finished: nothing to run.
         return

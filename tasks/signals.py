@@ -6,8 +6,10 @@ import logging
 import traceback as tb
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import signals
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobs import selectors, services
@@ -64,6 +66,11 @@ def on_failure(
 ) -> None:
     if getattr(sender, "name", None) != RUN_JOB_TASK:
         return
+    close_old_connections()  # this may be the worker's main process, whose connection may be stale
+    if isinstance(exception, WorkerLostError):
+        # Reported by the main process: the pool process running the job died (signal, OOM).
+        _lost(sender, job_id=args[0] if args else None, exception=exception)
+        return
     claim = running.pop(task_id, None) if task_id else None
     claimed = (claim.job_id, claim.serial) if claim else None
     if claimed is None:
@@ -84,3 +91,17 @@ def on_failure(
         traceback=redact(trace or ""),
         permanent=isinstance(exception, PERMANENT_ERRORS),
     )
+
+
+def _lost(task: Any, *, job_id: str | None, exception: BaseException) -> None:
+    worker = getattr(task.request, "hostname", None)
+    if not job_id or not worker:
+        return
+    reason = f"worker process lost on {worker}: {_describe(exception)}"
+    try:
+        status = services.job_lost(job_id=job_id, worker=worker, reason=reason)
+    except DatabaseError as exc:
+        log.warning("job %s: %s; not recorded (%s), its lease will recover it", job_id, reason, exc)
+        return
+    if status is not None:
+        log.warning("job %s: %s; %s", job_id, reason, "queued again" if status == "queued" else f"now {status}")

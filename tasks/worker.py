@@ -12,15 +12,20 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import psutil
 from celery import signals
+from celery.exceptions import Reject
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
 from jobs import selectors, services
 
 log = logging.getLogger("jobqueue.worker")
+
+# A connection that could not be made or was lost: the database is unreachable, not the job wrong.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 # task id -> claim of the attempts running in this process.
 running: dict[str, services.Claim] = {}
@@ -47,6 +52,42 @@ def _beat() -> None:
         except DatabaseError as exc:
             log.warning("heartbeat failed: %s", exc)
             close_old_connections()
+
+
+@signals.task_prerun.connect
+def _heal_connections(**_: object) -> None:
+    """Before each job, drop a database connection that failed or outlived CONN_MAX_AGE (Celery's
+    Django fixup only looks every CELERY_DB_REUSE_MAX tasks); the next query opens a new one."""
+    close_old_connections()
+
+
+def claim_when_reachable(*, job_id: str, worker: str, request: Any) -> services.Claim | None:
+    """`services.job_claim`, waiting out a database outage instead of dropping the message.
+
+    While the database cannot be reached the claim is tried again, backing off up to 2 s, so a
+    worker holds one message per pool process rather than spinning through its queue. Past
+    JOB_DATABASE_WAIT_SECONDS (and before the task's soft time limit) the message goes back to
+    its queue for a later try.
+    """
+    deadline = time.monotonic() + _wait_budget(request)
+    pause = 0.1
+    while True:
+        try:
+            return services.job_claim(job_id=job_id, worker=worker)
+        except DATABASE_ERRORS as exc:
+            close_old_connections()  # the failed connection is dropped; the next try opens one
+            if time.monotonic() + pause > deadline:
+                log.warning("job %s: database unavailable, its message goes back to the queue: %s", job_id, exc)
+                raise Reject(f"database unavailable: {exc}", requeue=True) from exc
+            log.warning("job %s: database unavailable, claim tried again in %.1fs: %s", job_id, pause, exc)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def _wait_budget(request: Any) -> float:
+    soft = (getattr(request, "timelimit", None) or (None, None))[1]
+    budget = settings.JOB_DATABASE_WAIT_SECONDS
+    return budget if not soft else max(0.0, min(budget, soft - 1.0))
 
 
 @signals.worker_shutting_down.connect

@@ -99,3 +99,21 @@ def slow_first(payload, ctx):
     if ctx.attempt == 1:
         time.sleep(payload.get("seconds", 30))
     return {"attempt": ctx.attempt}
+
+
+EFFECTS_FILE_ENV = "JQ_TEST_EFFECTS_FILE"
+
+
+@job_type("test.effect", max_retries=3, timeout=60)
+def effect(payload, ctx):
+    """Appends one line per run of the handler to a file (it outlives Redis and PostgreSQL
+    restarts): the side effect the fault tests count. Sleeps `ms` first, so a fault can catch it mid-run."""
+    if payload.get("ms"):
+        time.sleep(payload["ms"] / 1000)
+    line = f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n".encode()
+    fd = os.open(os.environ[EFFECTS_FILE_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write of a short line: appended whole, never interleaved
+    finally:
+        os.close(fd)
+    return {"attempt": ctx.attempt}

@@ -118,6 +118,20 @@ class RedisServer:
 
     def restart_empty(self) -> None:
         self.kill()
+        Path(self.dir, "dump.rdb").unlink(missing_ok=True)
+        self.start()
+
+    def snapshot(self) -> None:
+        """Write the data to disk now, so a restart that loads it (`restart_keeping_data`) finds it."""
+        import redis
+
+        with redis.Redis(host="127.0.0.1", port=self.port) as client:
+            client.save()
+
+    def restart_keeping_data(self) -> None:
+        """Save, stop and start again on the same port, loading the saved data (as Redis with persistence does)."""
+        self.snapshot()
+        self.kill()
         self.start()
 
     def stop(self) -> None:
@@ -159,14 +173,35 @@ class PostgresServer:
             f"-p {self.port} -h 127.0.0.1 -k {self.dir} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200"
         )
-        started = self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
-        if started.returncode != 0:
-            log = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
-            raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{log}")
+        self._options = options
+        self.start_again()
         import psycopg
 
         with psycopg.connect(f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def start_again(self) -> None:
+        """Start the cluster (again, after `stop_fast`) on its port and wait until it accepts connections."""
+        log = str(self.dir / "log")
+        started = self._run("pg_ctl", "-D", str(self.data), "-o", self._options, "-l", log, "-w", "start")
+        if started.returncode != 0:
+            text = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{text[-3000:]}")
+
+    def stop_fast(self) -> None:
+        """Stop as an operator or a failover does (`pg_ctl stop -m fast`): every session is cut off."""
+        stopped = self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        if stopped.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {stopped.stderr}")
+
+    def restart_fast(self) -> None:
+        """`pg_ctl restart -m fast`, what a minor upgrade or managed-database maintenance does."""
+        log = str(self.dir / "log")
+        restarted = self._run(
+            "pg_ctl", "-D", str(self.data), "-m", "fast", "-o", self._options, "-l", log, "-w", "restart"
+        )
+        if restarted.returncode != 0:
+            raise RuntimeError(f"pg_ctl restart failed: {restarted.stderr}")
 
     def stop(self) -> None:
         if self.data.exists():
@@ -252,6 +287,30 @@ def gunicorn_command(port: int, *, workers: int = 2, access_log: str = "-") -> l
 
 def celery_binary() -> str:
     return str(Path(sys.executable).parent / "celery")
+
+
+def worker_command(
+    name: str, *, concurrency: int = 1, queues: str = "high,medium,low", pool: str = "prefork"
+) -> list[str]:
+    """`celery -A jobqueue_site worker` as the tests run it: node `name@<host>`."""
+    return [
+        celery_binary(),
+        "-A",
+        "jobqueue_site",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "-P",
+        pool,
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
 
 
 PROMETHEUS_INSTALL_LOG = ARTIFACTS / "apt-prometheus.log"

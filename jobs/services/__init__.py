@@ -5,6 +5,7 @@ from .lifecycle import (
     Success,
     job_claim,
     job_fail,
+    job_lost,
     job_progress,
     job_requeue,
     job_succeed,
@@ -23,7 +24,7 @@ from .operations import (
     jobs_retry_dead,
 )
 from .queues import queue_pause, queue_resume, queue_state
-from .recovery import jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
+from .recovery import jobs_dispatch_pending, jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
 from .submit import job_submit, jobs_submit_many
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "job_claim",
     "job_delete",
     "job_fail",
+    "job_lost",
     "job_progress",
     "job_requeue",
     "job_resubmit",
@@ -40,6 +42,7 @@ __all__ = [
     "job_submit",
     "job_succeed",
     "job_transition",
+    "jobs_dispatch_pending",
     "jobs_heartbeat",
     "jobs_purge_dead",
     "jobs_purge_finished",

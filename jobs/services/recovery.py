@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs import broker, dispatch
-from jobs.models import Job, Outcome
+from jobs.models import Job, Outcome, PendingDispatch
 from jobs.states import Status
 
 from .lifecycle import job_fail, jobs_transition
@@ -85,3 +85,20 @@ def jobs_redispatch_missing() -> int:
     if missing:
         log.warning("sent %d queued jobs again that the broker did not hold", len(missing))
     return len(missing)
+
+
+def jobs_dispatch_pending(*, limit: int = 1000) -> int:
+    """Publish the queued jobs whose publish failed while the broker was down; how many went out.
+
+    Raises while the broker is still unreachable (the mover tries again next round). A pending
+    job that moved on meanwhile (cancelled, or run from another message) is just forgotten.
+    """
+    rows = list(PendingDispatch.objects.values_list("job_id", "queue", "timeout", "job__status")[:limit])
+    if not rows:
+        return 0
+    due = [(job_id, queue, timeout) for job_id, queue, timeout, status in rows if status == Status.QUEUED]
+    sent = dispatch.send_jobs(due)
+    PendingDispatch.objects.filter(job_id__in=[row[0] for row in rows]).delete()
+    if sent:
+        log.warning("published %d jobs that waited for the broker to come back", sent)
+    return sent

@@ -34,24 +34,7 @@ def start_worker():
         env: dict | None = None,
         pool: str = "prefork",
     ) -> services.Process:
-        command = [
-            services.celery_binary(),
-            "-A",
-            "jobqueue_site",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "-P",
-            pool,
-            "--loglevel",
-            "INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ]
+        command = services.worker_command(name, concurrency=concurrency, queues=queues, pool=pool)
         process = services.Process(f"worker-{name}", command, {**os.environ, **(env or {})})
         started.append(process)
         process.wait_for_output("ready.", timeout=60)

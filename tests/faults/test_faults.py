@@ -1,0 +1,275 @@
+"""Each fault injected under a steady load; every accepted job must end as its handler says.
+
+For every fault: no `500`, no submission lost or made twice, every job terminal (`succeeded`, or
+`dead` where the handler says so), a handler run twice only when an attempt of its job was cut
+short, and the time each worker node took to serve again (printed, and bounded where the
+acceptance says so).
+"""
+
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import requests
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from jobs import services as job_services
+from jobs.models import JobAttempt
+
+from .conftest import WORKERS, Stack, check_outcome, first_start_per_node, report
+from .load import Load
+
+SETTLE = 2.0  # seconds of load before the fault
+AFTER = 12.0  # seconds of load after it
+WORKERS_BACK_WITHIN = 15.0
+
+
+def run_fault(stack: Stack, name: str, inject: Callable[[Stack], datetime], *, after: float = AFTER) -> dict:
+    """Load, fault, more load; then the invariants. `inject` returns when the fault ended."""
+    load = Load(stack.url, stack.token, run=name).start()
+    try:
+        time.sleep(SETTLE)
+        healed_at = inject(stack)
+        connections.close_all()  # the test's own connection may have been cut by the fault
+        time.sleep(after)
+    finally:
+        load.stop()
+    figures = check_outcome(stack, load)
+    figures["first_start_per_node_s"] = first_start_per_node(healed_at)
+    report(name, figures)
+    return figures
+
+
+def workers_back(figures: dict, *, nodes: list[str], within: float = WORKERS_BACK_WITHIN) -> None:
+    served = figures["first_start_per_node_s"]
+    late = {node: served.get(node) for node in nodes if served.get(node) is None or served[node] > within}
+    assert not late, f"worker nodes not serving within {within}s of the fault's end: {late} (all: {served})"
+
+
+def all_nodes(stack: Stack) -> list[str]:
+    return [stack.node(name) for name in WORKERS]
+
+
+def test_postgres_fast_restart(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.postgres.restart_fast()
+        return timezone.now()
+
+    figures = run_fault(faults, "postgres-fast-restart", inject)
+
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_postgres_down_for_10s(faults):
+    during: dict[str, requests.Response] = {}
+
+    def inject(stack: Stack) -> datetime:
+        stack.postgres.stop_fast()
+        try:
+            time.sleep(2)
+            during["health"] = requests.get(f"{stack.url}/healthz", timeout=10)
+            headers = {"Authorization": f"Token {stack.token}"}
+            during["submit"] = requests.post(
+                f"{stack.url}/submit-job", json={"type": "noop", "payload": {}}, headers=headers, timeout=10
+            )
+            during["list"] = requests.get(f"{stack.url}/api/jobs/", headers=headers, timeout=10)
+            time.sleep(8)
+        finally:
+            stack.postgres.start_again()
+        return timezone.now()
+
+    figures = run_fault(faults, "postgres-down-10s", inject)
+
+    health = during["health"]
+    assert health.status_code == 503 and "database" in health.json()["failed"], health.text
+    for name in ("submit", "list"):
+        answer = during[name]
+        assert answer.status_code == 503, (name, answer.status_code, answer.text[:300])
+        assert answer.headers["Retry-After"].isdigit() and "database" in answer.json()["detail"]
+    assert figures["answers"].get("503", 0) > 0, "the load never saw the database down"
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_postgres_connections_cut(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.pg_proxy.cut()
+        return timezone.now()
+
+    figures = run_fault(faults, "postgres-connections-cut", inject)
+
+    workers_back(figures, nodes=all_nodes(faults), within=5)
+    faults.healthy()
+
+
+def test_redis_restarted_empty(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.redis.restart_empty()
+        return timezone.now()
+
+    figures = run_fault(faults, "redis-restart-empty", inject)
+
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_redis_down_for_10s(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.redis.snapshot()  # Redis with persistence: what it held comes back with it
+        stack.redis.kill()
+        try:
+            time.sleep(10)
+        finally:
+            stack.redis.start()
+        return timezone.now()
+
+    figures = run_fault(faults, "redis-down-10s", inject)
+
+    assert figures["slowest_submit_s"] < 2.0, figures
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_redis_connections_cut(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.redis_proxy.cut()
+        return timezone.now()
+
+    figures = run_fault(faults, "redis-connections-cut", inject)
+
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_smtp_down_for_10s(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.smtp.stop()
+        try:
+            time.sleep(10)
+        finally:
+            stack.smtp.start()
+        return timezone.now()
+
+    run_fault(faults, "smtp-down-10s", inject)
+
+    faults.healthy()
+
+
+def test_mover_killed(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.kill("mover")
+        time.sleep(2)
+        stack.start("mover")
+        return timezone.now()
+
+    run_fault(faults, "mover-kill-9", inject)
+
+
+def test_web_killed(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.kill("web")
+        time.sleep(2)
+        stack.start("web")
+        return timezone.now()
+
+    run_fault(faults, "web-kill-9", inject)
+
+
+# --- worker faults: jobs caught mid-run ----------------------------------------------------
+
+LONG_MS = 4000
+
+
+def long_jobs_running_on(stack: Stack, name: str) -> list[tuple[str, int]]:
+    """Submit long jobs until some run on node `name`; (job id, serial) of those that do."""
+    node = stack.node(name)
+    ids = [
+        str(job_services.job_submit(type="test.effect", payload={"ms": LONG_MS}, priority="high")[0].id)
+        for _ in range(6)
+    ]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        close_old_connections()
+        running = list(
+            JobAttempt.objects.filter(job_id__in=ids, worker=node, outcome="running").values_list("job_id", "number")
+        )
+        if running:
+            return [(str(job_id), number) for job_id, number in running]
+        time.sleep(0.1)
+    raise AssertionError(f"none of the long jobs started on {node}")
+
+
+def rerun_delays(caught: list[tuple[str, int]], since: datetime) -> dict[str, float | None]:
+    """Seconds from `since` to the next attempt of each caught job (None: not run again yet)."""
+    delays = {}
+    for job_id, number in caught:
+        following = JobAttempt.objects.filter(job_id=job_id, number__gt=number).order_by("number").first()
+        delays[job_id] = None if following is None else round((following.started_at - since).total_seconds(), 3)
+    return delays
+
+
+def test_worker_node_killed_with_sigkill(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.kill("w2", signal.SIGKILL)  # the node and its pool: as a machine crash
+        time.sleep(1)
+        stack.start("w2")
+        return timezone.now()
+
+    figures = run_fault(faults, "worker-node-kill-9", inject, after=AFTER + 4)  # the lease must run out
+
+    workers_back(figures, nodes=all_nodes(faults))
+
+
+def test_pool_process_killed_runs_its_job_again_at_once(faults):
+    caught: list[tuple[str, int]] = []
+    killed: dict[str, datetime] = {}
+
+    def inject(stack: Stack) -> datetime:
+        caught.extend(long_jobs_running_on(stack, "w1"))
+        killed["at"] = timezone.now()
+        for child in stack.pool_children("w1"):
+            child.kill()  # as the OOM killer does
+        return killed["at"]
+
+    run_fault(faults, "pool-process-kill-9", inject)
+
+    delays = rerun_delays(caught, killed["at"])
+    assert all(delay is not None and delay < 5 for delay in delays.values()), delays
+    for job_id, number in caught:
+        assert JobAttempt.objects.get(job_id=job_id, number=number).outcome == "lost"
+    faults.healthy()
+
+
+def test_sigterm_to_a_worker_main_process_is_graceful(faults):
+    def inject(stack: Stack) -> datetime:
+        stack.kill("w3", signal.SIGTERM, group=False)  # as docker stop and Kubernetes do
+        stack.wait_exited("w3", timeout=30)
+        stack.start("w3")
+        return timezone.now()
+
+    figures = run_fault(faults, "worker-sigterm-main", inject)
+
+    workers_back(figures, nodes=all_nodes(faults))
+
+
+def test_sigterm_to_a_worker_process_group_runs_its_jobs_again_within_5s(faults):
+    caught: list[tuple[str, int]] = []
+    signalled: dict[str, datetime] = {}
+
+    def inject(stack: Stack) -> datetime:
+        caught.extend(long_jobs_running_on(stack, "w1"))
+        signalled["at"] = timezone.now()
+        stack.kill("w1", signal.SIGTERM, group=True)  # systemd's default KillMode, kill -TERM -PGID
+        stack.wait_exited("w1", timeout=30)
+        stack.start("w1")
+        return timezone.now()
+
+    run_fault(faults, "worker-sigterm-group", inject)
+
+    delays = rerun_delays(caught, signalled["at"])
+    assert all(delay is not None and delay < 5 for delay in delays.values()), delays
+    reruns = JobAttempt.objects.filter(job_id__in=[job_id for job_id, _ in caught], outcome="succeeded")
+    assert faults.node("w1") not in set(reruns.values_list("worker", flat=True))
