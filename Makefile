@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint bench
+.PHONY: venv run test lint bench chaos
 
 venv: $(VENV)/.installed
 
@@ -28,3 +28,8 @@ lint: venv
 bench: venv
 	$(BIN)/python -m pip install -q -r requirements-bench.txt
 	$(BIN)/python -m bench all
+
+# Random faults (PostgreSQL, Redis, SMTP, processes) under load for CHAOS_SECONDS (600); the
+# results go to docs/reliability.md.
+chaos: venv
+	$(BIN)/python -m pytest tests/faults/test_chaos.py -m chaos -s

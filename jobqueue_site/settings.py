@@ -210,7 +210,8 @@ CACHES = {
         "LOCATION": env_str("CACHE_URL") or env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "KEY_PREFIX": "jobqueue-cache",
         "TIMEOUT": 300,
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        # The rate limits fail open when this Redis does not answer (jobs/throttling.py): soon.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 
@@ -325,7 +326,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A message unacked this long is handed to another worker. Above the default job timeout so
     # ordinary jobs are never delivered twice; correctness does not depend on it (see README).
     "visibility_timeout": env_int("JOB_VISIBILITY_TIMEOUT", 3600),
-    "socket_timeout": env_float("REDIS_SOCKET_TIMEOUT", 5.0),
+    "socket_timeout": env_float("REDIS_SOCKET_TIMEOUT", 2.0),
+    # How often an idle connection is checked, and how late a worker's BRPOP reply may be before
+    # the connection is taken as dead (half-open after a failover) and replaced: kombu's default
+    # of 25 s left a worker idle for 35 s.
+    "health_check_interval": env_int("REDIS_HEALTH_CHECK_INTERVAL", 5),
     "socket_connect_timeout": env_float("REDIS_CONNECT_TIMEOUT", 2.0),
 }
 # A publisher gives up connecting to Redis after this many seconds (kombu would retry for 4).

@@ -5,6 +5,7 @@ Small enough to write here: one timestamp and the last error, per process.
 
 import threading
 import time
+from functools import cache
 
 from django.conf import settings
 
@@ -34,3 +35,10 @@ class Breaker:
         if self._until:
             with self._lock:
                 self._until = 0.0
+
+
+@cache
+def breaker_for(url: str) -> Breaker:
+    """One breaker per Redis server: the broker and the rate limits' store are often the same
+    one, and a request that found it dead through one need not wait on it through the other."""
+    return Breaker(url.rsplit("@", 1)[-1])

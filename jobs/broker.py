@@ -21,7 +21,7 @@ UNACKED_INDEX = "unacked_index"
 
 @cache
 def client() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=10, socket_connect_timeout=5)
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=2)
 
 
 def job_id_of(envelope: Any) -> str | None:

@@ -17,7 +17,7 @@ from kombu.entity import PERSISTENT_DELIVERY_MODE as DELIVERY_MODE
 from kombu.utils import json
 
 from jobqueue_site.celery import DEAD_LETTER_QUEUE, app
-from jobs.breaker import Breaker
+from jobs.breaker import breaker_for
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,9 @@ def send_jobs(jobs: Iterable[Dispatch]) -> int:
     if not ready:
         return 0
     with app.producer_or_acquire() as producer:
+        # One try: kombu would otherwise retry the connection for BROKER_CONNECTION_TIMEOUT,
+        # sleeping 2 s first. The caller decides what a failed publish means.
+        producer.connection.ensure_connection(max_retries=0)
         channel, origin = producer.channel, anon_nodename()
         pipe = channel.client.pipeline(transaction=False)
         for job_id, queue, timeout in ready:
@@ -131,7 +134,7 @@ def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int |
 # A publish that fails (Redis down or unreachable) opens the breaker: for the next
 # JOB_BROKER_BACKOFF_SECONDS this process does not wait on the broker again; its publishes go
 # straight to the pending table, so a submission answers fast while Redis is away.
-broker_breaker = Breaker("broker")
+broker_breaker = breaker_for(settings.CELERY_BROKER_URL)
 
 
 def publish_or_defer(jobs: list[Dispatch]) -> int:

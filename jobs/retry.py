@@ -32,11 +32,27 @@ class Decision:
     reason: str
 
 
-def after_failure(*, attempt: int, max_retries: int, permanent: bool) -> Decision:
-    """What follows the failure of attempt number `attempt` (1-based)."""
+# The length of Job.reason.
+MAX_REASON = 200
+
+
+def after_failure(*, attempt: int, max_retries: int, permanent: bool, error: str = "") -> Decision:
+    """What follows the failure of attempt number `attempt` (1-based) with the message `error`."""
     if permanent:
-        return Decision(False, 0.0, "permanent error: not retried")
+        return Decision(False, 0.0, _reason("permanent error, not retried", error))
     if attempt > max_retries:
-        return Decision(False, 0.0, f"retries exhausted: {attempt} attempts failed")
+        return Decision(False, 0.0, _reason(f"retries exhausted, {attempt} attempts failed", error))
     delay = backoff_seconds(attempt)
-    return Decision(True, delay, f"attempt {attempt} failed; retry {attempt} of {max_retries} in {delay:.1f}s")
+    prefix = f"attempt {attempt} failed, retry {attempt} of {max_retries} in {delay:.1f}s"
+    return Decision(True, delay, _reason(prefix, error))
+
+
+def _reason(prefix: str, error: str) -> str:
+    """`prefix` and the error on one line, the error cut short to keep within MAX_REASON."""
+    detail = " ".join(error.split())
+    if not detail:
+        return prefix
+    room = MAX_REASON - len(prefix) - len(": ")
+    if len(detail) > room:
+        detail = detail[: room - 1] + "…"
+    return f"{prefix}: {detail}"

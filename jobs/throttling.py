@@ -17,20 +17,18 @@ import redis
 from django.conf import settings
 from rest_framework import throttling
 
-from jobs.breaker import Breaker
+from jobs.breaker import Breaker, breaker_for
 
 log = logging.getLogger("jobqueue.api")
 
-store_breaker = Breaker("rate limit store")
-
 
 @cache
-def _store() -> tuple[redis.Redis, str]:
+def _store() -> tuple[redis.Redis, str, Breaker]:
     """The counters' Redis, where the cache lives (settings.CACHES), with its timeouts; and
     the prefix of their keys."""
     config = settings.CACHES["default"]
     client = redis.Redis.from_url(config["LOCATION"], **config.get("OPTIONS", {}))
-    return client, f"{config.get('KEY_PREFIX', '')}:throttle:"
+    return client, f"{config.get('KEY_PREFIX', '')}:throttle:", breaker_for(config["LOCATION"])
 
 
 class RedisWindow:
@@ -45,9 +43,9 @@ class RedisWindow:
         key = self.get_cache_key(request, view)
         if key is None:
             return True
+        client, prefix, store_breaker = _store()
         if store_breaker.is_open():
             return True
-        client, prefix = _store()
         key = prefix + key
         try:
             pipe = client.pipeline(transaction=False)

@@ -71,6 +71,10 @@ def _close_connection() -> None:
             backend.close()
 
 
+class SMTPTemporaryFailure(Exception):
+    """The mail server answered 4xx or could not be reached: the job is retried."""
+
+
 def _send(*, to: list[str], subject: str, body: str, from_email: str | None = None) -> dict:
     message = EmailMessage(subject=subject, body=body, from_email=from_email or None, to=to)
     try:
@@ -79,12 +83,76 @@ def _send(*, to: list[str], subject: str, body: str, from_email: str | None = No
         except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError):
             # The kept connection was closed by the server: nothing was accepted on it.
             sent = _deliver(message, fresh=True)
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentError(f"every recipient was refused: {sorted(exc.recipients)}") from exc
-    except Exception:
+    except Exception as exc:
         _close_connection()  # in an unknown state: the next job opens a new one
-        raise
+        failure = _smtp_failure(exc)
+        if failure is None:
+            raise
+        raise failure from exc
     return {"sent": sent, "to": to}
+
+
+# The stage of the conversation each smtplib reply exception comes from, for the message.
+_SMTP_STAGES: dict[type, str] = {
+    smtplib.SMTPConnectError: "greeting",
+    smtplib.SMTPHeloError: "reply to HELO",
+    smtplib.SMTPAuthenticationError: "reply to AUTH",
+    smtplib.SMTPSenderRefused: "reply to MAIL FROM",
+    smtplib.SMTPDataError: "reply to DATA",
+}
+
+
+def _smtp_failure(exc: Exception) -> Exception | None:
+    """A PermanentError (5xx) or SMTPTemporaryFailure (4xx, no connection) for `exc`; None if neither."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return _recipients_failure(exc.recipients)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        stage = _SMTP_STAGES.get(type(exc))
+        reply = _reply(exc.smtp_code, exc.smtp_error)
+        return _failure(exc.smtp_code, f"{reply} ({stage})" if stage else reply)
+    # SMTPException is an OSError: only a disconnect among them is a connection failure.
+    if isinstance(exc, smtplib.SMTPServerDisconnected) or (
+        isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException)
+    ):
+        return _unreachable(exc)
+    return None  # not about the server's availability (an extension it lacks, no AUTH method) or not SMTP
+
+
+def _recipients_failure(refused: dict[str, tuple[int, bytes | str]]) -> Exception:
+    """One failure naming every refused recipient; permanent only if every refusal was a 5xx."""
+    by_reply: dict[tuple[int, str], list[str]] = {}
+    for address, (code, text) in refused.items():
+        by_reply.setdefault((code, _text(text)), []).append(address)
+    parts = [
+        f"{_reply(code, text)} (recipient{'s' if len(addresses) > 1 else ''} {', '.join(sorted(addresses))})"
+        for (code, text), addresses in sorted(by_reply.items())
+    ]
+    failure = PermanentError if all(_permanent(code) for code, _ in by_reply) else SMTPTemporaryFailure
+    return failure("; ".join(parts))
+
+
+def _unreachable(exc: OSError) -> SMTPTemporaryFailure:
+    where = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+    return SMTPTemporaryFailure(f"SMTP connection to {where} failed: {type(exc).__name__}: {exc}")
+
+
+def _failure(code: int, message: str) -> Exception:
+    return PermanentError(message) if _permanent(code) else SMTPTemporaryFailure(message)
+
+
+def _permanent(code: int) -> bool:
+    return 500 <= code <= 599
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    # smtplib gives -1 for a reply line it could not read a code from.
+    return f"SMTP {code} {_text(text)}" if code > 0 else f"SMTP reply without a code: {_text(text)}"
+
+
+def _text(text: bytes | str) -> str:
+    """A server's reply as text (smtplib keeps bytes); multi-line replies joined with spaces."""
+    decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return " ".join(decoded.split())
 
 
 def _deliver(message: EmailMessage, *, fresh: bool = False) -> int:

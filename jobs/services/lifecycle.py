@@ -220,7 +220,9 @@ def job_fail(
     row = _attempt(job_id=job_id, serial=serial, running=True)
     if row is None:
         return None
-    decision = retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=permanent)
+    decision = retry.after_failure(
+        attempt=row.facts.attempt, max_retries=row.max_retries, permanent=permanent, error=message
+    )
     error = {"error_type": error_type[:200], "error_message": message[:MAX_ERROR_MESSAGE]}
     trace = traceback[-MAX_TRACEBACK:]
     target = Status.RETRYING if decision.retry else Status.DEAD
@@ -242,16 +244,50 @@ def job_fail(
 
 def job_requeue(*, job_id: Any, serial: int, reason: str) -> bool:
     """Put a running job back in its queue at once, its attempt marked interrupted (worker shutdown)."""
+    return _requeue_now(
+        job_id=job_id, where=_running(serial), outcome=Outcome.INTERRUPTED, error_type="", reason=reason
+    )
+
+
+def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_type: str, reason: str) -> bool:
     now = timezone.now()
+    serial = where["attempts_total"]
     with transaction.atomic():
-        moved = job_transition(job_id=job_id, to=Status.QUEUED, where=_running(serial), lease_expires_at=None)
+        moved = job_transition(job_id=job_id, to=Status.QUEUED, where=where, lease_expires_at=None)
         if not moved:
             return False
-        _close_attempt(job_id=job_id, serial=serial, outcome=Outcome.INTERRUPTED, when=now, error_message=reason)
+        _close_attempt(
+            job_id=job_id, serial=serial, outcome=outcome, when=now, error_type=error_type, error_message=reason
+        )
         job = Job.objects.only("type", "priority", "attempts", "timeout").get(pk=job_id)
         dispatch.send_job_on_commit(job_id=job_id, queue=job.priority, timeout=job.timeout)
         events.requeued(JobFacts(job_id, job.type, job.priority, job.attempts), reason=reason)
     return True
+
+
+def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
+    """The process running the job on node `worker` died (killed, out of memory): run the job again
+    at once; the new status, or None if the job was not running there.
+
+    Seen by the node's main process as it happens, so nobody waits for the lease. The lost attempt
+    counts against the job's retries (a job that kills its process every time must end), but it
+    gets no backoff: the handler did not fail. Fenced by the attempt's serial and the node.
+    """
+    serial = (
+        Job.objects.filter(pk=job_id, status=Status.RUNNING, worker=worker)
+        .values_list("attempts_total", flat=True)
+        .first()
+    )
+    if serial is None:
+        return None
+    row = _attempt(job_id=job_id, serial=serial, running=True)
+    if row is None:
+        return None
+    if not retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=False).retry:
+        return job_fail(job_id=job_id, serial=serial, error_type="WorkerLost", message=reason, outcome=Outcome.LOST)
+    where = {**_running(serial), "worker": worker}
+    requeued = _requeue_now(job_id=job_id, where=where, outcome=Outcome.LOST, error_type="WorkerLost", reason=reason)
+    return Status.QUEUED if requeued else None
 
 
 def job_progress(*, job_id: Any, serial: int, percent: int, message: str = "") -> bool:

@@ -32,6 +32,7 @@ from .proxy import TcpProxy
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
 
 WORKERS = ("w1", "w2", "w3")
+THREADS_NODE = "w3"
 # Shorter than the defaults so that the lease, the redispatch sweep and the shutdown grace are
 # exercised within a test's time; every other setting is the production default.
 FAST = {
@@ -114,7 +115,10 @@ class Stack:
             process = services.Process(label, [services.python(), "manage.py", "run_mover"], self.env)
             process.wait_for_output("mover started", timeout=30)
         else:
-            process = services.Process(label, services.worker_command(name, concurrency=2), self.env)
+            # Two prefork nodes and one threads node, as the README suggests for I/O-bound types.
+            pool, concurrency = ("threads", 4) if name == THREADS_NODE else ("prefork", 2)
+            command = services.worker_command(name, concurrency=concurrency, pool=pool)
+            process = services.Process(label, command, self.env)
             process.wait_for_output("ready.", timeout=60)
         self.processes[name] = process
         return process

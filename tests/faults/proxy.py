@@ -7,7 +7,9 @@ Each connection is two pump threads (one per direction). What it can do to the t
 - `down()` / `up()`: stop listening (new connections are refused) and cut the open ones; listen
   again on the same port.
 - `stall()` / `resume()`: stop forwarding bytes on every connection, open or new, while
-  keeping them open: a peer that went silent, as seen by the client (half-open).
+  keeping them open: a peer that went silent, as seen by the client.
+- `orphan()`: the open connections stop forwarding for good while new ones work, as after a
+  failover whose old server vanished without closing anything (half-open connections).
 """
 
 import contextlib
@@ -21,9 +23,15 @@ CHUNK = 65536
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with an RST rather than a FIN, as a connection cut off in the network looks."""
+    """Close as a connection cut off in the network is closed: with an RST (linger 0).
+
+    The shutdown first wakes the pump thread blocked in recv() on it: closing a socket another
+    thread is reading from would not tear it down until that read returns.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 
@@ -35,6 +43,7 @@ class TcpProxy:
         self.port = free_port()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self._orphaned: set[socket.socket] = set()
         self._flowing = threading.Event()
         self._flowing.set()
         self._listener: socket.socket | None = None
@@ -69,6 +78,12 @@ class TcpProxy:
         for sock in connections:
             _reset(sock)
         return len(connections) // 2
+
+    def orphan(self) -> int:
+        """Stop forwarding on every open connection, keeping them open; new ones flow. How many."""
+        with self._lock:
+            self._orphaned.update(self._connections)
+            return len(self._connections) // 2
 
     def stall(self) -> None:
         self._flowing.clear()
@@ -108,6 +123,8 @@ class TcpProxy:
                 if not data:
                     break
                 self._flowing.wait()  # stalled while this chunk was on its way: hold it
+                if source in self._orphaned:
+                    continue  # swallowed: the peer is gone, as far as the client can tell
                 sink.sendall(data)
         except OSError:
             pass
@@ -116,6 +133,8 @@ class TcpProxy:
                 mine = source in self._connections
                 self._connections.discard(source)
                 self._connections.discard(sink)
+                self._orphaned.discard(source)
+                self._orphaned.discard(sink)
             if mine:
                 # The other side closed: pass the close on, as a direct connection would.
                 for sock in (source, sink):

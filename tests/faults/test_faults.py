@@ -6,7 +6,6 @@ short, and the time each worker node took to serve again (printed, and bounded w
 acceptance says so).
 """
 
-import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +17,7 @@ from django.utils import timezone
 from jobs import services as job_services
 from jobs.models import JobAttempt
 
+from . import catalog
 from .conftest import WORKERS, Stack, check_outcome, first_start_per_node, report
 from .load import Load
 
@@ -53,11 +53,7 @@ def all_nodes(stack: Stack) -> list[str]:
 
 
 def test_postgres_fast_restart(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.postgres.restart_fast()
-        return timezone.now()
-
-    figures = run_fault(faults, "postgres-fast-restart", inject)
+    figures = run_fault(faults, "postgres-fast-restart", catalog.postgres_fast_restart)
 
     workers_back(figures, nodes=all_nodes(faults))
     faults.healthy()
@@ -66,22 +62,16 @@ def test_postgres_fast_restart(faults):
 def test_postgres_down_for_10s(faults):
     during: dict[str, requests.Response] = {}
 
-    def inject(stack: Stack) -> datetime:
-        stack.postgres.stop_fast()
-        try:
-            time.sleep(2)
-            during["health"] = requests.get(f"{stack.url}/healthz", timeout=10)
-            headers = {"Authorization": f"Token {stack.token}"}
-            during["submit"] = requests.post(
-                f"{stack.url}/submit-job", json={"type": "noop", "payload": {}}, headers=headers, timeout=10
-            )
-            during["list"] = requests.get(f"{stack.url}/api/jobs/", headers=headers, timeout=10)
-            time.sleep(8)
-        finally:
-            stack.postgres.start_again()
-        return timezone.now()
+    def probe() -> None:
+        time.sleep(2)
+        headers = {"Authorization": f"Token {faults.token}"}
+        during["health"] = requests.get(f"{faults.url}/healthz", timeout=10)
+        during["submit"] = requests.post(
+            f"{faults.url}/submit-job", json={"type": "noop", "payload": {}}, headers=headers, timeout=10
+        )
+        during["list"] = requests.get(f"{faults.url}/api/jobs/", headers=headers, timeout=10)
 
-    figures = run_fault(faults, "postgres-down-10s", inject)
+    figures = run_fault(faults, "postgres-down-10s", lambda stack: catalog.postgres_down(stack, during=probe))
 
     health = during["health"]
     assert health.status_code == 503 and "database" in health.json()["failed"], health.text
@@ -95,38 +85,21 @@ def test_postgres_down_for_10s(faults):
 
 
 def test_postgres_connections_cut(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.pg_proxy.cut()
-        return timezone.now()
-
-    figures = run_fault(faults, "postgres-connections-cut", inject)
+    figures = run_fault(faults, "postgres-connections-cut", catalog.postgres_connections_cut)
 
     workers_back(figures, nodes=all_nodes(faults), within=5)
     faults.healthy()
 
 
 def test_redis_restarted_empty(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.redis.restart_empty()
-        return timezone.now()
-
-    figures = run_fault(faults, "redis-restart-empty", inject)
+    figures = run_fault(faults, "redis-restart-empty", catalog.redis_restart_empty)
 
     workers_back(figures, nodes=all_nodes(faults))
     faults.healthy()
 
 
 def test_redis_down_for_10s(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.redis.snapshot()  # Redis with persistence: what it held comes back with it
-        stack.redis.kill()
-        try:
-            time.sleep(10)
-        finally:
-            stack.redis.start()
-        return timezone.now()
-
-    figures = run_fault(faults, "redis-down-10s", inject)
+    figures = run_fault(faults, "redis-down-10s", catalog.redis_down)
 
     assert figures["slowest_submit_s"] < 2.0, figures
     workers_back(figures, nodes=all_nodes(faults))
@@ -134,48 +107,39 @@ def test_redis_down_for_10s(faults):
 
 
 def test_redis_connections_cut(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.redis_proxy.cut()
-        return timezone.now()
+    figures = run_fault(faults, "redis-connections-cut", catalog.redis_connections_cut)
 
-    figures = run_fault(faults, "redis-connections-cut", inject)
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_redis_connections_cut_three_times_in_three_seconds(faults):
+    """Celery has had workers that stop consuming when the broker drops them twice within seconds."""
+    figures = run_fault(faults, "redis-connections-cut-3x", catalog.redis_connections_cut_3x)
+
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_redis_connections_left_half_open(faults):
+    figures = run_fault(faults, "redis-connections-half-open", catalog.redis_connections_orphaned)
 
     workers_back(figures, nodes=all_nodes(faults))
     faults.healthy()
 
 
 def test_smtp_down_for_10s(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.smtp.stop()
-        try:
-            time.sleep(10)
-        finally:
-            stack.smtp.start()
-        return timezone.now()
-
-    run_fault(faults, "smtp-down-10s", inject)
+    run_fault(faults, "smtp-down-10s", catalog.smtp_down)
 
     faults.healthy()
 
 
 def test_mover_killed(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.kill("mover")
-        time.sleep(2)
-        stack.start("mover")
-        return timezone.now()
-
-    run_fault(faults, "mover-kill-9", inject)
+    run_fault(faults, "mover-kill-9", catalog.mover_killed)
 
 
 def test_web_killed(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.kill("web")
-        time.sleep(2)
-        stack.start("web")
-        return timezone.now()
-
-    run_fault(faults, "web-kill-9", inject)
+    run_fault(faults, "web-kill-9", catalog.web_killed)
 
 
 # --- worker faults: jobs caught mid-run ----------------------------------------------------
@@ -212,13 +176,8 @@ def rerun_delays(caught: list[tuple[str, int]], since: datetime) -> dict[str, fl
 
 
 def test_worker_node_killed_with_sigkill(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.kill("w2", signal.SIGKILL)  # the node and its pool: as a machine crash
-        time.sleep(1)
-        stack.start("w2")
-        return timezone.now()
-
-    figures = run_fault(faults, "worker-node-kill-9", inject, after=AFTER + 4)  # the lease must run out
+    # The lease must run out before its jobs run again: more load after the fault.
+    figures = run_fault(faults, "worker-node-kill-9", catalog.worker_node_killed, after=AFTER + 4)
 
     workers_back(figures, nodes=all_nodes(faults))
 
@@ -230,9 +189,7 @@ def test_pool_process_killed_runs_its_job_again_at_once(faults):
     def inject(stack: Stack) -> datetime:
         caught.extend(long_jobs_running_on(stack, "w1"))
         killed["at"] = timezone.now()
-        for child in stack.pool_children("w1"):
-            child.kill()  # as the OOM killer does
-        return killed["at"]
+        return catalog.pool_processes_killed(stack, "w1")
 
     run_fault(faults, "pool-process-kill-9", inject)
 
@@ -244,13 +201,7 @@ def test_pool_process_killed_runs_its_job_again_at_once(faults):
 
 
 def test_sigterm_to_a_worker_main_process_is_graceful(faults):
-    def inject(stack: Stack) -> datetime:
-        stack.kill("w3", signal.SIGTERM, group=False)  # as docker stop and Kubernetes do
-        stack.wait_exited("w3", timeout=30)
-        stack.start("w3")
-        return timezone.now()
-
-    figures = run_fault(faults, "worker-sigterm-main", inject)
+    figures = run_fault(faults, "worker-sigterm-main", catalog.worker_sigterm_main)
 
     workers_back(figures, nodes=all_nodes(faults))
 
@@ -262,10 +213,7 @@ def test_sigterm_to_a_worker_process_group_runs_its_jobs_again_within_5s(faults)
     def inject(stack: Stack) -> datetime:
         caught.extend(long_jobs_running_on(stack, "w1"))
         signalled["at"] = timezone.now()
-        stack.kill("w1", signal.SIGTERM, group=True)  # systemd's default KillMode, kill -TERM -PGID
-        stack.wait_exited("w1", timeout=30)
-        stack.start("w1")
-        return timezone.now()
+        return catalog.worker_sigterm_group(stack, "w1")
 
     run_fault(faults, "worker-sigterm-group", inject)
 

@@ -1,9 +1,11 @@
-"""Email handlers against a real SMTP server: each worker thread keeps its connection open."""
+"""Email handlers against a real SMTP server: each worker thread keeps its connection open, and
+the server's replies decide between a retry (4xx, no connection) and a dead job (5xx)."""
 
 import pytest
 from aiosmtpd.controller import Controller
 from django.test import override_settings
 
+from jobs.exceptions import PermanentError
 from tasks import handlers
 from tasks.context import JobContext
 from tests import services
@@ -12,10 +14,15 @@ CTX = JobContext(job_id="00000000-0000-4000-8000-000000000000", attempt=1, seria
 
 
 class Server:
-    """Counts connections (one EHLO each) and keeps the messages."""
+    """Counts connections (one EHLO each) and keeps the messages.
+
+    `replies[command]` lists the replies to give to the next MAIL, RCPT or DATA commands, in
+    order, instead of accepting them; once it is empty they are accepted.
+    """
 
     def __init__(self) -> None:
         self.connections, self.messages = 0, []
+        self.replies: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
         self.port = services.free_port()
         self.controller = None
 
@@ -23,9 +30,15 @@ class Server:
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self.controller.start()
 
+    def stop(self) -> None:
+        """Stop listening and close every client connection (if it is listening)."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
     def restart(self) -> None:
-        """Stop (closing every client connection) and listen again on the same port."""
-        self.controller.stop()
+        """Stop and listen again on the same port."""
+        self.stop()
         self.start()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -33,7 +46,23 @@ class Server:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.replies["MAIL"]:
+            return self.replies["MAIL"].pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.replies["RCPT"]:
+            return self.replies["RCPT"].pop(0)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
+        if self.replies["DATA"]:
+            return self.replies["DATA"].pop(0)
         self.messages.append(envelope.rcpt_tos)
         return "250 OK"
 
@@ -47,10 +76,10 @@ def smtp():
         handlers._close_connection()
         yield server
         handlers._close_connection()
-    server.controller.stop()
+    server.stop()
 
 
-def send(to: str) -> dict:
+def send(to: str | list[str]) -> dict:
     return handlers.email({"to": to, "subject": "hi", "body": "hello"}, CTX)
 
 
@@ -82,3 +111,109 @@ def test_a_connection_idle_too_long_is_opened_again(smtp, monkeypatch):
     send("second@example.com")
 
     assert server.connections == 2 and len(server.messages) == 2
+
+
+def test_a_greylisting_reply_to_rcpt_is_temporary(smtp):
+    server = smtp
+    server.replies["RCPT"] = ["451 4.7.1 greylisted, try again later"]
+
+    with pytest.raises(handlers.SMTPTemporaryFailure) as failure:
+        send("grey@example.com")
+
+    assert not isinstance(failure.value, PermanentError)
+    assert str(failure.value) == "SMTP 451 4.7.1 greylisted, try again later (recipient grey@example.com)"
+    assert server.messages == []
+
+
+def test_an_unknown_mailbox_is_permanent_and_named(smtp):
+    server = smtp
+    server.replies["RCPT"] = ["550 5.1.1 <nobody@example.com>: mailbox unavailable"]
+
+    with pytest.raises(PermanentError) as failure:
+        send("nobody@example.com")
+
+    assert str(failure.value) == (
+        "SMTP 550 5.1.1 <nobody@example.com>: mailbox unavailable (recipient nobody@example.com)"
+    )
+
+
+def test_recipients_refused_partly_for_now_and_partly_for_good_are_retried(smtp):
+    server = smtp
+    server.replies["RCPT"] = ["550 5.1.1 no such user", "452 4.2.2 mailbox full"]
+
+    with pytest.raises(handlers.SMTPTemporaryFailure) as failure:
+        send(["gone@example.com", "full@example.com"])
+
+    assert str(failure.value) == (
+        "SMTP 452 4.2.2 mailbox full (recipient full@example.com); "
+        "SMTP 550 5.1.1 no such user (recipient gone@example.com)"
+    )
+
+
+def test_every_recipient_refused_for_good_is_permanent(smtp):
+    server = smtp
+    server.replies["RCPT"] = ["550 5.1.1 no such user", "550 5.1.1 no such user"]
+
+    with pytest.raises(PermanentError) as failure:
+        send(["b@example.com", "a@example.com"])
+
+    assert str(failure.value) == "SMTP 550 5.1.1 no such user (recipients a@example.com, b@example.com)"
+
+
+def test_a_multi_line_reply_is_read_as_one_line_of_text(smtp):
+    server = smtp
+    server.replies["RCPT"] = ["450-4.2.0 greylisted\r\n450 4.2.0 come back in 5 minutes"]
+
+    with pytest.raises(handlers.SMTPTemporaryFailure) as failure:
+        send("grey@example.com")
+
+    assert str(failure.value) == "SMTP 450 4.2.0 greylisted 4.2.0 come back in 5 minutes (recipient grey@example.com)"
+
+
+def test_a_message_refused_for_good_after_data_is_permanent(smtp):
+    server = smtp
+    server.replies["DATA"] = ["554 5.6.0 message content rejected"]
+
+    with pytest.raises(PermanentError) as failure:
+        send("someone@example.com")
+
+    assert str(failure.value) == "SMTP 554 5.6.0 message content rejected (reply to DATA)"
+    assert server.messages == []
+
+
+def test_a_sender_refused_for_now_is_temporary(smtp):
+    server = smtp
+    server.replies["MAIL"] = ["451 4.3.0 mail server temporarily unavailable"]
+
+    with pytest.raises(handlers.SMTPTemporaryFailure) as failure:
+        send("someone@example.com")
+
+    assert str(failure.value) == "SMTP 451 4.3.0 mail server temporarily unavailable (reply to MAIL FROM)"
+
+
+def test_nothing_listening_is_temporary():
+    port = services.free_port()  # bound and released: nothing listens on it
+    smtp_backend = "django.core.mail.backends.smtp.EmailBackend"
+    handlers._close_connection()
+    nowhere = override_settings(EMAIL_BACKEND=smtp_backend, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port)
+    with nowhere, pytest.raises(handlers.SMTPTemporaryFailure) as failure:
+        send("someone@example.com")
+
+    assert str(failure.value).startswith(f"SMTP connection to 127.0.0.1:{port} failed: ConnectionRefusedError")
+    assert isinstance(failure.value.__cause__, ConnectionRefusedError)
+
+
+@pytest.mark.parametrize(
+    "command, reply",
+    [("MAIL", "451 4.3.0 try later"), ("RCPT", "550 5.1.1 no such user"), ("DATA", "452 4.3.1 out of memory")],
+)
+def test_after_a_failed_email_the_next_one_goes_over_a_new_connection(smtp, command, reply):
+    server = smtp
+    send("first@example.com")
+    server.replies[command] = [reply]
+    with pytest.raises((PermanentError, handlers.SMTPTemporaryFailure)):
+        send("refused@example.com")
+
+    assert send("next@example.com") == {"sent": 1, "to": ["next@example.com"]}
+    assert server.messages == [["first@example.com"], ["next@example.com"]]
+    assert server.connections == 2
