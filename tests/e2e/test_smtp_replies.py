@@ -8,14 +8,14 @@ import requests
 from django.utils import timezone
 
 from jobs.models import JobAttempt
-from tests.integration.test_email import Server
+from tests.smtp import SmtpServer
 
 from .conftest import wait_until_terminal
 
 
 @pytest.fixture
 def smtp():
-    server = Server()
+    server = SmtpServer()
     server.start()
     yield server
     server.stop()

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from aiosmtpd.controller import Controller
 from django.db import close_old_connections
 from django.utils import timezone
 
 from tests import services
 from tests.handlers import EFFECTS_FILE_ENV
+from tests.smtp import SmtpServer
 
 from .load import EXPECTED_END, Load
 from .proxy import TcpProxy
@@ -45,38 +45,12 @@ FAST = {
 }
 
 
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) that counts deliveries by subject; can be stopped and
-    started again on its port."""
-
-    def __init__(self) -> None:
-        self.port = services.free_port()
-        self.deliveries: Counter = Counter()
-        self.controller: Controller | None = None
-
-    async def handle_DATA(self, server, session, envelope):
-        for line in envelope.content.decode(errors="replace").splitlines():
-            if line.startswith("Subject: "):
-                self.deliveries[line.removeprefix("Subject: ").strip()] += 1
-                break
-        return "250 OK"
-
-    def start(self) -> None:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-
 class Stack:
     def __init__(self, postgres: services.PostgresServer, redis: services.RedisServer) -> None:
         self.postgres, self.redis = postgres, redis
         self.pg_proxy = TcpProxy(postgres.port, name="pg-proxy").start()
         self.redis_proxy = TcpProxy(redis.port, name="redis-proxy").start()
-        self.smtp = SmtpSink()
+        self.smtp = SmtpServer()
         self.smtp.start()
         self.effects = Path(tempfile.mkdtemp(prefix="jq-faults-")) / "effects.log"
         self.web_port = services.free_port()

@@ -2,74 +2,20 @@
 the server's replies decide between a retry (4xx, no connection) and a dead job (5xx)."""
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.test import override_settings
 
 from jobs.exceptions import PermanentError
 from tasks import handlers
 from tasks.context import JobContext
 from tests import services
+from tests.smtp import SmtpServer
 
 CTX = JobContext(job_id="00000000-0000-4000-8000-000000000000", attempt=1, serial=1)
 
 
-class Server:
-    """Counts connections (one EHLO each) and keeps the messages.
-
-    `replies[command]` lists the replies to give to the next MAIL, RCPT or DATA commands, in
-    order, instead of accepting them; once it is empty they are accepted.
-    """
-
-    def __init__(self) -> None:
-        self.connections, self.messages = 0, []
-        self.replies: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
-        self.port = services.free_port()
-        self.controller = None
-
-    def start(self) -> None:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        """Stop listening and close every client connection (if it is listening)."""
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-    def restart(self) -> None:
-        """Stop and listen again on the same port."""
-        self.stop()
-        self.start()
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        self.connections += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if self.replies["MAIL"]:
-            return self.replies["MAIL"].pop(0)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.replies["RCPT"]:
-            return self.replies["RCPT"].pop(0)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.replies["DATA"]:
-            return self.replies["DATA"].pop(0)
-        self.messages.append(envelope.rcpt_tos)
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp():
-    server = Server()
+    server = SmtpServer()
     server.start()
     smtp_backend = "django.core.mail.backends.smtp.EmailBackend"
     with override_settings(EMAIL_BACKEND=smtp_backend, EMAIL_HOST="127.0.0.1", EMAIL_PORT=server.port):
