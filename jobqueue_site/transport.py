@@ -1,7 +1,12 @@
 """kombu's Redis transport with a cheaper bookkeeping of unacknowledged messages.
 
 Messages and keys are those of kombu's Redis transport; selected by CELERY_BROKER_TRANSPORT.
-Two changes, both on the worker's path for every message:
+It relies on kombu's private `Channel._pool` and `_create_client` (tests/integration/
+test_transport.py fails on an upgrade that changes them). Three changes, the last two on the
+worker's path for every message:
+
+- A channel closed after its connection was torn down does not stop the worker (see
+  `Channel._create_client`).
 
 - One Redis client per channel. kombu builds a new `redis.Redis` for every acknowledgement and
   every delivery it records (`Channel._create_client`), and redis-py builds its table of ~200
@@ -193,6 +198,14 @@ class Channel(redis.Channel):
     _writes = None
 
     def _create_client(self, asynchronous: bool = False):
+        if self._pool is None and self.connection.client is None:
+            # kombu already tore the broker connection down (the consumer reconnecting after Redis
+            # went away) when this channel's close asks for a client to restore its unacked
+            # messages. kombu's own pool would fail with an AttributeError, which stops the
+            # worker ("Unrecoverable error"); a connection error is what a close ignores. The
+            # messages stay recorded in Redis (restored after the visibility timeout) and their
+            # jobs are still `queued` or `running` in the database (redispatch sweep, lease).
+            raise RedisConnectionError("the broker connection is already closed")
         if asynchronous:
             return super()._create_client(asynchronous=True)
         if self._sync_client is None or self._sync_client.connection_pool is not self.pool:

@@ -194,6 +194,7 @@ def test_pool_process_killed_runs_its_job_again_at_once(faults):
     run_fault(faults, "pool-process-kill-9", inject)
 
     delays = rerun_delays(caught, killed["at"])
+    report("pool-process-kill-9", {"caught_jobs_run_again_after_s": sorted(delays.values(), key=str)})
     assert all(delay is not None and delay < 5 for delay in delays.values()), delays
     for job_id, number in caught:
         assert JobAttempt.objects.get(job_id=job_id, number=number).outcome == "lost"
@@ -218,6 +219,7 @@ def test_sigterm_to_a_worker_process_group_runs_its_jobs_again_within_5s(faults)
     run_fault(faults, "worker-sigterm-group", inject)
 
     delays = rerun_delays(caught, signalled["at"])
+    report("worker-sigterm-group", {"caught_jobs_run_again_after_s": sorted(delays.values(), key=str)})
     assert all(delay is not None and delay < 5 for delay in delays.values()), delays
     reruns = JobAttempt.objects.filter(job_id__in=[job_id for job_id, _ in caught], outcome="succeeded")
     assert faults.node("w1") not in set(reruns.values_list("worker", flat=True))

@@ -103,3 +103,23 @@ def test_writes_are_sent_again_when_their_connection_breaks(queue, broker, caplo
     assert not recorded(broker, first)
     assert recorded(broker, second)
     assert "sending" in caplog.text and "again" in caplog.text
+
+
+def test_a_channel_closed_after_its_connection_was_torn_down_does_not_raise(redis_server, broker):
+    """What a worker's consumer meets when Redis went away: kombu has dropped the pools and the
+    transport's connection before the channel's close tries to restore its unacked messages."""
+    connection = Connection(redis_server.url, transport=TRANSPORT)
+    queue = connection.SimpleQueue("transport-test")
+    message = deliver(queue)
+    channel = queue.channel
+    channel.writes.flush()
+    channel._disconnect_pools()
+    transport, client = channel.connection, channel.connection.client
+    transport.client = None
+
+    connection.maybe_close_channel(channel)  # kombu's close: ignores connection errors, nothing else
+
+    assert channel.closed
+    assert recorded(broker, message), "the unacked message stays recorded in Redis for a later restore"
+    transport.client = client
+    connection.release()
