@@ -240,6 +240,7 @@ def check_outcome(stack: Stack, load: Load, *, finish_within: float = 120) -> di
     assert not undelivered, f"{len(undelivered)} email jobs succeeded but were never delivered"
     return {
         "jobs": len(ids),
+        "lost": len(ids) - Job.objects.filter(pk__in=ids).count(),  # accepted, and not in the database
         "ran_twice": len(twice) + sum(1 for key in emails if stack.smtp.deliveries[key] > 1),
         "answers": dict(sorted((str(k), v) for k, v in statuses.items())),
         "slowest_submit_s": round(load.slowest("POST"), 3),

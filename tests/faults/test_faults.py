@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+import pytest
 import requests
 from django.db import close_old_connections, connections
 from django.utils import timezone
@@ -52,10 +53,25 @@ def all_nodes(stack: Stack) -> list[str]:
     return [stack.node(name) for name in WORKERS]
 
 
-def test_postgres_fast_restart(faults):
-    figures = run_fault(faults, "postgres-fast-restart", catalog.postgres_fast_restart)
+# (fault, seconds within which every worker node must serve again)
+SERVICE_FAULTS = {
+    "postgres-fast-restart": (catalog.postgres_fast_restart, WORKERS_BACK_WITHIN),
+    "postgres-connections-cut": (catalog.postgres_connections_cut, 5),
+    "redis-restart-empty": (catalog.redis_restart_empty, WORKERS_BACK_WITHIN),
+    "redis-connections-cut": (catalog.redis_connections_cut, WORKERS_BACK_WITHIN),
+    # Celery has had workers that stop consuming when the broker drops them twice within seconds.
+    "redis-connections-cut-3x": (catalog.redis_connections_cut_3x, WORKERS_BACK_WITHIN),
+    "redis-connections-half-open": (catalog.redis_connections_orphaned, WORKERS_BACK_WITHIN),
+}
 
-    workers_back(figures, nodes=all_nodes(faults))
+
+@pytest.mark.parametrize("name", SERVICE_FAULTS)
+def test_every_worker_serves_again_after(faults, name):
+    fault, within = SERVICE_FAULTS[name]
+
+    figures = run_fault(faults, name, fault)
+
+    workers_back(figures, nodes=all_nodes(faults), within=within)
     faults.healthy()
 
 
@@ -84,46 +100,10 @@ def test_postgres_down_for_10s(faults):
     faults.healthy()
 
 
-def test_postgres_connections_cut(faults):
-    figures = run_fault(faults, "postgres-connections-cut", catalog.postgres_connections_cut)
-
-    workers_back(figures, nodes=all_nodes(faults), within=5)
-    faults.healthy()
-
-
-def test_redis_restarted_empty(faults):
-    figures = run_fault(faults, "redis-restart-empty", catalog.redis_restart_empty)
-
-    workers_back(figures, nodes=all_nodes(faults))
-    faults.healthy()
-
-
 def test_redis_down_for_10s(faults):
     figures = run_fault(faults, "redis-down-10s", catalog.redis_down)
 
     assert figures["slowest_submit_s"] < 2.0, figures
-    workers_back(figures, nodes=all_nodes(faults))
-    faults.healthy()
-
-
-def test_redis_connections_cut(faults):
-    figures = run_fault(faults, "redis-connections-cut", catalog.redis_connections_cut)
-
-    workers_back(figures, nodes=all_nodes(faults))
-    faults.healthy()
-
-
-def test_redis_connections_cut_three_times_in_three_seconds(faults):
-    """Celery has had workers that stop consuming when the broker drops them twice within seconds."""
-    figures = run_fault(faults, "redis-connections-cut-3x", catalog.redis_connections_cut_3x)
-
-    workers_back(figures, nodes=all_nodes(faults))
-    faults.healthy()
-
-
-def test_redis_connections_left_half_open(faults):
-    figures = run_fault(faults, "redis-connections-half-open", catalog.redis_connections_orphaned)
-
     workers_back(figures, nodes=all_nodes(faults))
     faults.healthy()
 
@@ -182,20 +162,28 @@ def test_worker_node_killed_with_sigkill(faults):
     workers_back(figures, nodes=all_nodes(faults))
 
 
-def test_pool_process_killed_runs_its_job_again_at_once(faults):
+def jobs_caught_on_w1_run_again_within_5s(faults, name: str, fault: Callable[[Stack, str], datetime]) -> list:
+    """Inject `fault` into node w1 while long jobs run there; those jobs must run again within
+    5 s of it. Returns (job id, serial) of the attempts it caught."""
     caught: list[tuple[str, int]] = []
-    killed: dict[str, datetime] = {}
+    injected: dict[str, datetime] = {}
 
     def inject(stack: Stack) -> datetime:
         caught.extend(long_jobs_running_on(stack, "w1"))
-        killed["at"] = timezone.now()
-        return catalog.pool_processes_killed(stack, "w1")
+        injected["at"] = timezone.now()
+        return fault(stack, "w1")
 
-    run_fault(faults, "pool-process-kill-9", inject)
+    run_fault(faults, name, inject)
 
-    delays = rerun_delays(caught, killed["at"])
-    report("pool-process-kill-9", {"caught_jobs_run_again_after_s": sorted(delays.values(), key=str)})
+    delays = rerun_delays(caught, injected["at"])
+    report(name, {"caught_jobs_run_again_after_s": sorted(delays.values(), key=str)})
     assert all(delay is not None and delay < 5 for delay in delays.values()), delays
+    return caught
+
+
+def test_pool_process_killed_runs_its_job_again_at_once(faults):
+    caught = jobs_caught_on_w1_run_again_within_5s(faults, "pool-process-kill-9", catalog.pool_processes_killed)
+
     for job_id, number in caught:
         assert JobAttempt.objects.get(job_id=job_id, number=number).outcome == "lost"
     faults.healthy()
@@ -207,19 +195,8 @@ def test_sigterm_to_a_worker_main_process_is_graceful(faults):
     workers_back(figures, nodes=all_nodes(faults))
 
 
-def test_sigterm_to_a_worker_process_group_runs_its_jobs_again_within_5s(faults):
-    caught: list[tuple[str, int]] = []
-    signalled: dict[str, datetime] = {}
+def test_sigterm_to_a_worker_process_group_runs_its_jobs_again_within_5s_elsewhere(faults):
+    caught = jobs_caught_on_w1_run_again_within_5s(faults, "worker-sigterm-group", catalog.worker_sigterm_group)
 
-    def inject(stack: Stack) -> datetime:
-        caught.extend(long_jobs_running_on(stack, "w1"))
-        signalled["at"] = timezone.now()
-        return catalog.worker_sigterm_group(stack, "w1")
-
-    run_fault(faults, "worker-sigterm-group", inject)
-
-    delays = rerun_delays(caught, signalled["at"])
-    report("worker-sigterm-group", {"caught_jobs_run_again_after_s": sorted(delays.values(), key=str)})
-    assert all(delay is not None and delay < 5 for delay in delays.values()), delays
     reruns = JobAttempt.objects.filter(job_id__in=[job_id for job_id, _ in caught], outcome="succeeded")
     assert faults.node("w1") not in set(reruns.values_list("worker", flat=True))
