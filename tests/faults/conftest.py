@@ -9,6 +9,7 @@ Kubernetes) would.
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -126,6 +127,7 @@ class Stack:
         self.smtp.stop()
         self.pg_proxy.stop()
         self.redis_proxy.stop()
+        shutil.rmtree(self.effects.parent, ignore_errors=True)
 
     # --- what happened -------------------------------------------------------------------
 
