@@ -236,6 +236,9 @@ REST_FRAMEWORK = {
         "user": env_str("JOB_THROTTLE_USER", "200/second"),
         "anon": env_str("JOB_THROTTLE_ANON", "30/minute"),
     },
+    # The client address of the anonymous rate limit: X-Forwarded-For is read only through this
+    # many trusted proxies in front of the app; with 0 it is ignored (any client can forge it).
+    "NUM_PROXIES": env_int("JOB_TRUSTED_PROXIES", 0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -192,14 +192,26 @@ def job_stats(*, with_workers: bool = True) -> dict:
     }
 
 
-def counts_by_type_and_status(*, since: datetime, until: datetime) -> list[dict]:
-    rows = (
-        Job.objects.filter(created_at__gte=since, created_at__lt=until)
-        .values("type", "status")
-        .annotate(count=Count("id"))
-        .order_by("type", "status")
-    )
+ALL_OWNERS = object()
+
+
+def counts_by_type_and_status(*, since: datetime, until: datetime, owner_id: Any = ALL_OWNERS) -> list[dict]:
+    """Jobs created in [since, until) by type and status; of one owner's jobs if `owner_id` is
+    given (None: jobs submitted without an owner)."""
+    jobs = Job.objects.filter(created_at__gte=since, created_at__lt=until)
+    if owner_id is not ALL_OWNERS:
+        jobs = jobs.filter(owner_id=owner_id)
+    rows = jobs.values("type", "status").annotate(count=Count("id")).order_by("type", "status")
     return list(rows)
+
+
+def job_owner(*, job_id: Any) -> tuple[Any, bool]:
+    """(owner id, whether the owner is staff) of a job; (None, True) for a job without an owner,
+    submitted from Python or the CLI by an operator."""
+    row = Job.objects.filter(pk=job_id).values_list("owner_id", "owner__is_staff").first()
+    if row is None or row[0] is None:
+        return None, True
+    return row[0], bool(row[1])
 
 
 def running_serial(*, job_id: Any) -> int | None:

@@ -36,9 +36,14 @@ class Recipients(serializers.Field):
         return value
 
 
+def _one_line(value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise serializers.ValidationError("must be one line: a line break would inject a mail header")
+
+
 class EmailPayload(serializers.Serializer):
     to = Recipients()
-    subject = serializers.CharField(max_length=998)
+    subject = serializers.CharField(max_length=998, validators=[_one_line])
     body = serializers.CharField(allow_blank=True, max_length=1_000_000)
     from_email = serializers.EmailField(required=False)
 
@@ -186,6 +191,8 @@ class ReportPayload(serializers.Serializer):
     def validate(self, attrs: dict) -> dict:
         if "hours" in attrs and "since" in attrs:
             raise serializers.ValidationError("give either hours or since, not both")
+        if "since" in attrs and "until" in attrs and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"since": ["must be before until"]})
         return attrs
 
 
@@ -196,7 +203,10 @@ def report(payload: dict, ctx: JobContext) -> dict:
     until = fields.validated_data.get("until") or timezone.now()
     since = fields.validated_data.get("since") or until - timedelta(hours=fields.validated_data.get("hours", 24))
     ctx.progress(10, "counting jobs")
-    rows = selectors.counts_by_type_and_status(since=since, until=until)
+    # A client's report counts its own jobs; only staff see everyone's.
+    owner_id, staff = selectors.job_owner(job_id=ctx.job_id)
+    owner = selectors.ALL_OWNERS if staff else owner_id
+    rows = selectors.counts_by_type_and_status(since=since, until=until, owner_id=owner)
     directory = settings.MEDIA_ROOT / "reports"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"jobs-{ctx.job_id}.csv"

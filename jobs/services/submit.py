@@ -45,7 +45,12 @@ def validate_payload(job_type: str, payload: Any) -> dict:
     problem = too_deep(payload)
     if problem:
         raise InvalidSubmission(f"payload {problem}", field="payload")
-    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    try:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON's "\ud800"): no database or UTF-8 answer can hold it faithfully.
+        problem = "payload contains text that is not valid Unicode (a lone surrogate)"
+        raise InvalidSubmission(problem, field="payload") from None
     limit = settings.JOB_MAX_PAYLOAD_BYTES
     if size > limit:
         raise InvalidSubmission(f"payload is {size} bytes; the limit is {limit} bytes", field="payload")

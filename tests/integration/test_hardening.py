@@ -1,0 +1,81 @@
+"""Input an attacker would send: refused at submit, naming the field, before anything is stored."""
+
+from django.test import override_settings
+from django.utils import timezone
+
+from jobs.models import Job
+from tasks import handlers
+from tasks.context import JobContext
+
+
+def test_a_payload_with_a_lone_surrogate_is_refused_by_both_submit_endpoints(client_for):
+    client = client_for()
+    single = '{"type": "noop", "payload": {"x": "\\ud800"}}'
+    bulk = '{"jobs": [{"type": "noop", "payload": {"x": "ok"}}, {"type": "noop", "payload": {"x": "\\ud800"}}]}'
+
+    answers = [
+        client.post("/submit-job", single, content_type="application/json"),
+        client.post("/submit-jobs", bulk, content_type="application/json"),
+    ]
+
+    assert [answer.status_code for answer in answers] == [400, 400]
+    assert "not valid Unicode" in answers[0].json()["payload"][0]
+    assert answers[1].json()["jobs"][0] == {} and "not valid Unicode" in answers[1].json()["jobs"][1]["payload"][0]
+    assert not Job.objects.exists()
+
+
+def test_an_email_subject_with_a_line_break_is_refused_at_submit(client_for):
+    client = client_for()
+    body = {"type": "email", "payload": {"to": "a@example.com", "subject": "hi\r\nBcc: all@example.com", "body": "x"}}
+
+    answer = client.post("/submit-job", body, format="json")
+
+    assert answer.status_code == 400
+    assert "line break" in str(answer.json()["payload"]["subject"])
+    assert not Job.objects.exists()
+
+
+def test_a_forged_x_forwarded_for_does_not_escape_the_anonymous_rate_limit(db, broker):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    statuses = [client.get("/api/schema/", HTTP_X_FORWARDED_FOR=f"10.{n}.0.1").status_code for n in range(31)]
+
+    assert statuses[:30] == [200] * 30
+    assert statuses[30] == 429
+
+
+def report_for(job: Job) -> dict:
+    ctx = JobContext(job_id=str(job.id), attempt=1, serial=1)
+    return handlers.report({"hours": 1}, ctx)
+
+
+def rows_of(result: dict) -> list[list[str]]:
+    with open(result["path"]) as out:
+        return [line.strip().split(",") for line in out.readlines()[1:]]
+
+
+def test_a_clients_report_counts_only_its_own_jobs_and_staffs_counts_all(make_user, tmp_path):
+    alice, _ = make_user("alice")
+    bob, _ = make_user("bob")
+    operator, _ = make_user("operator", staff=True)
+    for owner, count in ((alice, 2), (bob, 3)):
+        Job.objects.bulk_create(Job(type="noop", owner=owner, status="succeeded") for _ in range(count))
+    alices_report = Job.objects.create(type="report", owner=alice, status="running")
+    staff_report = Job.objects.create(type="report", owner=operator, status="running")
+
+    with override_settings(MEDIA_ROOT=tmp_path):
+        alices, staffs = rows_of(report_for(alices_report)), rows_of(report_for(staff_report))
+
+    assert alices == [["noop", "succeeded", "2"], ["report", "running", "1"]]
+    assert ["noop", "succeeded", "5"] in staffs
+
+
+def test_a_report_window_must_run_forwards(client_for):
+    client = client_for()
+    now = timezone.now()
+    payload = {"since": now.isoformat(), "until": (now - timezone.timedelta(hours=1)).isoformat()}
+
+    answer = client.post("/submit-job", {"type": "report", "payload": payload}, format="json")
+
+    assert answer.status_code == 400 and "before until" in str(answer.json())
