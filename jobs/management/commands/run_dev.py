@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from jobs import devstack
 from jobs.devstack import Child, ProcessSpec, StopRequested, Supervisor
+from jobs.limits import redact
 
 DEV_USER = "admin"
 READY_TIMEOUT = 60.0
@@ -94,19 +95,22 @@ def child_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-def ensure_dev_user(password: str) -> str:
-    """Create or refresh the dev superuser and return its API token."""
-    user, _ = get_user_model().objects.get_or_create(username=DEV_USER, defaults={"email": "admin@localhost"})
-    if not (user.is_staff and user.is_superuser and user.check_password(password)):
-        user.is_staff = user.is_superuser = user.is_active = True
-        user.set_password(password)
-        user.save()
+def ensure_dev_user(password: str) -> tuple[str, bool]:
+    """Create the dev superuser the first time (never touching it again: a password changed
+    since stays); its API token, and whether `password` is still its password."""
+    users = get_user_model().objects
+    user = users.filter(username=DEV_USER).first()
+    if user is None:
+        user = users.create_superuser(username=DEV_USER, email="admin@localhost", password=password)
     token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    return token.key, user.check_password(password)
 
 
-def banner(config: DevConfig, *, token: str, redis_url: str) -> str:
-    web, login = config.web, f"(login {DEV_USER} / {config.password})"
+def banner(config: DevConfig, *, token: str, redis_url: str, password_known: bool = True) -> str:
+    """What `make run` prints once the stack answers; no configured secret but the dev logins."""
+    password = config.password if password_known else "<the password you set>"
+    web, login = config.web, f"(login {DEV_USER} / {password})"
+
     flower_user, _, flower_password = config.flower_auth.partition(":")
     worker, mover = config.metrics_url(config.worker_metrics_port), config.metrics_url(config.mover_metrics_port)
     auth = f'-H "Authorization: Token {token}"'
@@ -120,7 +124,7 @@ jobqueue is running. Ctrl-C stops everything.
   Flower     {config.flower}/   (login {flower_user} / {flower_password})
   Metrics    web {web}/metrics   worker {worker}   mover {mover}
   Health     {web}/healthz?workers=1   (worker and mover: /healthz next to their /metrics)
-  Redis      {redis_url}
+  Redis      {redact(redis_url)}
   API token  {token}
 
 Submit a welcome email job:
@@ -134,6 +138,11 @@ class Command(BaseCommand):
     help = "Start Redis (if needed), web, worker, Flower and the mover for development; Ctrl-C stops them all."
 
     def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "run_dev starts a development stack and needs DEBUG=1 (make run sets it); in production run "
+                "the web app, workers, mover and Flower as the README's Deployment section shows"
+            )
         stop = StopRequested()
         config = read_config()
         supervisor = Supervisor(cwd=settings.BASE_DIR)
@@ -141,11 +150,11 @@ class Command(BaseCommand):
         dead: Child | None = None
         try:
             if self.migrate(stop):
-                token = ensure_dev_user(config.password)
+                token, password_known = ensure_dev_user(config.password)
                 env = child_env(redis_url)
                 for spec in process_specs(config):
                     supervisor.start(spec, env=env)
-                ready_text = banner(config, token=token, redis_url=redis_url)
+                ready_text = banner(config, token=token, redis_url=redis_url, password_known=password_known)
                 dead = self.supervise(supervisor, stop, ready_text, config)
         finally:
             supervisor.stop([child for child in supervisor.children if child is not redis])
