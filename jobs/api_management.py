@@ -8,12 +8,12 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import history, selectors, services
+from .permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, VIEW_QUEUES, OperatorPermission
 from .serializers import (
     DeadLetterFilterSerializer,
     ErrorSerializer,
@@ -60,7 +60,8 @@ class JobPagination(PageNumberPagination):
 
 
 class StaffView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [OperatorPermission]
+    required_permissions = {"GET": VIEW_JOBS, "POST": CHANGE_JOBS, "DELETE": DELETE_JOBS}
 
 
 @extend_schema(
@@ -71,7 +72,8 @@ class StaffView(APIView):
 class JobListView(ListAPIView):
     """Jobs, newest first, filtered by status, type, priority, creation time and text."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [OperatorPermission]
+    required_permissions = {"GET": VIEW_JOBS}
     serializer_class = JobSummarySerializer
     pagination_class = JobPagination
 
@@ -90,7 +92,9 @@ class JobDetailView(StaffView):
     @extend_schema(tags=["management"], parameters=[JOB_ID], responses={204: None, **DENIED, **NOT_FOUND, **CONFLICT})
     def delete(self, request: Request, job_id: str) -> Response:
         """Delete a job and its history; a running job cannot be deleted (409)."""
+        job = selectors.job_by_id(job_id=job_id)
         services.job_delete(job_id=job_id)
+        history.record(user=request.user, obj=job, message="Deleted through the API", flag=history.DELETION)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -105,6 +109,8 @@ class JobRetryView(StaffView):
         """Run a dead job again under the same id, optionally with a corrected payload."""
         body = _validated(JobRetrySerializer, request.data)
         job = services.job_retry(job_id=job_id, payload=body.get("payload"))
+        edited = " with an edited payload" if "payload" in body else ""
+        history.record(user=request.user, obj=job, message=f"Retried through the API{edited}")
         return Response(JobDetailSerializer(job).data)
 
 
@@ -119,6 +125,7 @@ class JobResubmitView(StaffView):
         """Submit a copy of a job (same type, payload unless given, options) as a new job."""
         body = _validated(JobRetrySerializer, request.data)
         job = services.job_resubmit(job_id=job_id, payload=body.get("payload"))
+        history.record(user=request.user, obj=job.resubmitted_from, message=f"Resubmitted through the API as {job.pk}")
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -131,7 +138,9 @@ class JobCancelView(StaffView):
     )
     def post(self, request: Request, job_id: str) -> Response:
         """Cancel a scheduled, queued or retrying job."""
-        return Response(JobDetailSerializer(services.job_cancel(job_id=job_id)).data)
+        job = services.job_cancel(job_id=job_id)
+        history.record(user=request.user, obj=job, message="Cancelled through the API")
+        return Response(JobDetailSerializer(job).data)
 
 
 @extend_schema(
@@ -142,7 +151,8 @@ class JobCancelView(StaffView):
 class DeadLetterListView(ListAPIView):
     """Dead jobs, most recently dead first, with their reason and error."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [OperatorPermission]
+    required_permissions = {"GET": VIEW_JOBS}
     serializer_class = JobSummarySerializer
     pagination_class = JobPagination
 
@@ -159,6 +169,8 @@ class DeadLetterRetryAllView(StaffView):
 
 
 class DeadLetterPurgeView(StaffView):
+    required_permissions = {"POST": DELETE_JOBS}
+
     @extend_schema(
         tags=["management"],
         request=PurgeSerializer,
@@ -176,6 +188,8 @@ def _queue(name: str) -> dict:
 
 
 class QueueListView(StaffView):
+    required_permissions = {"GET": VIEW_QUEUES, "POST": CHANGE_QUEUES}
+
     @extend_schema(tags=["management"], responses={200: QueueSerializer(many=True), **DENIED})
     def get(self, request: Request) -> Response:
         """Each queue with paused state, depth in Redis, queued and running jobs, and latency."""
@@ -186,6 +200,8 @@ QUEUE_NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such qu
 
 
 class QueuePauseView(StaffView):
+    required_permissions = {"GET": VIEW_QUEUES, "POST": CHANGE_QUEUES}
+
     @extend_schema(
         tags=["management"],
         request=None,
@@ -194,11 +210,14 @@ class QueuePauseView(StaffView):
     )
     def post(self, request: Request, name: str) -> Response:
         """Pause a queue: nothing of it runs until it is resumed, across restarts."""
-        services.queue_pause(queue=name, by=_actor(request))
+        state = services.queue_pause(queue=name, by=_actor(request))
+        history.record(user=request.user, obj=state, message="Paused through the API")
         return Response(QueueSerializer(_queue(name)).data)
 
 
 class QueueResumeView(StaffView):
+    required_permissions = {"GET": VIEW_QUEUES, "POST": CHANGE_QUEUES}
+
     @extend_schema(
         tags=["management"],
         request=None,
@@ -207,7 +226,9 @@ class QueueResumeView(StaffView):
     )
     def post(self, request: Request, name: str) -> Response:
         """Resume a paused queue and publish its queued jobs, oldest first."""
-        _, published = services.queue_resume(queue=name, by=_actor(request))
+        state, published = services.queue_resume(queue=name, by=_actor(request))
+        if state.pk is not None:
+            history.record(user=request.user, obj=state, message="Resumed through the API")
         return Response(QueueResumedSerializer({**_queue(name), "published": published}).data)
 
 

@@ -109,8 +109,17 @@ def make_user(db):
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    def make(username: str = "client", *, staff: bool = False):
+    def make(username: str = "client", *, staff: bool = False, perms: tuple[str, ...] | None = None):
+        """`staff`: an operator, with every permission of the jobs app unless `perms` names
+        which ones (codenames, e.g. ("view_job",); () for none)."""
+        from django.contrib.auth.models import Permission
+
         user = get_user_model().objects.create_user(username=username, password="pw-" + username, is_staff=staff)
+        granted = Permission.objects.filter(content_type__app_label="jobs")
+        if perms is not None:
+            granted = granted.filter(codename__in=perms)
+        if staff:
+            user.user_permissions.set(granted)
         return user, Token.objects.create(user=user).key
 
     return make

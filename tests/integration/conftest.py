@@ -9,8 +9,8 @@ def _services(db, broker):
 
 @pytest.fixture
 def client_for(make_user):
-    def make(username: str = "client", *, staff: bool = False):
-        user, token = make_user(username, staff=staff)
+    def make(username: str = "client", *, staff: bool = False, perms: tuple[str, ...] | None = None):
+        user, token = make_user(username, staff=staff, perms=perms)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
         client.user = user

@@ -1,5 +1,6 @@
-"""Who may do what: anonymous, the job's owner, another client and staff, on every API operation
-(read from the OpenAPI schema, so a new endpoint joins the matrix by itself) and every admin page."""
+"""Who may do what: anonymous, the job's owner, another client, staff who may only view, and staff
+who may change and delete, on every API operation (read from the OpenAPI schema, so a new
+endpoint joins the matrix by itself) and every admin page."""
 
 import pytest
 from django.test import Client
@@ -7,7 +8,8 @@ from rest_framework.test import APIClient
 
 from jobs import services
 
-ROLES = ("anonymous", "owner", "other", "staff")
+ROLES = ("anonymous", "owner", "other", "viewer", "staff")
+VIEW_ONLY = ("view_job", "view_queuestate", "view_deadjob")
 METHODS = {"get", "post", "delete"}
 BODIES = {
     "/submit-job": {"type": "noop", "payload": {}},
@@ -20,11 +22,12 @@ def world(make_user):
     owner, owner_token = make_user("owner")
     _, other_token = make_user("other")
     staff, staff_token = make_user("staff", staff=True)
+    viewer, viewer_token = make_user("viewer", staff=True, perms=VIEW_ONLY)
     job, _ = services.job_submit(type="noop", payload={}, owner=owner, delay=3600)
     return {
         "job": job,
-        "tokens": {"owner": owner_token, "other": other_token, "staff": staff_token},
-        "users": {"owner": owner, "staff": staff},
+        "tokens": {"owner": owner_token, "other": other_token, "viewer": viewer_token, "staff": staff_token},
+        "users": {"owner": owner, "viewer": viewer, "staff": staff},
     }
 
 
@@ -35,11 +38,13 @@ def api_client(world, role: str) -> APIClient:
     return client
 
 
-def expected(path: str, role: str) -> set[int]:
+def expected(method: str, path: str, role: str) -> set[int]:
     if role == "anonymous":
         return {401}
     if path.startswith("/api/"):
-        return {403} if role in ("owner", "other") else {200, 201, 204, 409}
+        if role in ("owner", "other") or (role == "viewer" and method != "get"):
+            return {403}
+        return {200, 201, 204, 409}
     if path.startswith("/job-status/"):
         return {404} if role == "other" else {200}
     return {200, 201}
@@ -58,7 +63,7 @@ def test_every_api_operation_answers_each_role_as_expected(world):
             job, _ = services.job_submit(type="noop", payload={}, owner=world["users"]["owner"], delay=3600)
             path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
             response = getattr(api_client(world, role), method)(path, BODIES.get(template), format="json")
-            if response.status_code not in expected(template, role):
+            if response.status_code not in expected(method, template, role):
                 problems.append(f"{method.upper()} {template} as {role}: {response.status_code}")
     assert not problems, "\n".join(problems)
 
@@ -81,18 +86,36 @@ def logged_in(user) -> Client:
 
 @pytest.mark.parametrize("page", ADMIN_PAGES)
 def test_admin_pages_need_a_staff_login_and_the_jobs_permissions(world, page, make_user):
-    from django.contrib.auth.models import Permission
-
     path = page.replace("{job_id}", str(world["job"].pk))
-    operator, _ = make_user("operator", staff=True)
-    operator.user_permissions.set(Permission.objects.filter(content_type__app_label="jobs"))
+    operator = world["users"]["staff"]
+    bare_staff, _ = make_user("bare-staff", staff=True, perms=())
 
     anonymous = Client().get(path)
     not_staff = logged_in(world["users"]["owner"]).get(path)
-    staff_without_permissions = logged_in(world["users"]["staff"]).get(path)
+    staff_without_permissions = logged_in(bare_staff).get(path)
 
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
     assert not_staff.status_code == 302 and "/admin/login/" in not_staff["Location"]
     assert staff_without_permissions.status_code == (200 if path == "/admin/" else 403)
     # Editing the payload is offered for dead jobs only; for this scheduled one it sends back to its page.
     assert logged_in(operator).get(path).status_code == (302 if "edit-retry" in path else 200)
+
+
+def test_api_changes_are_written_to_the_admin_history_with_their_actor(world):
+    from django.contrib.admin.models import LogEntry
+
+    job = world["job"]
+    client = api_client(world, "staff")
+
+    assert client.post(f"/api/jobs/{job.pk}/cancel/").status_code == 200
+    assert client.post("/api/queues/low/pause/").status_code == 200
+    assert client.delete(f"/api/jobs/{job.pk}/").status_code == 204
+
+    entries = [
+        (e.user.username, e.object_repr.split()[0], e.get_change_message()) for e in LogEntry.objects.order_by("pk")
+    ]
+    assert [(user, message) for user, _, message in entries] == [
+        ("staff", "Cancelled through the API"),
+        ("staff", "Paused through the API"),
+        ("staff", "Deleted through the API"),
+    ]

@@ -1,0 +1,26 @@
+"""Who may use the management API: staff with the Django model permissions the admin asks for
+the same action (view, change or delete jobs; view or change queues)."""
+
+from rest_framework.permissions import BasePermission
+
+VIEW_JOBS = ("jobs.view_job",)
+CHANGE_JOBS = ("jobs.change_job",)
+DELETE_JOBS = ("jobs.delete_job",)
+VIEW_QUEUES = ("jobs.view_queuestate",)
+CHANGE_QUEUES = ("jobs.change_queuestate",)
+
+
+class OperatorPermission(BasePermission):
+    """A view names what each method needs in `required_permissions` ({"GET": (...), "POST": (...)});
+    HEAD and OPTIONS need what GET needs, and a method it does not name needs its POST's."""
+
+    message = "You need staff status and the permission for this action (as in the admin)."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated and user.is_staff):
+            return False
+        required = view.required_permissions
+        method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+        needed = required.get(method) or required.get("POST") or required.get("GET", ())
+        return user.has_perms(needed)
