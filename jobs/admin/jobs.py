@@ -1,8 +1,11 @@
 """The job list and job page: coloured status, progress, filters, search, actions through the services."""
 
+import uuid
+
 from django.contrib import admin
+from django.db import DataError, NotSupportedError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponseBadRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -113,8 +116,23 @@ class JobDisplay(admin.ModelAdmin):
         return super().log_deletions(request, queryset.exclude(status=Status.RUNNING))
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        try:
+            uuid.UUID(str(object_id))
+        except ValueError:
+            raise Http404(f"no job with id {object_id}") from None
         extra = {"job_urls": views.job_urls(object_id), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        """A filter the database cannot apply (a year past 9999, a lookup the backend lacks) is a
+        400 naming it, not a 500. The list is rendered here, where its query runs."""
+        try:
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        except (OverflowError, ValueError, NotSupportedError, DataError) as exc:
+            return HttpResponseBadRequest(f"This filter cannot be applied: {exc}", content_type="text/plain")
+        return response
 
     @admin.action(description="Retry selected dead jobs (same id)", permissions=["operate"])
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:

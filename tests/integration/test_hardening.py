@@ -79,3 +79,28 @@ def test_a_report_window_must_run_forwards(client_for):
     answer = client.post("/submit-job", {"type": "report", "payload": payload}, format="json")
 
     assert answer.status_code == 400 and "before until" in str(answer.json())
+
+
+def test_admin_urls_and_filters_a_staff_user_can_mistype_answer_4xx_not_500(client_for):
+    from django.test import Client
+
+    operator = client_for("operator", staff=True).user
+    browser = Client(raise_request_exception=False)
+    browser.force_login(operator)
+
+    answers = {
+        path: browser.get(path).status_code
+        for path in (
+            "/admin/jobs/job/a%2Fb/change/",
+            "/admin/jobs/job/not-a-uuid/change/",
+            "/admin/jobs/job/?created_at__year=99999999999",
+            "/admin/jobs/deadjob/?created_at__year=99999999999",
+        )
+    }
+
+    assert answers == {
+        "/admin/jobs/job/a%2Fb/change/": 404,
+        "/admin/jobs/job/not-a-uuid/change/": 404,
+        "/admin/jobs/job/?created_at__year=99999999999": 400,
+        "/admin/jobs/deadjob/?created_at__year=99999999999": 400,
+    }
