@@ -6,6 +6,6 @@ class TasksConfig(AppConfig):
     verbose_name = "Job types"
 
     def ready(self) -> None:
-        from . import log_buffer, monitoring, registry, signals  # noqa: F401  (signals connect on import)
+        from . import control, log_buffer, monitoring, registry, signals  # noqa: F401  (they register on import)
 
         registry.load_handler_modules()

@@ -37,3 +37,13 @@ def test_run_dev_refuses_to_start_without_debug(db):
     # The tests run with DEBUG=0, as production does.
     with pytest.raises(CommandError, match="needs DEBUG=1"):
         call_command("run_dev")
+
+
+def test_flowers_login_is_passed_in_its_environment_not_on_its_command_line(monkeypatch):
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:flower-s3cret")
+    config = run_dev.read_config()
+
+    [flower] = [spec for spec in run_dev.process_specs(config) if spec.name == "flower"]
+
+    assert not any("flower-s3cret" in arg for arg in flower.argv)
+    assert flower.env["FLOWER_BASIC_AUTH"] == "ops:flower-s3cret"

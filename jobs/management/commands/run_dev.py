@@ -45,13 +45,14 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
     celery = [python, "-m", "celery", "-A", "jobqueue_site"]
     worker = ["-Q", "high,medium,low", "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
-    flower = ["--address=127.0.0.1", f"--port={config.flower_port}", f"--basic-auth={config.flower_auth}"]
+    # Flower reads its login from FLOWER_BASIC_AUTH: on the command line it would show in `ps`.
+    flower = ["--address=127.0.0.1", f"--port={config.flower_port}"]
     worker_env = {"JOB_WORKER_METRICS_PORT": str(config.worker_metrics_port)}
     mover_env = {"JOB_MOVER_METRICS_PORT": str(config.mover_metrics_port)}
     return [
         ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
         ProcessSpec("worker", [*celery, "worker", *worker], env=worker_env),
-        ProcessSpec("flower", [*celery, "flower", *flower]),
+        ProcessSpec("flower", [*celery, "flower", *flower], env={"FLOWER_BASIC_AUTH": config.flower_auth}),
         ProcessSpec("mover", [python, manage, "run_mover"], env=mover_env),
     ]
 
