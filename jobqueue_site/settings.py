@@ -311,6 +311,9 @@ JOB_PENDING_DISPATCH_SECONDS = env_float("JOB_PENDING_DISPATCH_SECONDS", 1.0)
 # A worker whose claim finds the database unreachable waits for it (backing off up to 2 s between
 # tries) this long at most, then puts the message back in its queue.
 JOB_DATABASE_WAIT_SECONDS = env_float("JOB_DATABASE_WAIT_SECONDS", 30.0)
+# Failed admin logins from one address before it is locked out, and for how long (seconds).
+JOB_LOGIN_MAX_FAILURES = env_int("JOB_LOGIN_MAX_FAILURES", 10)
+JOB_LOGIN_LOCKOUT_SECONDS = env_int("JOB_LOGIN_LOCKOUT_SECONDS", 900)
 # The Retry-After (seconds) of a 503 answered while the database or Redis is unavailable.
 API_RETRY_AFTER_SECONDS = env_int("API_RETRY_AFTER_SECONDS", 5)
 

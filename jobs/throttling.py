@@ -23,7 +23,7 @@ log = logging.getLogger("jobqueue.api")
 
 
 @cache
-def _store() -> tuple[redis.Redis, str, Breaker]:
+def counter_store() -> tuple[redis.Redis, str, Breaker]:
     """The counters' Redis, where the cache lives (settings.CACHES), with its timeouts; and
     the prefix of their keys."""
     config = settings.CACHES["default"]
@@ -43,7 +43,7 @@ class RedisWindow:
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        client, prefix, store_breaker = _store()
+        client, prefix, store_breaker = counter_store()
         if store_breaker.is_open():
             return True
         key = prefix + key

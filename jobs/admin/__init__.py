@@ -6,12 +6,15 @@ from jobs.models import QueueState
 
 from . import actions
 from .jobs import DeadJobAdmin, JobAdmin
+from .login import LockoutAuthenticationForm
 
 admin.site.site_header = "jobqueue"
 admin.site.site_title = "jobqueue admin"
 admin.site.index_title = "Dashboard"
 # The header carries the operator links; the app sidebar would only squeeze the job tables.
 admin.site.enable_nav_sidebar = False
+# Too many failed logins from an address lock it out for a while (JOB_LOGIN_MAX_FAILURES).
+admin.site.login_form = LockoutAuthenticationForm
 
 
 @admin.register(QueueState)

@@ -104,3 +104,20 @@ def test_admin_urls_and_filters_a_staff_user_can_mistype_answer_4xx_not_500(clie
         "/admin/jobs/job/?created_at__year=99999999999": 400,
         "/admin/jobs/deadjob/?created_at__year=99999999999": 400,
     }
+
+
+def test_ten_failed_admin_logins_lock_that_address_out_even_with_the_right_password(make_user, broker):
+    from django.test import Client
+
+    make_user("operator", staff=True)
+    attacker, neighbour = Client(REMOTE_ADDR="127.0.0.7"), Client(REMOTE_ADDR="127.0.0.8")
+    wrong = {"username": "operator", "password": "guess", "next": "/admin/"}
+    right = {**wrong, "password": "pw-operator"}
+
+    failures = [attacker.post("/admin/login/", wrong).status_code for _ in range(10)]
+    locked = attacker.post("/admin/login/", right)
+    other_address = neighbour.post("/admin/login/", right)
+
+    assert failures == [200] * 10  # the login page again, with its error
+    assert locked.status_code == 200 and "Too many failed logins" in locked.content.decode()
+    assert other_address.status_code == 302 and other_address["Location"] == "/admin/"

@@ -49,7 +49,7 @@ def test_with_redis_down_a_submit_is_stored_and_published_by_the_mover_once_redi
 
     assert first.status_code == 201, first.content
     # The rate limits, counted in the same Redis, failed open; the next requests did not wait on Redis.
-    assert throttling._store()[2].is_open()
+    assert throttling.counter_store()[2].is_open()
     assert (retried.status_code, retried.json()["id"]) == (200, first.json()["id"])
     job_id = first.json()["id"]
     assert list(Job.objects.values_list("status", flat=True)) == [Status.QUEUED]
