@@ -224,7 +224,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["jobs.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["jobs.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
     # Per token (user) and, for requests without one, per client address.

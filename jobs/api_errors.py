@@ -3,6 +3,7 @@
 import sys
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import DataError
 from django.views import defaults
 from rest_framework import status
 from rest_framework.response import Response
@@ -28,6 +29,9 @@ STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, DataError):
+        # A value the database cannot hold (text it cannot encode, a number out of range).
+        return Response({"detail": f"a value could not be stored: {exc}"[:500]}, status=status.HTTP_400_BAD_REQUEST)
     service = unavailable_service(exc)
     if service is not None:
         body, headers = unavailable_answer(service, exc)

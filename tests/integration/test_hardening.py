@@ -121,3 +121,24 @@ def test_ten_failed_admin_logins_lock_that_address_out_even_with_the_right_passw
     assert failures == [200] * 10  # the login page again, with its error
     assert locked.status_code == 200 and "Too many failed logins" in locked.content.decode()
     assert other_address.status_code == 302 and other_address["Location"] == "/admin/"
+
+
+def test_an_idempotency_key_the_database_cannot_store_is_a_400(client_for):
+    client = client_for()
+    body = '{"type": "noop", "payload": {}, "idempotency_key": "k\\ud800"}'
+
+    answer = client.post("/submit-job", body, content_type="application/json")
+
+    assert answer.status_code == 400, answer.content
+    assert not Job.objects.exists()
+
+
+def test_text_utf8_cannot_carry_is_answered_as_json_escapes_not_a_500():
+    import json
+
+    from jobs.renderers import JSONRenderer
+
+    body = JSONRenderer().render({"payload": {"x": "\ud800", "name": "Zoë"}})
+
+    assert json.loads(body) == {"payload": {"x": "\ud800", "name": "Zoë"}}
+    assert JSONRenderer().render({"name": "Zoë"}) == '{"name":"Zoë"}'.encode()
