@@ -18,14 +18,12 @@ import psutil
 from celery import signals
 from celery.exceptions import Reject
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from jobs import selectors, services
+from jobs.outages import DATABASE_ERRORS
 
 log = logging.getLogger("jobqueue.worker")
-
-# A connection that could not be made or was lost: the database is unreachable, not the job wrong.
-DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 # task id -> claim of the attempts running in this process.
 running: dict[str, services.Claim] = {}

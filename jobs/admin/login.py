@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
+from rest_framework.throttling import BaseThrottle
 
 from jobs import throttling
 
@@ -21,13 +22,8 @@ log = logging.getLogger("jobqueue.admin")
 
 
 def client_address(request) -> str:
-    """The client's address: REMOTE_ADDR, or X-Forwarded-For through JOB_TRUSTED_PROXIES proxies."""
-    proxies = settings.REST_FRAMEWORK.get("NUM_PROXIES") or 0
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    if proxies and forwarded:
-        hops = [hop.strip() for hop in forwarded.split(",")]
-        return hops[-min(proxies, len(hops))]
-    return request.META.get("REMOTE_ADDR", "")
+    """The client's address as the rate limits see it (DRF's, through JOB_TRUSTED_PROXIES)."""
+    return BaseThrottle().get_ident(request)
 
 
 class LockoutAuthenticationForm(AdminAuthenticationForm):
