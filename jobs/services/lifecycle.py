@@ -261,7 +261,12 @@ def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_
         )
         job = Job.objects.only("type", "priority", "attempts", "timeout").get(pk=job_id)
         dispatch.send_job_on_commit(job_id=job_id, queue=job.priority, timeout=job.timeout)
-        events.requeued(JobFacts(job_id, job.type, job.priority, job.attempts), reason=reason)
+        facts = JobFacts(job_id, job.type, job.priority, job.attempts)
+        if outcome == Outcome.LOST:
+            # A failed attempt in the metrics, as when the lease finds it: who saw it die is no matter.
+            events.failed(facts, status=Status.QUEUED.value, duration=None, error=error_type, reason=reason)
+        else:
+            events.requeued(facts, reason=reason)
     return True
 
 

@@ -128,22 +128,25 @@ LONG_MS = 4000
 
 
 def long_jobs_running_on(stack: Stack, name: str) -> list[tuple[str, int]]:
-    """Submit long jobs until some run on node `name`; (job id, serial) of those that do."""
+    """Submit long jobs, one every few tenths of a second, until some run on node `name`; (job id,
+    serial) of those that do. The other nodes' free slots take the first ones: which node takes a
+    job is the broker's choice, so a fixed number of jobs may all land elsewhere."""
     node = stack.node(name)
-    ids = [
-        str(job_services.job_submit(type="test.effect", payload={"ms": LONG_MS}, priority="high")[0].id)
-        for _ in range(6)
-    ]
-    deadline = time.monotonic() + 20
+    ids: list[str] = []
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        if len(ids) < 16:
+            job, _ = job_services.job_submit(type="test.effect", payload={"ms": LONG_MS}, priority="high")
+            ids.append(str(job.id))
         close_old_connections()
         running = list(
             JobAttempt.objects.filter(job_id__in=ids, worker=node, outcome="running").values_list("job_id", "number")
         )
         if running:
             return [(str(job_id), number) for job_id, number in running]
-        time.sleep(0.1)
-    raise AssertionError(f"none of the long jobs started on {node}")
+        time.sleep(0.3)
+    where = dict(JobAttempt.objects.filter(job_id__in=ids).values_list("job_id", "worker"))
+    raise AssertionError(f"none of {len(ids)} long jobs started on {node}; they ran on: {sorted(map(str, where.values()))}")
 
 
 def rerun_delays(caught: list[tuple[str, int]], since: datetime) -> dict[str, float | None]:

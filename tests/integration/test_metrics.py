@@ -62,6 +62,19 @@ def test_failed_attempts_count_as_retried_then_dead_and_a_lost_one_has_no_durati
     }
 
 
+def test_an_attempt_its_node_saw_lost_counts_as_failed_and_retried_without_a_duration(broker):
+    before = counts("test.effect")
+    job, _ = services.job_submit(type="test.effect", payload={})
+    services.job_claim(job_id=job.id, worker="w1@host")
+    assert services.job_lost(job_id=job.id, worker="w1@host", reason="pool process died") == Status.QUEUED
+
+    assert delta(before, counts("test.effect")) == {
+        "jobs_submitted_total": 1,
+        "jobs_failed_total": 1,
+        "jobs_retried_total": 1,
+    }
+
+
 def test_a_rolled_back_submission_is_not_counted():
     before = counts("noop")
     with contextlib.suppress(RuntimeError), transaction.atomic():
