@@ -99,12 +99,15 @@ def test_an_operator_finds_a_dead_job_fixes_its_payload_and_sees_it_succeed(
     wait_until_terminal(Job.objects.values_list("pk", flat=True), timeout=60)
 
     with launch_browser() as page:
+        refused = refusals_of_the_content_security_policy(page)
         log_in(page, web)
         check_the_overview(page)
         open_the_dead_job(page, str(job.id))
         edit_the_payload_and_retry(page)
         wait_for_success(page)
         check_the_api_docs(page, web)
+        assert refused == [], "the Content-Security-Policy refused parts of the pages"
+        an_injected_inline_script_does_not_run(page, refused)
 
     job.refresh_from_db()
     assert (job.status, job.result) == ("succeeded", {"fixed": True})
@@ -113,6 +116,30 @@ def test_an_operator_finds_a_dead_job_fixes_its_payload_and_sees_it_succeed(
     entry = LogEntry.objects.get(object_id=str(job.id))
     assert entry.user.username == "operator"
     assert entry.get_change_message() == "Retried from the admin with an edited payload"
+
+
+def refusals_of_the_content_security_policy(page) -> list[str]:
+    """What the browser refused under the pages' policy, as it reports it on the console; and
+    every page the browser loads must carry the policy."""
+    refused: list[str] = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
+
+    def check_header(response) -> None:
+        if response.request.resource_type == "document" and "content-security-policy" not in response.headers:
+            refused.append(f"no Content-Security-Policy header on {response.url}")
+
+    page.on("response", check_header)
+    return refused
+
+
+def an_injected_inline_script_does_not_run(page, refused: list[str]) -> None:
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.inlineRan = true';"
+        " document.head.appendChild(s); }"
+    )
+    page.wait_for_timeout(200)
+    assert page.evaluate("() => window.inlineRan === undefined"), "an inline script ran"
+    assert len(refused) == 1 and "script" in refused[0], refused
 
 
 def log_in(page, web: str) -> None:

@@ -142,3 +142,19 @@ def test_text_utf8_cannot_carry_is_answered_as_json_escapes_not_a_500():
 
     assert json.loads(body) == {"payload": {"x": "\ud800", "name": "Zoë"}}
     assert JSONRenderer().render({"name": "Zoë"}) == '{"name":"Zoë"}'.encode()
+
+
+def test_admin_api_and_docs_pages_carry_a_policy_that_refuses_inline_scripts(client_for):
+    from django.test import Client
+
+    anonymous = Client()
+    pages = {path: anonymous.get(path) for path in ("/admin/login/", "/api/docs/", "/job-status/x")}
+    script = anonymous.get("/api/docs/?script=")
+
+    for path, response in pages.items():
+        policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
+        assert policy["script-src"] == "'self'", path
+        assert (policy["object-src"], policy["frame-ancestors"], policy["base-uri"]) == ("'none'",) * 3, path
+    # Swagger UI's start-up script is served as a file of this origin, which the policy allows.
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+    assert b"SwaggerUIBundle" in script.content
