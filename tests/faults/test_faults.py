@@ -145,8 +145,8 @@ def long_jobs_running_on(stack: Stack, name: str) -> list[tuple[str, int]]:
         if running:
             return [(str(job_id), number) for job_id, number in running]
         time.sleep(0.3)
-    where = dict(JobAttempt.objects.filter(job_id__in=ids).values_list("job_id", "worker"))
-    raise AssertionError(f"none of {len(ids)} long jobs started on {node}; they ran on: {sorted(map(str, where.values()))}")
+    ran_on = sorted(JobAttempt.objects.filter(job_id__in=ids).values_list("worker", flat=True))
+    raise AssertionError(f"none of {len(ids)} long jobs started on {node}; they ran on: {ran_on}")
 
 
 def rerun_delays(caught: list[tuple[str, int]], since: datetime) -> dict[str, float | None]:
