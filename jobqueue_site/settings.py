@@ -336,6 +336,9 @@ JOB_DATABASE_WAIT_SECONDS = env_float("JOB_DATABASE_WAIT_SECONDS", 30.0)
 # Failed admin logins from one address before it is locked out, and for how long (seconds).
 JOB_LOGIN_MAX_FAILURES = env_int("JOB_LOGIN_MAX_FAILURES", 10)
 JOB_LOGIN_LOCKOUT_SECONDS = env_int("JOB_LOGIN_LOCKOUT_SECONDS", 900)
+# `manage.py jobs`: the user it acts as when no --as is given, and whether a change needs one.
+JOB_CLI_USER = env_str("JOB_CLI_USER", "")
+JOB_CLI_REQUIRE_ACTOR = env_bool("JOB_CLI_REQUIRE_ACTOR", False)
 # The Retry-After (seconds) of a 503 answered while the database or Redis is unavailable.
 API_RETRY_AFTER_SECONDS = env_int("API_RETRY_AFTER_SECONDS", 5)
 

@@ -165,7 +165,9 @@ class DeadLetterRetryAllView(StaffView):
     @extend_schema(tags=["management"], request=None, responses={200: RetriedSerializer, **DENIED})
     def post(self, request: Request) -> Response:
         """Retry every dead job under its own id."""
-        return Response({"retried": services.jobs_retry_dead()})
+        retried = services.jobs_retry_dead()
+        history.record_jobs(user=request.user, ids=retried, message="Retried through the API (all dead)")
+        return Response({"retried": len(retried)})
 
 
 class DeadLetterPurgeView(StaffView):
@@ -180,7 +182,9 @@ class DeadLetterPurgeView(StaffView):
         """Delete dead jobs, all or those dead for longer than `older_than_days`."""
         days = _validated(PurgeSerializer, request.data).get("older_than_days")
         before = timezone.now() - timedelta(days=days) if days is not None else None
-        return Response({"purged": services.jobs_purge_dead(finished_before=before)})
+        purged = services.jobs_purge_dead(finished_before=before)
+        history.record_jobs(user=request.user, ids=purged, message="Purged through the API", flag=history.DELETION)
+        return Response({"purged": len(purged)})
 
 
 def _queue(name: str) -> dict:

@@ -1,13 +1,36 @@
-"""Changes made outside the admin (API) written to the admin's history (LogEntry), with their actor."""
+"""Changes made outside the admin (API, CLI) written to the admin's history (LogEntry), with their actor."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 
-__all__ = ["CHANGE", "DELETION", "record"]
+from .models import Job
+
+__all__ = ["CHANGE", "DELETION", "record", "record_jobs"]
 
 
 def record(*, user: Any, obj: Any, message: str, flag: int = CHANGE) -> None:
     LogEntry.objects.log_actions(
         user_id=user.pk, queryset=[obj], action_flag=flag, change_message=message, single_object=True
+    )
+
+
+def record_jobs(*, user: Any, ids: Iterable[Any], message: str, flag: int = CHANGE) -> None:
+    """One entry per job of a bulk change, by id: the jobs may be gone (a purge)."""
+    content_type = ContentType.objects.get_for_model(Job, for_concrete_model=False)
+    LogEntry.objects.bulk_create(
+        [
+            LogEntry(
+                user_id=user.pk,
+                content_type=content_type,
+                object_id=str(pk),
+                object_repr=str(pk),
+                action_flag=flag,
+                change_message=message,
+            )
+            for pk in ids
+        ],
+        batch_size=1000,
     )

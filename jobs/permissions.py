@@ -1,5 +1,8 @@
-"""Who may use the management API: staff with the Django model permissions the admin asks for
-the same action (view, change or delete jobs; view or change queues)."""
+"""Who may operate on jobs and queues: staff with the Django model permissions the admin asks for
+the same action (view, change or delete jobs; view or change queues). The management API and
+the CLI's actor (`manage.py jobs --as USER`) both ask `may_operate`."""
+
+from typing import Any
 
 from rest_framework.permissions import BasePermission
 
@@ -10,6 +13,11 @@ VIEW_QUEUES = ("jobs.view_queuestate",)
 CHANGE_QUEUES = ("jobs.change_queuestate",)
 
 
+def may_operate(user: Any, needed: tuple[str, ...]) -> bool:
+    """An active staff user holding every permission of `needed`."""
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff and user.has_perms(needed))
+
+
 class OperatorPermission(BasePermission):
     """A view names what each method needs in `required_permissions` ({"GET": (...), "POST": (...)});
     HEAD and OPTIONS need what GET needs, and a method it does not name needs its POST's."""
@@ -17,10 +25,7 @@ class OperatorPermission(BasePermission):
     message = "You need staff status and the permission for this action (as in the admin)."
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated and user.is_staff):
-            return False
         required = view.required_permissions
         method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
         needed = required.get(method) or required.get("POST") or required.get("GET", ())
-        return user.has_perms(needed)
+        return may_operate(request.user, needed)

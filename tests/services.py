@@ -80,9 +80,10 @@ def port_open(port: int) -> bool:
 
 
 class RedisServer:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, password: str = "") -> None:
         self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.password = password
+        self.url = f"redis://:{password}@127.0.0.1:{port}/0" if password else f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen | None = None
         self.dir = tempfile.mkdtemp(prefix="jq-redis-")
 
@@ -106,6 +107,7 @@ class RedisServer:
             self.dir,
             "--loglevel",
             "warning",
+            *(["--requirepass", self.password] if self.password else []),
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(self.port), timeout=10, what=f"redis on port {self.port}")
@@ -125,7 +127,7 @@ class RedisServer:
         """Write the data to disk now, so a restart that loads it (`restart_keeping_data`) finds it."""
         import redis
 
-        with redis.Redis(host="127.0.0.1", port=self.port) as client:
+        with redis.Redis(host="127.0.0.1", port=self.port, password=self.password or None) as client:
             client.save()
 
     def restart_keeping_data(self) -> None:

@@ -79,15 +79,17 @@ def job_delete(*, job_id: Any) -> None:
     broker.remove_dead_letters([job.pk])
 
 
-def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> int:
-    """Retry every dead job (or those of `job_ids`); returns how many were requeued."""
+def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> list[Any]:
+    """Retry every dead job (or those of `job_ids`) under its own id; returns the ids requeued.
+
+    The dead rows are locked first, so the ids returned are exactly those that moved."""
     dead = Job.objects.filter(status=Status.DEAD)
     if job_ids is not None:
         dead = dead.filter(pk__in=job_ids)
-    rows = list(dead.values_list("pk", "priority", "timeout"))
-    ids = [pk for pk, _, _ in rows]
     with transaction.atomic():
-        moved = jobs_transition(
+        rows = list(dead.select_for_update(skip_locked=True).values_list("pk", "priority", "timeout"))
+        ids = [pk for pk, _, _ in rows]
+        jobs_transition(
             job_ids=ids,
             to=Status.QUEUED,
             where={"status": Status.DEAD},
@@ -99,18 +101,19 @@ def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> int:
         )
         dispatch.send_jobs_on_commit(rows)
     broker.remove_dead_letters(ids)
-    return moved
+    return ids
 
 
-def jobs_purge_dead(*, finished_before: datetime | None = None) -> int:
-    """Delete dead jobs (those that died before `finished_before`, if given); returns how many."""
+def jobs_purge_dead(*, finished_before: datetime | None = None) -> list[Any]:
+    """Delete dead jobs (those that died before `finished_before`, if given); returns the ids deleted."""
     dead = Job.objects.filter(status=Status.DEAD)
     if finished_before is not None:
         dead = dead.filter(finished_at__lt=finished_before)
-    ids = list(dead.values_list("pk", flat=True))
-    Job.objects.filter(pk__in=ids, status=Status.DEAD).delete()
+    with transaction.atomic():
+        ids = list(dead.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        Job.objects.filter(pk__in=ids).delete()
     broker.remove_dead_letters(ids)
-    return len(ids)
+    return ids
 
 
 def jobs_purge_finished(*, finished_before: datetime, batch: int = 5000) -> int:

@@ -119,3 +119,35 @@ def test_api_changes_are_written_to_the_admin_history_with_their_actor(world):
         ("staff", "Paused through the API"),
         ("staff", "Deleted through the API"),
     ]
+
+
+def a_dead_job(owner):
+    job, _ = services.job_submit(type="test.fail", payload={}, owner=owner, max_retries=0)
+    claim = services.job_claim(job_id=job.pk, worker="w1")
+    assert services.job_fail(job_id=job.pk, serial=claim.serial, error_type="E", message="m") == "dead"
+    return job
+
+
+def test_every_api_write_by_staff_with_the_permissions_is_in_the_admin_history(world):
+    from django.contrib.admin.models import LogEntry
+
+    client = api_client(world, "staff")
+    writes = [(m, p) for m, p in operations() if p.startswith("/api/") and m != "get"]
+    assert len(writes) >= 8, writes
+    problems = []
+    for method, template in writes:
+        # A dead job suits retry, resubmit, delete and the dead-letter operations; cancel needs a waiting one.
+        dead = a_dead_job(world["users"]["owner"])
+        waiting, _ = services.job_submit(type="noop", payload={}, delay=3600)
+        job = waiting if template.endswith("/cancel/") else dead
+        if template.endswith("/resume/"):
+            services.queue_pause(queue="low", by="test")
+        path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
+        before = LogEntry.objects.count()
+        response = getattr(client, method)(path, None, format="json")
+        new = list(LogEntry.objects.order_by("pk")[before:])
+        if response.status_code not in (200, 201, 204):
+            problems.append(f"{method.upper()} {template}: {response.status_code}")
+        elif not new or any(entry.user.username != "staff" for entry in new):
+            problems.append(f"{method.upper()} {template}: history {[(e.user.username, str(e)) for e in new]}")
+    assert not problems, "\n".join(problems)

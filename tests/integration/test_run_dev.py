@@ -47,3 +47,14 @@ def test_flowers_login_is_passed_in_its_environment_not_on_its_command_line(monk
 
     assert not any("flower-s3cret" in arg for arg in flower.argv)
     assert flower.env["FLOWER_BASIC_AUTH"] == "ops:flower-s3cret"
+
+
+def test_the_banner_prints_the_default_dev_logins_but_never_a_password_the_operator_set(db, monkeypatch):
+    monkeypatch.setenv("JOBQUEUE_DEV_PASSWORD", "dev-s3cret")
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:flower-s3cret")
+
+    text = run_dev.banner(run_dev.read_config(), token="t0k3n", redis_url="redis://127.0.0.1:6390/0")
+
+    assert "s3cret" not in text
+    assert "(login admin / <JOBQUEUE_DEV_PASSWORD>)" in text
+    assert "(login ops / <the password in FLOWER_BASIC_AUTH>)" in text

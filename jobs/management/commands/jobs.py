@@ -1,8 +1,12 @@
 """`manage.py jobs ...`: submit, inspect and steer jobs and queues from a shell.
 
 Exit codes: 0 done; 1 refused or invalid input (bad JSON, unknown type, a job in the wrong
-state); 2 bad usage (unknown option, missing argument); 3 no such job or queue; 4 the
-database or Redis does not answer. Errors are one line on stderr.
+state, an actor without the permission); 2 bad usage (unknown option, missing argument); 3 no
+such job, queue or user; 4 the database or Redis does not answer. Errors are one line on stderr.
+
+`--as USER` (or JOB_CLI_USER) names the actor: the command then needs the permissions the admin
+and the management API ask of that user, and each change is written to the admin's history
+under the user's name. JOB_CLI_REQUIRE_ACTOR=1 refuses changes made without one.
 """
 
 import argparse
@@ -11,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
@@ -18,15 +23,33 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError
 
-from jobs import selectors, services
+from jobs import history, selectors, services
 from jobs.exceptions import JobNotFound, JobQueueError, UnknownQueue
 from jobs.management.output import age, duration, shorten, table
+from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, VIEW_QUEUES, may_operate
 from jobs.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.states import Priority, Status
 
 REFUSED, USAGE, NOT_FOUND, UNAVAILABLE = 1, 2, 3, 4
 LIST_HEADERS = ("ID", "TYPE", "STATUS", "QUEUE", "ATTEMPTS", "PROGRESS", "AGE", "REASON")
 QUEUE_HEADERS = ("QUEUE", "STATE", "DEPTH", "QUEUED", "RUNNING", "LATENCY")
+# What the actor needs for each subcommand, as the management API asks for the same operation
+# (None: any active user, as for the submit endpoint).
+NEEDS: dict[str, tuple[str, ...] | None] = {
+    "submit": None,
+    "status": VIEW_JOBS,
+    "list": VIEW_JOBS,
+    "stats": VIEW_JOBS + VIEW_QUEUES,
+    "retry": CHANGE_JOBS,
+    "resubmit": CHANGE_JOBS,
+    "cancel": CHANGE_JOBS,
+    "delete": DELETE_JOBS,
+    "purge": DELETE_JOBS,
+    "pause": CHANGE_QUEUES,
+    "resume": CHANGE_QUEUES,
+}
+READS = {"status", "list", "stats"}
+VIA = "from the CLI"
 
 
 def _fail(message: str, code: int = REFUSED) -> CommandError:
@@ -67,8 +90,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+        actor_help = "act as this user: needs its permissions, and its name goes in the admin's history"
+        parser.add_argument("--as", dest="actor", metavar="USER", help=actor_help)
         common = argparse.ArgumentParser(add_help=False)
         common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+        common.add_argument("--as", dest="actor", metavar="USER", default=argparse.SUPPRESS, help=actor_help)
         actions = parser.add_subparsers(dest="action", required=True, parser_class=CommandParser)
 
         def action(name: str, help: str) -> CommandParser:
@@ -107,7 +133,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         self.as_json = options.pop("json")
+        name = options.pop("actor") or settings.JOB_CLI_USER
         try:
+            self.actor = self.authorised(name, action) if name else None
+            if self.actor is None and action not in READS and settings.JOB_CLI_REQUIRE_ACTOR:
+                raise _fail(f"`jobs {action}` changes jobs: name who you are with --as USER (JOB_CLI_REQUIRE_ACTOR)")
             getattr(self, f"do_{action}")(**options)
         except (JobNotFound, UnknownQueue) as exc:
             raise _fail(str(exc), NOT_FOUND) from None
@@ -115,6 +145,27 @@ class Command(BaseCommand):
             raise _fail(str(exc)) from None
         except (DatabaseError, redis.RedisError, OperationalError) as exc:
             raise _fail(f"cannot reach a service: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
+
+    def authorised(self, name: str, action: str) -> Any:
+        """The user named `name`, if it may run `action`."""
+        user = get_user_model().objects.filter(username=name).first()
+        if user is None:
+            raise _fail(f"no user named {name!r}", NOT_FOUND)
+        needed = NEEDS[action]
+        if not user.is_active:
+            raise _fail(f"user {name!r} is inactive")
+        if needed is not None and not may_operate(user, needed):
+            raise _fail(f"user {name!r} may not run `jobs {action}`: it needs staff status and {', '.join(needed)}")
+        return user
+
+    def log(self, *, obj: Any = None, ids: list[Any] | None = None, message: str, flag: int = history.CHANGE) -> None:
+        """Write the change to the admin's history under the actor, when there is one."""
+        if self.actor is None:
+            return
+        if obj is not None:
+            history.record(user=self.actor, obj=obj, message=f"{message} {VIA}", flag=flag)
+        else:
+            history.record_jobs(user=self.actor, ids=ids or [], message=f"{message} {VIA}", flag=flag)
 
     def emit(self, data: Any, text: str) -> None:
         self.stdout.write(json.dumps(data, default=str, indent=2) if self.as_json else text)
@@ -135,7 +186,7 @@ class Command(BaseCommand):
         self.emit(data, "\n".join(lines))
 
     def do_submit(self, *, type: str, payload: str, run_at: str | None, owner: str | None, **options: Any) -> None:
-        user = None
+        user = self.actor
         if owner:
             user = get_user_model().objects.filter(username=owner).first()
             if user is None:
@@ -178,32 +229,48 @@ class Command(BaseCommand):
         if all_dead:
             if payload:
                 raise _fail("--payload needs a job id, not --all-dead", USAGE)
-            count = services.jobs_retry_dead()
-            self.emit({"retried": count}, f"retried {count} dead jobs")
+            retried = services.jobs_retry_dead()
+            self.log(ids=retried, message="Retried (all dead)")
+            self.emit({"retried": len(retried)}, f"retried {len(retried)} dead jobs")
             return
-        self.emit_job(services.job_retry(job_id=id, payload=_json_object(payload) if payload else None))
+        job = services.job_retry(job_id=id, payload=_json_object(payload) if payload else None)
+        self.log(obj=job, message="Retried with an edited payload" if payload else "Retried")
+        self.emit_job(job)
 
     def do_resubmit(self, *, id: str, **_: Any) -> None:
-        self.emit_job(services.job_resubmit(job_id=id))
+        job = services.job_resubmit(job_id=id)
+        self.log(obj=job.resubmitted_from, message=f"Resubmitted as {job.pk}")
+        self.emit_job(job)
 
     def do_cancel(self, *, id: str, **_: Any) -> None:
-        self.emit_job(services.job_cancel(job_id=id))
+        job = services.job_cancel(job_id=id)
+        self.log(obj=job, message="Cancelled")
+        self.emit_job(job)
 
     def do_delete(self, *, id: str, **_: Any) -> None:
+        job = selectors.job_by_id(job_id=id)
         services.job_delete(job_id=id)
+        self.log(obj=job, message="Deleted", flag=history.DELETION)
         self.emit({"deleted": id}, f"deleted {id}")
 
     def do_purge(self, *, older_than_days: float | None, **_: Any) -> None:
         before = timezone.now() - timedelta(days=older_than_days) if older_than_days is not None else None
-        count = services.jobs_purge_dead(finished_before=before)
-        self.emit({"purged": count}, f"purged {count} dead jobs")
+        purged = services.jobs_purge_dead(finished_before=before)
+        self.log(ids=purged, message="Purged", flag=history.DELETION)
+        self.emit({"purged": len(purged)}, f"purged {len(purged)} dead jobs")
+
+    def by(self) -> str:
+        return f"cli:{self.actor.get_username()}" if self.actor else "cli"
 
     def do_pause(self, *, queue: str, **_: Any) -> None:
-        services.queue_pause(queue=queue, by="cli")
+        state = services.queue_pause(queue=queue, by=self.by())
+        self.log(obj=state, message="Paused")
         self.emit_queue(queue, f"queue {queue} paused: nothing of it runs until `jobs resume {queue}`")
 
     def do_resume(self, *, queue: str, **_: Any) -> None:
-        _, published = services.queue_resume(queue=queue, by="cli")
+        state, published = services.queue_resume(queue=queue, by=self.by())
+        if state.pk is not None:  # a queue never paused has no row
+            self.log(obj=state, message="Resumed")
         self.emit_queue(queue, f"queue {queue} resumed; {published} queued jobs published", published=published)
 
     def emit_queue(self, name: str, text: str, **extra: Any) -> None:

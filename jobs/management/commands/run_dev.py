@@ -27,6 +27,10 @@ class DevConfig:
     flower_auth: str  # user:password
     worker_metrics_port: int  # 0: off
     mover_metrics_port: int
+    # Passwords the operator set (JOBQUEUE_DEV_PASSWORD, FLOWER_BASIC_AUTH) are not printed;
+    # only the built-in development defaults are.
+    password_configured: bool = False
+    flower_auth_configured: bool = False
 
     @property
     def web(self) -> str:
@@ -66,6 +70,8 @@ def read_config() -> DevConfig:
         flower_auth=os.environ.get("FLOWER_BASIC_AUTH") or f"{DEV_USER}:{password}",
         worker_metrics_port=metrics_port("JOB_WORKER_METRICS_PORT", settings.JOB_WORKER_METRICS_PORT),
         mover_metrics_port=metrics_port("JOB_MOVER_METRICS_PORT", settings.JOB_MOVER_METRICS_PORT),
+        password_configured=bool(os.environ.get("JOBQUEUE_DEV_PASSWORD")),
+        flower_auth_configured=bool(os.environ.get("FLOWER_BASIC_AUTH")),
     )
     if ":" not in config.flower_auth:
         raise CommandError("FLOWER_BASIC_AUTH must be user:password")
@@ -109,10 +115,15 @@ def ensure_dev_user(password: str) -> tuple[str, bool]:
 
 def banner(config: DevConfig, *, token: str, redis_url: str, password_known: bool = True) -> str:
     """What `make run` prints once the stack answers; no configured secret but the dev logins."""
-    password = config.password if password_known else "<the password you set>"
+    if not password_known:
+        password = "<the password you set>"
+    else:
+        password = "<JOBQUEUE_DEV_PASSWORD>" if config.password_configured else config.password
     web, login = config.web, f"(login {DEV_USER} / {password})"
 
     flower_user, _, flower_password = config.flower_auth.partition(":")
+    if config.flower_auth_configured:
+        flower_password = "<the password in FLOWER_BASIC_AUTH>"
     worker, mover = config.metrics_url(config.worker_metrics_port), config.metrics_url(config.mover_metrics_port)
     auth = f'-H "Authorization: Token {token}"'
     body = '{"type": "email_welcome", "payload": {"email": "you@example.com"}}'

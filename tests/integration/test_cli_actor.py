@@ -1,0 +1,115 @@
+"""`manage.py jobs --as USER`: the CLI asks its actor for the permissions the admin and the
+management API ask, and writes each change to the admin's history under the actor's name."""
+
+import io
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from jobs import services
+from jobs.management.commands.jobs import NEEDS, READS
+from jobs.models import Job
+
+from .test_cli import cli, dead, submit
+
+VIEW_ONLY = ("view_job", "view_queuestate")
+
+
+def jobs(*args: str) -> str:
+    out = io.StringIO()
+    call_command("jobs", *args, stdout=out)
+    return out.getvalue()
+
+
+def refusal(*args: str) -> CommandError:
+    with pytest.raises(CommandError) as refused:
+        jobs(*args)
+    return refused.value
+
+
+def _paused(queue: str) -> str:
+    services.queue_pause(queue=queue, by="test")
+    return queue
+
+
+# Each subcommand that changes something, with a function that prepares a job or queue of its
+# own for it and returns the arguments (called just before the command runs).
+WRITES = {
+    "submit": lambda: ["submit", "noop"],
+    "retry": lambda: ["retry", str(dead().pk)],
+    "retry --all-dead": lambda: (dead(), ["retry", "--all-dead"])[1],
+    "resubmit": lambda: ["resubmit", str(dead().pk)],
+    "cancel": lambda: ["cancel", str(submit(delay=3600).pk)],
+    "delete": lambda: ["delete", str(dead().pk)],
+    "purge": lambda: (dead(), ["purge"])[1],
+    "pause": lambda: ["pause", "low"],
+    "resume": lambda: ["resume", _paused("medium")],
+}
+
+
+def test_the_writes_tested_are_every_write_the_cli_has():
+    assert {name.split()[0] for name in WRITES} == set(NEEDS) - READS
+
+
+def test_a_view_only_actor_can_read_but_every_cli_write_is_refused_and_changes_nothing(make_user, broker):
+    make_user("viewer", staff=True, perms=VIEW_ONLY)
+    assert "STATUS" in jobs("--as", "viewer", "stats")
+
+    for name, prepare in WRITES.items():
+        if name == "submit":
+            continue  # any active user may submit, as through the API
+        args = prepare()
+        jobs_before = sorted(Job.objects.values_list("pk", "status"))
+        error = refusal("--as", "viewer", *args)
+        assert error.returncode == 1, name
+        assert f"user 'viewer' may not run `jobs {args[0]}`" in str(error) and "jobs." in str(error), name
+        assert sorted(Job.objects.values_list("pk", "status")) == jobs_before, name
+    assert LogEntry.objects.count() == 0
+
+
+def test_an_actor_with_the_permissions_succeeds_and_each_change_is_in_the_history_under_its_name(make_user, broker):
+    operator, _ = make_user("operator", staff=True)
+
+    for name, prepare in WRITES.items():
+        args = prepare()
+        before = LogEntry.objects.count()
+        jobs(*args[:1], "--as", "operator", *args[1:])  # --as after the subcommand works too
+        entries = list(LogEntry.objects.order_by("pk")[before:])
+        if name == "submit":
+            assert entries == []  # a submission is the job's own first line of history
+            assert Job.objects.filter(type="noop", owner=operator).exists()
+            continue
+        assert entries and {entry.user.username for entry in entries} == {"operator"}, name
+        assert all(entry.get_change_message().endswith("from the CLI") for entry in entries), name
+
+
+def test_an_unknown_or_inactive_actor_is_refused(make_user, broker):
+    user, _ = make_user("gone", staff=True)
+    user.is_active = False
+    user.save()
+
+    assert refusal("--as", "nobody", "stats").returncode == 3
+    assert "no user named 'nobody'" in str(refusal("--as", "nobody", "stats"))
+    assert refusal("--as", "gone", "pause", "low").returncode == 1
+
+
+def test_with_an_actor_required_a_change_without_one_is_refused_but_reading_is_not(broker):
+    job = submit(delay=3600)
+    with override_settings(JOB_CLI_REQUIRE_ACTOR=True):
+        error = refusal("cancel", str(job.pk))
+        assert "--as USER" in str(error) and error.returncode == 1
+        assert "STATUS" in jobs("stats")
+    assert Job.objects.get(pk=job.pk).status == "scheduled"
+
+
+def test_the_actor_comes_from_the_environment_and_a_refusal_is_exit_code_1(make_user, broker):
+    make_user("viewer", staff=True, perms=VIEW_ONLY)
+    job = submit(delay=3600)
+
+    refused = cli("cancel", str(job.pk), env={"JOB_CLI_USER": "viewer"})
+
+    assert refused.returncode == 1, refused.stderr
+    assert "may not run `jobs cancel`" in refused.stderr and "jobs.change_job" in refused.stderr
+    assert Job.objects.get(pk=job.pk).status == "scheduled"
