@@ -7,10 +7,13 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobqueue_site.settings")
 
-QUEUES = ("high", "medium", "low")
-DEAD_LETTER_QUEUE = "dead_letter"
+from jobs.states import DEAD_LETTER_QUEUE, QUEUES
+
+__all__ = ["DEAD_LETTER_QUEUE", "QUEUES", "app"]
 
 app = Celery("jobqueue_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in (*QUEUES, DEAD_LETTER_QUEUE)]
 app.conf.imports = ("tasks.runner",)
+# The worker's event-loop liveness step (tasks/monitoring.py), by name: loaded when a worker starts.
+app.steps["consumer"].add("tasks.monitoring:LoopTick")

@@ -348,6 +348,8 @@ GRAFANA_URL = env_str("GRAFANA_URL", "http://127.0.0.1:3000")
 
 # Celery on Redis.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Where the layers below the site find the Celery app (jobs.dispatch.celery_app).
+JOB_CELERY_APP = "jobqueue_site.celery.app"
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT = "jobqueue_site.transport:Transport"  # Redis, one client per channel
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -392,7 +394,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Metrics and health. Scrape endpoints of worker nodes and the mover (port 0: none); the web
 # app serves /metrics itself. Multiprocess metric files go under JOB_METRICS_DIR (read there by
-# jobqueue_site.multiproc, which runs before settings in gunicorn's master).
+# jobs.multiproc, which runs before settings in gunicorn's master).
 JOB_WORKER_METRICS_PORT = env_int("JOB_WORKER_METRICS_PORT", 9808)
 JOB_WORKER_METRICS_ADDR = env_str("JOB_WORKER_METRICS_ADDR", "127.0.0.1")
 JOB_MOVER_METRICS_PORT = env_int("JOB_MOVER_METRICS_PORT", 9809)

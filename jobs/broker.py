@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from jobqueue_site.celery import DEAD_LETTER_QUEUE, QUEUES
+from .states import DEAD_LETTER_QUEUE, QUEUES
 
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"

@@ -7,17 +7,19 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from celery.utils import uuid
 from celery.utils.nodenames import anon_nodename
 from django.conf import settings
 from django.db import transaction
+from django.utils.module_loading import import_string
 from kombu.entity import PERSISTENT_DELIVERY_MODE as DELIVERY_MODE
 from kombu.utils import json
 
-from jobqueue_site.celery import DEAD_LETTER_QUEUE, app
 from jobs.breaker import breaker_for
+from jobs.states import DEAD_LETTER_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,13 @@ RUN_JOB_TASK = "jobqueue.run_job"
 HARD_LIMIT_GRACE = 5
 # Messages per pipelined Redis round trip when many jobs are published at once.
 BATCH = 1000
+
+
+@cache
+def celery_app() -> Any:
+    """The Celery app, looked up by the name in JOB_CELERY_APP: the site wires it at the top."""
+    return import_string(settings.JOB_CELERY_APP)
+
 
 _paused_lock = threading.Lock()
 _paused_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
@@ -91,7 +100,7 @@ def send_jobs(jobs: Iterable[Dispatch]) -> int:
     ready = [(job_id, queue, timeout) for job_id, queue, timeout in jobs if _unpaused(job_id, queue)]
     if not ready:
         return 0
-    with app.producer_or_acquire() as producer:
+    with celery_app().producer_or_acquire() as producer:
         # One try: kombu would otherwise retry the connection for BROKER_CONNECTION_TIMEOUT,
         # sleeping 2 s first. The caller decides what a failed publish means.
         producer.connection.ensure_connection(max_retries=0)
@@ -111,7 +120,7 @@ def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int |
     the queue's own name)."""
     task_id, seconds = uuid(), timeout or settings.JOB_DEFAULT_TIMEOUT
     args = [str(job_id)]
-    message = app.amqp.as_task_v2(
+    message = celery_app().amqp.as_task_v2(
         task_id,
         RUN_JOB_TASK,
         args=args,
@@ -199,7 +208,7 @@ def send_dead_letter_on_commit(*, job_id: str, job_type: str, reason: str) -> No
             log.warning("broker unavailable: no dead-letter copy of job %s", job_id)
             return
         try:
-            app.send_task(
+            celery_app().send_task(
                 RUN_JOB_TASK,
                 args=[str(job_id)],
                 queue=DEAD_LETTER_QUEUE,

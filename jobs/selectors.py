@@ -12,12 +12,10 @@ from django.db.models.functions import Cast, TruncMinute
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from jobqueue_site.celery import QUEUES
-
 from . import broker
 from .exceptions import JobNotFound
 from .models import Job, JobAttempt, Outcome, QueueState
-from .states import Status
+from .states import QUEUES, Status
 
 log = logging.getLogger("jobqueue.jobs")
 

@@ -19,6 +19,12 @@ class Priority(models.TextChoices):
     LOW = "low"
 
 
+# The broker's queues: one per priority (a job's priority is the name of its queue), and the
+# queue that keeps a copy of each dead job's message.
+QUEUES: tuple[str, ...] = tuple(Priority.values)
+DEAD_LETTER_QUEUE = "dead_letter"
+
+
 # The only copy of the transition table: source -> allowed targets.
 TRANSITIONS: dict[str, frozenset[str]] = {
     Status.SCHEDULED: frozenset({Status.QUEUED, Status.CANCELLED}),

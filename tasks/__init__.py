@@ -7,7 +7,6 @@ def send(payload, ctx): ...
 """
 
 from jobs.exceptions import PermanentError
-
-from .registry import job_type
+from jobs.registry import job_type
 
 __all__ = ["PermanentError", "job_type"]

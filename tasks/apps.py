@@ -6,6 +6,8 @@ class TasksConfig(AppConfig):
     verbose_name = "Job types"
 
     def ready(self) -> None:
-        from . import control, log_buffer, monitoring, registry, signals  # noqa: F401  (they register on import)
+        from jobs import registry
+
+        from . import control, log_buffer, monitoring, signals  # noqa: F401  (they register on import)
 
         registry.load_handler_modules()

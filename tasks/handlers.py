@@ -17,9 +17,9 @@ from rest_framework import serializers
 
 from jobs import selectors
 from jobs.exceptions import PermanentError
+from jobs.registry import job_type
 
 from .context import JobContext
-from .registry import job_type
 
 
 class Recipients(serializers.Field):

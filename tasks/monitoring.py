@@ -23,9 +23,7 @@ from celery import bootsteps, signals
 from django.conf import settings
 from prometheus_client import CollectorRegistry, multiprocess
 
-from jobqueue_site import multiproc
-from jobqueue_site.celery import app
-from jobs import broker, metrics, metrics_http
+from jobs import broker, metrics, metrics_http, multiproc
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -68,9 +66,6 @@ class LoopTick(bootsteps.StartStopStep):
             self.entry = None
 
     shutdown = stop
-
-
-app.steps["consumer"].add(LoopTick)
 
 
 def health() -> tuple[bool, dict]:

@@ -8,9 +8,10 @@ has nothing to format or hand back to the pool's parent.
 
 from celery import shared_task
 
+from jobs import registry
 from jobs.dispatch import RUN_JOB_TASK
 
-from . import registry, signals, worker
+from . import signals, worker
 from .context import JobContext
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jobs.management.output import duration
+from jobs.formatting import duration
 
 STATUS_COLOURS = {
     "scheduled": "#6f42c1",

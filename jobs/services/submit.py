@@ -8,12 +8,11 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from jobs import dispatch
+from jobs import dispatch, registry
 from jobs.exceptions import InvalidBulkSubmission, InvalidSubmission, JobQueueError, error_detail
 from jobs.limits import too_deep
 from jobs.models import Job
 from jobs.states import Priority, Status
-from tasks import registry
 
 from . import events, statements
 

@@ -77,4 +77,8 @@ def test_admin_filters_sqlite_cannot_apply_answer_400_not_500(tmp_path, broker):
     answers = dict(line.split() for line in on_sqlite(tmp_path, ADMIN_FILTERS).strip().splitlines()[-3:])
 
     # SQLite has no JSON containment: Django raises NotSupportedError, the admin answers 400.
-    assert answers == {"payload__contains=x": "400", "created_at__year=99999999999": "400", "status__exact=queued": "200"}
+    assert answers == {
+        "payload__contains=x": "400",
+        "created_at__year=99999999999": "400",
+        "status__exact=queued": "200",
+    }

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from jobs.admin.chart import HEIGHT, nice_ceiling, throughput_chart
-from jobs.management.output import duration, table
+from jobs.formatting import duration, table
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@ import os
 import subprocess
 import sys
 
-from jobqueue_site import multiproc
+from jobs import multiproc
 
 
 def a_dead_pid() -> int:

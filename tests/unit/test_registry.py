@@ -1,7 +1,8 @@
 import pytest
 
+from jobs import registry
 from jobs.exceptions import DuplicateJobType, InvalidPayload, UnknownJobType
-from tasks import job_type, registry
+from tasks import job_type
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Plain-text tables and durations for the `jobs` command."""
+"""Plain-text tables and durations, for the `jobs` command and the admin."""
 
 from collections.abc import Sequence
 from datetime import datetime
