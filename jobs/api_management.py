@@ -28,7 +28,7 @@ from .serializers import (
     RetriedSerializer,
     StatsSerializer,
 )
-from .states import Status
+from .states import QUEUES, Status
 
 BAD_REQUEST = OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid input: each bad field names its problem.")
 DENIED = {
@@ -38,9 +38,7 @@ DENIED = {
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such job.")}
 CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="The job's status does not allow this.")}
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
-QUEUE = OpenApiParameter(
-    "name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=["high", "medium", "low"], description="The queue."
-)
+QUEUE = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(QUEUES), description="The queue.")
 
 
 def _actor(request: Request) -> str:

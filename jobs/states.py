@@ -1,5 +1,7 @@
 """The job state machine: statuses and allowed transitions, defined once."""
 
+from dataclasses import dataclass
+
 from django.db import models
 
 
@@ -25,20 +27,39 @@ QUEUES: tuple[str, ...] = tuple(Priority.values)
 DEAD_LETTER_QUEUE = "dead_letter"
 
 
-# The only copy of the transition table: source -> allowed targets.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    Status.SCHEDULED: frozenset({Status.QUEUED, Status.CANCELLED}),
-    Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
-    # RUNNING -> QUEUED: requeued after worker loss or shutdown, the attempt not counted as failed.
-    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.RETRYING, Status.DEAD, Status.QUEUED}),
-    Status.RETRYING: frozenset({Status.QUEUED, Status.CANCELLED}),
-    # DEAD -> QUEUED: an operator retries the dead job under the same id.
-    Status.DEAD: frozenset({Status.QUEUED}),
-    Status.SUCCEEDED: frozenset(),
-    Status.CANCELLED: frozenset(),
-}
+@dataclass(frozen=True)
+class Transition:
+    """One named move of the state machine: a job in any of `sources` may go to `target`."""
 
+    name: str
+    sources: frozenset[str]
+    target: str
+
+
+# The only copy of the state machine: every move a job can make, by name. Callers name the
+# move (services.job_transition(CANCEL, ...)); nobody writes a status set of their own.
+CLAIM = Transition("claim", frozenset({Status.QUEUED}), Status.RUNNING)
+SUCCEED = Transition("succeed", frozenset({Status.RUNNING}), Status.SUCCEEDED)
+FAIL_AND_RETRY = Transition("fail_and_retry", frozenset({Status.RUNNING}), Status.RETRYING)
+DIE = Transition("die", frozenset({Status.RUNNING}), Status.DEAD)
+# Put back in its queue after its worker was lost or shut down, the attempt not counted as failed.
+REQUEUE = Transition("requeue", frozenset({Status.RUNNING}), Status.QUEUED)
+# A scheduled job's time, or a retry's backoff, has come.
+BECOME_DUE = Transition("become_due", frozenset({Status.SCHEDULED, Status.RETRYING}), Status.QUEUED)
+CANCEL = Transition("cancel", frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING}), Status.CANCELLED)
+# An operator retries a dead job under the same id.
+RETRY_DEAD = Transition("retry_dead", frozenset({Status.DEAD}), Status.QUEUED)
+NAMED: tuple[Transition, ...] = (CLAIM, SUCCEED, FAIL_AND_RETRY, DIE, REQUEUE, BECOME_DUE, CANCEL, RETRY_DEAD)
+
+# Derived from the moves: source -> allowed targets, and the sets callers ask about.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    status: frozenset(t.target for t in NAMED if status in t.sources) for status in Status.values
+}
 TERMINAL: frozenset[str] = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+# Nothing will run again unless an operator retries it: what retention may delete.
+FINISHED: frozenset[str] = TERMINAL | RETRY_DEAD.sources
+# Waiting for a time (run_at): what the mover makes due.
+WAITING: frozenset[str] = BECOME_DUE.sources
 
 
 def sources_of(target: str) -> frozenset[str]:

@@ -16,9 +16,9 @@ from django.db.models import DateTimeField, Exists, F, OuterRef, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs import dispatch, retry
+from jobs import dispatch, retry, states
 from jobs.models import Job, JobAttempt, Outcome, QueueState
-from jobs.states import Status, sources_of
+from jobs.states import Status, Transition
 
 from . import events, statements
 from .events import JobFacts
@@ -28,30 +28,37 @@ MAX_TRACEBACK = 50_000
 
 
 def _transition(
-    rows: QuerySet[Job], *, to: Status, where: dict[str, Any] | None, changes: dict[str, Any], condition: Any = None
+    rows: QuerySet[Job],
+    *,
+    move: Transition,
+    where: dict[str, Any] | None,
+    changes: dict[str, Any],
+    condition: Any = None,
 ) -> int:
-    rows = rows.filter(status__in=sources_of(to)).filter(**(where or {}))
+    rows = rows.filter(status__in=move.sources).filter(**(where or {}))
     if condition is not None:
         rows = rows.filter(condition)
-    return rows.update(status=to, updated_at=timezone.now(), **changes)
+    return rows.update(status=move.target, updated_at=timezone.now(), **changes)
 
 
 def job_transition(
-    *, job_id: Any, to: Status, where: dict[str, Any] | None = None, condition: Any = None, **changes: Any
+    move: Transition, *, job_id: Any, where: dict[str, Any] | None = None, condition: Any = None, **changes: Any
 ) -> bool:
-    """Apply one transition of the state machine with a conditional update.
+    """Make one named move of the state machine (jobs.states) with a conditional update.
 
-    Only a row whose status may move to `to` (and that matches `where` and the optional
-    `condition`, a Q or boolean expression) changes; False means the transition was refused:
-    another process got there first, or the job moved on.
+    Only a row in one of the move's sources (and that matches the fence `where`, such as the
+    attempt's serial, and the optional `condition`, a Q or boolean expression) changes; False
+    means the move was refused: another process got there first, or the job moved on.
     """
     rows = Job.objects.filter(pk=job_id)
-    return _transition(rows, to=to, where=where, changes=changes, condition=condition) == 1
+    return _transition(rows, move=move, where=where, changes=changes, condition=condition) == 1
 
 
-def jobs_transition(*, job_ids: list[Any], to: Status, where: dict[str, Any] | None = None, **changes: Any) -> int:
+def jobs_transition(
+    move: Transition, *, job_ids: list[Any], where: dict[str, Any] | None = None, **changes: Any
+) -> int:
     """`job_transition` for many jobs in one statement; returns how many moved."""
-    return _transition(Job.objects.filter(pk__in=job_ids), to=to, where=where, changes=changes)
+    return _transition(Job.objects.filter(pk__in=job_ids), move=move, where=where, changes=changes)
 
 
 @dataclass(frozen=True)
@@ -93,9 +100,8 @@ def _claim_orm(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> t
     queue_paused = QueueState.objects.filter(name=OuterRef("priority"), paused=True)
     with transaction.atomic():
         claimed = job_transition(
+            states.CLAIM,
             job_id=job_id,
-            to=Status.RUNNING,
-            where={"status": Status.QUEUED},
             condition=~Exists(queue_paused),
             attempts=F("attempts") + 1,
             attempts_total=F("attempts_total") + 1,
@@ -112,8 +118,9 @@ def _claim_orm(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> t
     return job.type, job.payload, job.attempts, job.attempts_total, job.timeout, job.priority
 
 
-def _running(serial: int) -> dict[str, Any]:
-    return {"status": Status.RUNNING, "attempts_total": serial}
+def _attempt_fence(serial: int) -> dict[str, Any]:
+    """The attempt's serial: only the attempt that claimed the job may move it on."""
+    return {"attempts_total": serial}
 
 
 @dataclass(frozen=True)
@@ -183,9 +190,9 @@ def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = 
 def _succeed_orm(success: Success) -> bool:
     with transaction.atomic():
         done = job_transition(
+            states.SUCCEED,
             job_id=success.job_id,
-            to=Status.SUCCEEDED,
-            where=_running(success.serial),
+            where=_attempt_fence(success.serial),
             result=success.result,
             finished_at=success.finished_at,
             progress=100,
@@ -225,14 +232,15 @@ def job_fail(
     )
     error = {"error_type": error_type[:200], "error_message": message[:MAX_ERROR_MESSAGE]}
     trace = traceback[-MAX_TRACEBACK:]
-    target = Status.RETRYING if decision.retry else Status.DEAD
+    move = states.FAIL_AND_RETRY if decision.retry else states.DIE
+    target = move.target
     changes: dict[str, Any] = {"error_traceback": trace, "reason": decision.reason[:200], "lease_expires_at": None}
     if decision.retry:
         changes["run_at"] = now + timedelta(seconds=decision.delay)
     else:
         changes["finished_at"] = now
     with transaction.atomic():
-        if not job_transition(job_id=job_id, to=target, where=_running(serial), **error, **changes):
+        if not job_transition(move, job_id=job_id, where=_attempt_fence(serial), **error, **changes):
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
         if target == Status.DEAD:
@@ -245,7 +253,7 @@ def job_fail(
 def job_requeue(*, job_id: Any, serial: int, reason: str) -> bool:
     """Put a running job back in its queue at once, its attempt marked interrupted (worker shutdown)."""
     return _requeue_now(
-        job_id=job_id, where=_running(serial), outcome=Outcome.INTERRUPTED, error_type="", reason=reason
+        job_id=job_id, where=_attempt_fence(serial), outcome=Outcome.INTERRUPTED, error_type="", reason=reason
     )
 
 
@@ -253,7 +261,7 @@ def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_
     now = timezone.now()
     serial = where["attempts_total"]
     with transaction.atomic():
-        moved = job_transition(job_id=job_id, to=Status.QUEUED, where=where, lease_expires_at=None)
+        moved = job_transition(states.REQUEUE, job_id=job_id, where=where, lease_expires_at=None)
         if not moved:
             return False
         _close_attempt(
@@ -290,7 +298,7 @@ def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
         return None
     if not retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=False).retry:
         return job_fail(job_id=job_id, serial=serial, error_type="WorkerLost", message=reason, outcome=Outcome.LOST)
-    where = {**_running(serial), "worker": worker}
+    where = {**_attempt_fence(serial), "worker": worker}
     requeued = _requeue_now(job_id=job_id, where=where, outcome=Outcome.LOST, error_type="WorkerLost", reason=reason)
     return Status.QUEUED if requeued else None
 
@@ -298,7 +306,7 @@ def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
 def job_progress(*, job_id: Any, serial: int, percent: int, message: str = "") -> bool:
     """Report progress of a running attempt (0-100)."""
     percent = max(0, min(100, int(percent)))
-    rows = Job.objects.filter(pk=job_id, **_running(serial))
+    rows = Job.objects.filter(pk=job_id, status=Status.RUNNING, **_attempt_fence(serial))
     return rows.update(progress=percent, progress_message=str(message)[:255], updated_at=timezone.now()) == 1
 
 

@@ -6,16 +6,13 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from jobs import broker, dispatch
+from jobs import broker, dispatch, states
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job
-from jobs.states import Status
+from jobs.states import FINISHED, Status
 
 from .lifecycle import job_transition, jobs_transition
 from .submit import job_submit, validate_payload
-
-CANCELLABLE = (Status.SCHEDULED, Status.QUEUED, Status.RETRYING)
-FINISHED = (Status.SUCCEEDED, Status.CANCELLED, Status.DEAD)
 
 
 def _get(job_id: Any) -> Job:
@@ -35,7 +32,7 @@ def job_retry(*, job_id: Any, payload: dict | None = None) -> Job:
     if payload is not None:
         changes["payload"] = validate_payload(job.type, payload)
     with transaction.atomic():
-        if not job_transition(job_id=job.pk, to=Status.QUEUED, where={"status": Status.DEAD}, **changes):
+        if not job_transition(states.RETRY_DEAD, job_id=job.pk, **changes):
             raise InvalidTransition(f"job {job.pk} is {job.status}; only dead jobs can be retried")
         dispatch.send_job_on_commit(job_id=job.pk, queue=job.priority, timeout=job.timeout)
     broker.remove_dead_letters([job.pk])
@@ -61,7 +58,7 @@ def job_resubmit(*, job_id: Any, payload: dict | None = None) -> Job:
 def job_cancel(*, job_id: Any) -> Job:
     """Cancel a job that has not started (scheduled, queued or waiting to retry)."""
     job = _get(job_id)
-    moved = job_transition(job_id=job.pk, to=Status.CANCELLED, where={"status__in": CANCELLABLE})
+    moved = job_transition(states.CANCEL, job_id=job.pk)
     if not moved:
         raise InvalidTransition(
             f"job {job.pk} is {job.status}; only scheduled, queued or retrying jobs can be cancelled"
@@ -83,16 +80,15 @@ def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> list[Any]:
     """Retry every dead job (or those of `job_ids`) under its own id; returns the ids requeued.
 
     The dead rows are locked first, so the ids returned are exactly those that moved."""
-    dead = Job.objects.filter(status=Status.DEAD)
+    dead = Job.objects.filter(status__in=states.RETRY_DEAD.sources)
     if job_ids is not None:
         dead = dead.filter(pk__in=job_ids)
     with transaction.atomic():
         rows = list(dead.select_for_update(skip_locked=True).values_list("pk", "priority", "timeout"))
         ids = [pk for pk, _, _ in rows]
         jobs_transition(
+            states.RETRY_DEAD,
             job_ids=ids,
-            to=Status.QUEUED,
-            where={"status": Status.DEAD},
             attempts=0,
             run_at=None,
             finished_at=None,

@@ -13,15 +13,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import broker, dispatch
+from jobs import broker, dispatch, states
 from jobs.models import Job, Outcome, PendingDispatch
-from jobs.states import Status
+from jobs.states import WAITING, Status
 
 from .lifecycle import job_fail, jobs_transition
 
 log = logging.getLogger("jobqueue.mover")
-
-WAITING = (Status.SCHEDULED, Status.RETRYING)
 
 
 def jobs_release_due(*, limit: int | None = None) -> int:
@@ -37,7 +35,7 @@ def jobs_release_due(*, limit: int | None = None) -> int:
         )
         if not due:
             return 0
-        jobs_transition(job_ids=[pk for pk, _, _ in due], to=Status.QUEUED, where={"status__in": WAITING})
+        jobs_transition(states.BECOME_DUE, job_ids=[pk for pk, _, _ in due])
         dispatch.send_jobs_on_commit(due)
     return len(due)
 

@@ -25,20 +25,17 @@ from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from jobs.models import Job, JobAttempt, Outcome, QueueState
-from jobs.states import Status, sources_of
+from jobs.states import CLAIM as CLAIM_MOVE
+from jobs.states import SUCCEED as SUCCEED_MOVE
 
 JOB = Job._meta.db_table
 ATTEMPT = JobAttempt._meta.db_table
 QUEUE = QueueState._meta.db_table
 
 
-def _sources(to: Status, expected: Status) -> list[str]:
-    """The guard: the expected source, if the state machine allows it."""
-    return [str(s) for s in sources_of(to) & {expected}]
-
-
-CLAIM_SOURCES = _sources(Status.RUNNING, Status.QUEUED)
-SUCCEED_SOURCES = _sources(Status.SUCCEEDED, Status.RUNNING)
+# The guards: the sources of the state machine's moves, written into the statements.
+CLAIM_SOURCES = sorted(CLAIM_MOVE.sources)
+SUCCEED_SOURCES = sorted(SUCCEED_MOVE.sources)
 
 
 def _word(value: str) -> str:
@@ -53,7 +50,7 @@ def _words(values: list[str]) -> str:
 
 CLAIM = f"""
 WITH claimed AS (
-    UPDATE {JOB} SET status = {_word(Status.RUNNING)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
+    UPDATE {JOB} SET status = {_word(CLAIM_MOVE.target)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         progress = 0, progress_message = '', updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
@@ -71,7 +68,7 @@ WITH finished AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(serials)s::integer[], %(results)s::text[], %(times)s::timestamptz[])
         AS f(id, serial, result, finished_at)
 ), done AS (
-    UPDATE {JOB} SET status = {_word(Status.SUCCEEDED)}, result = f.result::jsonb, finished_at = f.finished_at,
+    UPDATE {JOB} SET status = {_word(SUCCEED_MOVE.target)}, result = f.result::jsonb, finished_at = f.finished_at,
         progress = 100, lease_expires_at = NULL, error_type = '', error_message = '', error_traceback = '', reason = '',
         updated_at = f.finished_at
     FROM finished f

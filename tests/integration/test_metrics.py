@@ -8,7 +8,7 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from jobs import broker as broker_view
-from jobs import services
+from jobs import services, states
 from jobs.models import Outcome
 from jobs.states import Status
 
@@ -48,7 +48,7 @@ def test_failed_attempts_count_as_retried_then_dead_and_a_lost_one_has_no_durati
     job, _ = services.job_submit(type="test.fail", payload={}, max_retries=1)
     claim = services.job_claim(job_id=job.id, worker="w1")
     assert services.job_fail(job_id=job.id, serial=claim.serial, error_type="E", message="m") == "retrying"
-    assert services.job_transition(job_id=job.id, to=Status.QUEUED)  # as the mover does when it is due
+    assert services.job_transition(states.BECOME_DUE, job_id=job.id)  # as the mover does when it is due
     claim = services.job_claim(job_id=job.id, worker="w1")
     lost = services.job_fail(job_id=job.id, serial=claim.serial, error_type="WorkerLost", message="m", outcome=LOST)
     assert lost == "dead"
@@ -85,7 +85,14 @@ def test_a_rolled_back_submission_is_not_counted():
 
 
 def test_metrics_serve_the_system_gauges_computed_from_redis_and_the_database(broker):
-    services.job_submit(type="noop", payload={}, priority="low")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import Job
+
+    waiting, _ = services.job_submit(type="noop", payload={}, priority="low")
+    Job.objects.filter(pk=waiting.pk).update(updated_at=timezone.now() - timedelta(seconds=30))  # queued 30 s ago
     services.job_submit(type="noop", payload={}, delay=600)
     broker_view.worker_announce(hostname="w1@host", ttl=10)
 
@@ -101,8 +108,10 @@ def test_metrics_serve_the_system_gauges_computed_from_redis_and_the_database(br
         "django_http_requests_total_by_method_total",
     ):
         assert line in text, line
-    latency = next(line for line in text.splitlines() if line.startswith('queue_latency_seconds{queue="low"}'))
-    assert float(latency.split()[-1]) >= 0
+    latency = {
+        line.split('"')[1]: float(line.split()[-1]) for line in text.splitlines() if line.startswith("queue_latency_")
+    }
+    assert 30 <= latency["low"] < 40 and latency["high"] == latency["medium"] == 0
 
 
 def test_healthz_with_workers_needs_a_worker_heartbeat(broker):

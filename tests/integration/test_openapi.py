@@ -6,7 +6,7 @@ import jsonschema
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs import services, states
 from tests.api_coverage import COVERED
 from tests.integration import test_bulk_submit, test_management_api, test_submit_api  # noqa: F401  (@covers)
 
@@ -81,7 +81,7 @@ def _job_for(path: str):
     job, _ = services.job_submit(type="test.fail", payload={"fail": True}, max_retries=0, delay=60)
     if path.endswith("/cancel/"):
         return job
-    services.jobs_transition(job_ids=[job.id], to="queued")
+    services.jobs_transition(states.BECOME_DUE, job_ids=[job.id])
     claim = services.job_claim(job_id=job.id, worker="w1")
     services.job_fail(job_id=job.id, serial=claim.serial, error_type="RuntimeError", message="boom")
     return job

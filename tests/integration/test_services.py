@@ -3,7 +3,7 @@ import threading
 from django.db import connection
 from django.utils import timezone
 
-from jobs import services
+from jobs import services, states
 from jobs.models import Job, JobAttempt
 from jobs.services import statements
 from jobs.states import Status
@@ -123,9 +123,9 @@ def test_progress_is_recorded_only_for_the_running_attempt():
     assert (job.progress, job.progress_message) == (100, "almost")
 
 
-def test_a_transition_outside_the_table_is_refused():
+def test_a_move_from_a_status_outside_its_sources_is_refused():
     job = submit()
-    assert not services.job_transition(job_id=job.id, to=Status.SUCCEEDED)
+    assert not services.job_transition(states.SUCCEED, job_id=job.id)
     assert Job.objects.get(pk=job.id).status == Status.QUEUED
 
 

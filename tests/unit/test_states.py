@@ -36,3 +36,19 @@ def test_every_non_initial_status_is_reachable():
 def test_database_constraint_lists_every_status():
     constraint = next(c for c in Job._meta.constraints if c.name == "job_status_valid")
     assert set(constraint.condition.children[0][1]) == set(Status.values)
+
+
+def test_the_named_moves_are_exactly_the_table():
+    from jobs.states import NAMED
+
+    pairs = {(source, move.target) for move in NAMED for source in move.sources}
+    assert pairs == {(source, target) for source, targets in TRANSITIONS.items() for target in targets}
+    assert len({move.name for move in NAMED}) == len(NAMED)
+
+
+def test_the_sets_callers_ask_about_follow_from_the_moves():
+    from jobs.states import CANCEL, FINISHED, WAITING
+
+    assert CANCEL.sources == {Status.SCHEDULED, Status.QUEUED, Status.RETRYING}
+    assert WAITING == {Status.SCHEDULED, Status.RETRYING}
+    assert FINISHED == {Status.SUCCEEDED, Status.CANCELLED, Status.DEAD}

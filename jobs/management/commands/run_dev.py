@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from jobs import devstack
 from jobs.devstack import Child, ProcessSpec, StopRequested, Supervisor
 from jobs.limits import redact
+from jobs.states import QUEUES
 
 DEV_USER = "admin"
 READY_TIMEOUT = 60.0
@@ -48,7 +49,7 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     """Every process run_dev supervises besides Redis; add new ones here."""
     python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
     celery = [python, "-m", "celery", "-A", "jobqueue_site"]
-    worker = ["-Q", "high,medium,low", "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
+    worker = ["-Q", ",".join(QUEUES), "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
     # Flower reads its login from FLOWER_BASIC_AUTH: on the command line it would show in `ps`.
     flower = ["--address=127.0.0.1", f"--port={config.flower_port}"]
     worker_env = {"JOB_WORKER_METRICS_PORT": str(config.worker_metrics_port)}
