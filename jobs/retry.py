@@ -6,6 +6,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from jobs.exceptions import PermanentError, UnknownJobType
+
+# Failures no retry can mend: the handler said so, or the job's type is not registered here.
+PERMANENT_ERRORS = (PermanentError, UnknownJobType)
+
+
+def is_permanent(error: BaseException | None) -> bool:
+    """Whether a failure is not worth retrying."""
+    return isinstance(error, PERMANENT_ERRORS)
+
 
 def backoff_seconds(
     attempt: int,

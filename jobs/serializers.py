@@ -265,7 +265,7 @@ class StatsSerializer(serializers.Serializer):
     queues = QueueSerializer(many=True)
     dead_letter = serializers.IntegerField(allow_null=True, help_text="Messages on the dead_letter list.")
     workers = serializers.ListField(
-        child=serializers.CharField(), allow_null=True, help_text="Workers that answered a ping."
+        child=serializers.CharField(), allow_null=True, help_text="Worker nodes announcing themselves in Redis."
     )
     last_hour = LastHourSerializer()
 

@@ -12,17 +12,14 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from jobs import selectors, services
+from jobs import retry, selectors, services
 from jobs.dispatch import RUN_JOB_TASK
-from jobs.exceptions import PermanentError, UnknownJobType
 from jobs.limits import redact, too_deep
 
 from . import finisher
 from .worker import running
 
 log = logging.getLogger("jobqueue.worker")
-
-PERMANENT_ERRORS = (PermanentError, UnknownJobType)
 
 
 def _describe(exception: BaseException | None) -> str:
@@ -89,7 +86,7 @@ def on_failure(
         error_type=type(exception).__name__,
         message=redact(_describe(exception)),
         traceback=redact(trace or ""),
-        permanent=isinstance(exception, PERMANENT_ERRORS),
+        permanent=retry.is_permanent(exception),
     )
 
 

@@ -131,7 +131,7 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
     """Submit up to JOB_BULK_MAX jobs at once, all or nothing; returns (job, created) in order.
 
     Every submission is validated before anything is stored; one bad item rejects the batch
-    with the errors of each item. The jobs are stored with one multi-row INSERT and published
+    with the errors of each item. The jobs are stored in one statement (COPY on PostgreSQL) and published
     in pipelined batches after the commit. Idempotency keys work as for `job_submit`.
     """
     if not submissions or len(submissions) > settings.JOB_BULK_MAX:
