@@ -42,11 +42,11 @@ def start_heartbeat() -> None:
 def _beat() -> None:
     while True:
         time.sleep(settings.JOB_HEARTBEAT_SECONDS)
-        job_ids = [claim.job_id for claim in list(running.values())]
-        if not job_ids:
+        attempts = [(claim.job_id, claim.serial) for claim in list(running.values())]
+        if not attempts:
             continue
         try:
-            services.jobs_heartbeat(job_ids=job_ids)
+            services.jobs_heartbeat(attempts=attempts)
         except DatabaseError as exc:
             log.warning("heartbeat failed: %s", exc)
             close_old_connections()

@@ -6,13 +6,15 @@ never repeats for a job: a stale worker can never overwrite a newer attempt's st
 """
 
 import json
+import operator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DateTimeField, Exists, F, OuterRef, QuerySet, Value
+from django.db.models import DateTimeField, Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -310,7 +312,11 @@ def job_progress(*, job_id: Any, serial: int, percent: int, message: str = "") -
     return rows.update(progress=percent, progress_message=str(message)[:255], updated_at=timezone.now()) == 1
 
 
-def jobs_heartbeat(*, job_ids: list[Any]) -> int:
-    """Extend the lease of running jobs whose worker is alive."""
+def jobs_heartbeat(*, attempts: list[tuple[Any, int]]) -> int:
+    """Extend the lease of running attempts, (job id, serial), whose worker is alive; fenced by
+    the serial like every outcome, so a late beat never extends a newer attempt's lease."""
+    if not attempts:
+        return 0
     lease_end = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    return Job.objects.filter(pk__in=job_ids, status=Status.RUNNING).update(lease_expires_at=lease_end)
+    mine = reduce(operator.or_, (Q(pk=job_id, **_attempt_fence(serial)) for job_id, serial in attempts))
+    return Job.objects.filter(mine, status=Status.RUNNING).update(lease_expires_at=lease_end)

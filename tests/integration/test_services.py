@@ -123,6 +123,19 @@ def test_progress_is_recorded_only_for_the_running_attempt():
     assert (job.progress, job.progress_message) == (100, "almost")
 
 
+def test_a_heartbeat_extends_only_the_lease_of_the_attempt_that_sent_it():
+    job, other = submit(), submit()
+    claim = services.job_claim(job_id=job.id, worker="w1")
+    services.job_claim(job_id=other.id, worker="w2")
+    Job.objects.update(lease_expires_at=None)
+
+    # A beat for this attempt, and a late one for an attempt of `other` that is no longer running.
+    assert services.jobs_heartbeat(attempts=[(job.id, claim.serial), (other.id, 0)]) == 1
+
+    assert Job.objects.get(pk=job.id).lease_expires_at is not None
+    assert Job.objects.get(pk=other.id).lease_expires_at is None
+
+
 def test_a_move_from_a_status_outside_its_sources_is_refused():
     job = submit()
     assert not services.job_transition(states.SUCCEED, job_id=job.id)
