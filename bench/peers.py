@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.services import wait_for
+from tests.servers import wait_for
 
 from .stack import ROOT
 

@@ -3,7 +3,7 @@
 import time
 from datetime import timedelta
 
-from tests import services as svc
+from tests import servers as svc
 
 from .measure import Sampler, ms, tree_rss_mib
 from .report import percentiles, save

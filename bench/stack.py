@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests import services
+from tests import servers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,9 +16,9 @@ class Stack:
     """Servers on free loopback ports; Django is configured against them on `start`."""
 
     def __init__(self) -> None:
-        self.postgres = services.PostgresServer(services.free_port(), database="jobqueue", user="jobqueue")
-        self.redis = services.RedisServer(services.free_port())
-        self.processes: list[services.Process] = []
+        self.postgres = servers.PostgresServer(servers.free_port(), database="jobqueue", user="jobqueue")
+        self.redis = servers.RedisServer(servers.free_port())
+        self.processes: list[servers.Process] = []
         self.env: dict[str, str] = {}
 
     def start(self) -> "Stack":
@@ -48,12 +48,12 @@ class Stack:
 
     def spawn(
         self, name: str, command: list[str], env: dict[str, str] | None = None, *, django: bool = True
-    ) -> services.Process:
+    ) -> servers.Process:
         """`django=False`: without DJANGO_SETTINGS_MODULE, so Celery's Django fixup stays out of a baseline."""
         environment = {**os.environ, **self.env, **(env or {})}
         if not django:
             environment.pop("DJANGO_SETTINGS_MODULE", None)
-        process = services.Process(f"bench-{name}", command, environment)
+        process = servers.Process(f"bench-{name}", command, environment)
         self.processes.append(process)
         return process
 
@@ -66,9 +66,9 @@ class Stack:
         pool: str = "prefork",
         queues: str = "high,medium,low",
         env: dict[str, str] | None = None,
-    ) -> services.Process:
+    ) -> servers.Process:
         command = [
-            services.celery_binary(),
+            servers.celery_binary(),
             "-A",
             app,
             "worker",
@@ -105,7 +105,7 @@ class Stack:
                 cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
                 return cursor.fetchone()[0] == 0
 
-        services.wait_for(quiet, timeout=timeout, what="autovacuum to finish", interval=0.2)
+        servers.wait_for(quiet, timeout=timeout, what="autovacuum to finish", interval=0.2)
 
     def stop_processes(self) -> None:
         """Stop every jobqueue process, e.g. before a baseline that uses the same queue names."""

@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests import services as svc
+from tests import servers as svc
 
 from .measure import ms, rate_limited
 from .report import percentiles, save

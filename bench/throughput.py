@@ -3,7 +3,7 @@
 import statistics
 import time
 
-from tests.services import wait_for
+from tests.servers import wait_for
 
 from . import peers
 from .report import save

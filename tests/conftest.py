@@ -10,19 +10,19 @@ import tempfile
 import django
 import pytest
 
-from tests import services
+from tests import servers
 
 SERVERS: dict[str, object] = {}
 
 
 def _configure() -> None:
     """Runs at import, before any other conftest or test module imports Django code."""
-    pg_port, redis_port = services.free_port(), services.free_port()
+    pg_port, redis_port = servers.free_port(), servers.free_port()
     var_dir = tempfile.mkdtemp(prefix="jq-var-")
     # STATIC_ROOT: collectstatic writes here when a test needs the admin's CSS; WhiteNoise wants it to exist.
     os.makedirs(os.path.join(var_dir, "static"))
-    SERVERS["postgres"] = services.PostgresServer(pg_port, database="jobqueue", user="jobqueue")
-    SERVERS["redis"] = services.RedisServer(redis_port)
+    SERVERS["postgres"] = servers.PostgresServer(pg_port, database="jobqueue", user="jobqueue")
+    SERVERS["redis"] = servers.RedisServer(redis_port)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",

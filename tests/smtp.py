@@ -4,7 +4,7 @@ from collections import Counter
 
 from aiosmtpd.controller import Controller
 
-from tests import services
+from tests import servers
 
 
 class SmtpServer:
@@ -19,7 +19,7 @@ class SmtpServer:
         self.connections, self.messages = 0, []
         self.deliveries: Counter = Counter()  # subject -> messages accepted
         self.replies: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
-        self.port = services.free_port()
+        self.port = servers.free_port()
         self.controller = None
 
     def start(self) -> None:

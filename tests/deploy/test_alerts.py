@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests import services
+from tests import servers
 from tests.deploy.project import ROOT
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -17,7 +17,7 @@ RULES = [rule for group in ALERTS["groups"] for rule in group["rules"]]
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    return services.ensure_debian_package("promtool", "prometheus")
+    return servers.ensure_debian_package("promtool", "prometheus")
 
 
 def run(promtool: str, *args: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import services
+from tests import servers
 from tests.deploy import project
 from tests.deploy.project import ROOT, check_command
 
@@ -167,7 +167,7 @@ class _Answers(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def endpoint():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", services.free_port()), _Answers)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", servers.free_port()), _Answers)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Answers.status, _Answers.seen = 200, []
     yield server.server_address[1]
@@ -192,7 +192,7 @@ def test_the_health_check_asks_the_worker_endpoint_and_reports_its_answer(endpoi
 
 
 def test_the_health_check_fails_when_nothing_answers():
-    done = _run_script("worker", {"JOB_WORKER_METRICS_PORT": str(services.free_port())})
+    done = _run_script("worker", {"JOB_WORKER_METRICS_PORT": str(servers.free_port())})
     assert done.returncode == 1 and "unhealthy" in done.stdout
 
 

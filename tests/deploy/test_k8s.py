@@ -14,7 +14,7 @@ from django.conf import settings
 from django.urls import Resolver404, resolve
 
 from jobqueue_site.celery import QUEUES
-from tests import services
+from tests import servers
 from tests.deploy import project
 from tests.deploy.project import ROOT, check_command
 
@@ -182,7 +182,7 @@ def workloads(overlay: str):
 
 def test_kustomize_renders_every_overlay():
     if kustomize_command() is None:
-        services.unavailable("neither kustomize nor kubectl (kubectl kustomize) is installed")
+        servers.unavailable("neither kustomize nor kubectl (kubectl kustomize) is installed")
     for overlay in OVERLAYS:
         rendered = {(o["kind"], o["metadata"]["name"]) for o in render(overlay)}
         assert rendered == {(o["kind"], o["metadata"]["name"]) for o in render_by_hand(overlay)}

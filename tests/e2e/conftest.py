@@ -11,9 +11,9 @@ import yaml
 
 from jobs.models import Job
 from jobs.states import TERMINAL, Status
-from tests import services
+from tests import servers
 
-DEPLOY = services.ROOT / "deploy"
+DEPLOY = servers.ROOT / "deploy"
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def _services(db, broker):
 @pytest.fixture
 def start_worker():
     """Start `celery -A jobqueue_site worker` processes; all are stopped after the test."""
-    started: list[services.Process] = []
+    started: list[servers.Process] = []
 
     def start(
         name: str,
@@ -33,9 +33,9 @@ def start_worker():
         queues: str = "high,medium,low",
         env: dict | None = None,
         pool: str = "prefork",
-    ) -> services.Process:
-        command = services.worker_command(name, concurrency=concurrency, queues=queues, pool=pool)
-        process = services.Process(f"worker-{name}", command, {**os.environ, **(env or {})})
+    ) -> servers.Process:
+        command = servers.worker_command(name, concurrency=concurrency, queues=queues, pool=pool)
+        process = servers.Process(f"worker-{name}", command, {**os.environ, **(env or {})})
         started.append(process)
         process.wait_for_output("ready.", timeout=60)
         return process
@@ -48,11 +48,11 @@ def start_worker():
 @pytest.fixture
 def start_mover():
     """Start `manage.py run_mover` processes; all are stopped after the test."""
-    started: list[services.Process] = []
+    started: list[servers.Process] = []
 
-    def start(name: str = "mover", env: dict | None = None) -> services.Process:
-        command = [services.python(), "manage.py", "run_mover"]
-        process = services.Process(name, command, {**os.environ, **(env or {})})
+    def start(name: str = "mover", env: dict | None = None) -> servers.Process:
+        command = [servers.python(), "manage.py", "run_mover"]
+        process = servers.Process(name, command, {**os.environ, **(env or {})})
         started.append(process)
         process.wait_for_output("mover started", timeout=30)
         return process
@@ -64,22 +64,22 @@ def start_mover():
 
 def jobs_cli(*args: str) -> subprocess.CompletedProcess:
     """Run `manage.py jobs ...` as an operator would."""
-    command = [services.python(), "manage.py", "jobs", *args]
-    return subprocess.run(command, cwd=services.ROOT, capture_output=True, text=True, timeout=60, check=False)
+    command = [servers.python(), "manage.py", "jobs", *args]
+    return subprocess.run(command, cwd=servers.ROOT, capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture
 def start_web():
     """Start the web app under gunicorn on a free loopback port; returns its base URL."""
-    started: list[services.Process] = []
+    started: list[servers.Process] = []
 
     def start(env: dict | None = None, *, wait_healthy: bool = True) -> str:
-        port = services.free_port()
-        command = services.gunicorn_command(port)
-        process = services.Process(f"web-{port}", command, {**os.environ, **(env or {})})
+        port = servers.free_port()
+        command = servers.gunicorn_command(port)
+        process = servers.Process(f"web-{port}", command, {**os.environ, **(env or {})})
         started.append(process)
         url = f"http://127.0.0.1:{port}"
-        services.wait_for(lambda: _answers(url), timeout=30, what=f"gunicorn on {url}")
+        servers.wait_for(lambda: _answers(url), timeout=30, what=f"gunicorn on {url}")
         return url
 
     yield start
@@ -120,11 +120,11 @@ def wait_until_terminal(job_ids: Iterable, *, timeout: float) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
     """Debian's `prometheus`, installed once per machine when missing (as root, with apt-get)."""
-    binary = services.prometheus_binary()
+    binary = servers.prometheus_binary()
     if binary is None:
-        services.unavailable(
+        servers.unavailable(
             "prometheus is not installed: not on PATH, and Debian's package could not be installed "
-            f"(needs root and apt-get; see {services.PROMETHEUS_INSTALL_LOG})"
+            f"(needs root and apt-get; see {servers.PROMETHEUS_INSTALL_LOG})"
         )
     return binary
 
@@ -150,10 +150,10 @@ def prometheus_config(targets: dict[str, list[str]]) -> str:
 @pytest.fixture
 def start_prometheus(prometheus_binary):
     """Start a real Prometheus on loopback scraping the given targets; stopped after the test."""
-    started: list[services.PrometheusServer] = []
+    started: list[servers.PrometheusServer] = []
 
-    def start(targets: dict[str, list[str]]) -> services.PrometheusServer:
-        server = services.PrometheusServer(prometheus_binary, prometheus_config(targets))
+    def start(targets: dict[str, list[str]]) -> servers.PrometheusServer:
+        server = servers.PrometheusServer(prometheus_binary, prometheus_config(targets))
         started.append(server)
         server.start()
         return server

@@ -19,7 +19,7 @@ from django.core.management import call_command
 
 from jobs import services
 from jobs.models import Job
-from tests.services import ARTIFACTS, unavailable
+from tests.servers import ARTIFACTS, unavailable
 
 from .conftest import wait_until_terminal
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 import yaml
 
-from tests import services
+from tests import servers
 from tests.deploy.project import ROOT
 
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -49,7 +49,7 @@ class _Exporter(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def exporter():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", services.free_port()), _Exporter)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", servers.free_port()), _Exporter)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -58,7 +58,7 @@ def exporter():
 
 @pytest.fixture
 def prometheus(exporter):
-    binary = services.ensure_debian_package("prometheus", "prometheus")
+    binary = servers.ensure_debian_package("prometheus", "prometheus")
     folder = Path(tempfile.mkdtemp(prefix="jq-prometheus-"))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -66,16 +66,16 @@ def prometheus(exporter):
         "scrape_configs": [{"job_name": "web", "static_configs": [{"targets": [exporter]}]}],
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = services.free_port()
+    port = servers.free_port()
     command = [
         binary,
         f"--config.file={folder / 'prometheus.yml'}",
         f"--storage.tsdb.path={folder / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    process = services.Process("prometheus", command, {"PATH": "/usr/bin:/bin"})
+    process = servers.Process("prometheus", command, {"PATH": "/usr/bin:/bin"})
     url = f"http://127.0.0.1:{port}"
-    services.wait_for(lambda: services.port_open(port), timeout=30, what="prometheus")
+    servers.wait_for(lambda: servers.port_open(port), timeout=30, what="prometheus")
     yield url
     process.stop()
 

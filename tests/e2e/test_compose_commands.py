@@ -15,7 +15,7 @@ import requests
 import yaml
 from aiosmtpd.controller import Controller
 
-from tests import services
+from tests import servers
 from tests.deploy.project import HEALTHCHECK_SCRIPT, ROOT, interpolate
 from tests.e2e.test_web import poll_status
 
@@ -34,7 +34,7 @@ class Inbox:
 @pytest.fixture
 def smtp_sink():
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=services.free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=servers.free_port())
     controller.start()
     yield controller.port, inbox
     controller.stop()
@@ -49,8 +49,8 @@ def healthcheck():
 
 def local_command(argv: list[str], **replace: str) -> list[str]:
     """The service's command with this machine's programs and the given option values."""
-    programs = {"celery": [services.celery_binary()], "gunicorn": [services.python(), "-m", "gunicorn"]}
-    command = [*programs.get(argv[0], [services.python() if argv[0] == "python" else argv[0]]), *argv[1:]]
+    programs = {"celery": [servers.celery_binary()], "gunicorn": [servers.python(), "-m", "gunicorn"]}
+    command = [*programs.get(argv[0], [servers.python() if argv[0] == "python" else argv[0]]), *argv[1:]]
     for option, value in replace.items():
         command = [f"{option}={value}" if arg.startswith(f"{option}=") else arg for arg in command]
     return command
@@ -69,8 +69,8 @@ def local_env(service: str, smtp_port: int) -> dict[str, str]:
         "FLOWER_BASIC_AUTH": "operator:compose-test",
         # Metrics endpoints on free loopback ports: other tests may run on this machine.
         "JOB_WORKER_METRICS_ADDR": "127.0.0.1",
-        "JOB_WORKER_METRICS_PORT": str(services.free_port()),
-        "JOB_MOVER_METRICS_PORT": str(services.free_port()),
+        "JOB_WORKER_METRICS_PORT": str(servers.free_port()),
+        "JOB_MOVER_METRICS_PORT": str(servers.free_port()),
     }
     assert env.get("SECRET_KEY", "required") == "required"
     env.update({key: value for key, value in local.items() if key in env})
@@ -79,12 +79,12 @@ def local_env(service: str, smtp_port: int) -> dict[str, str]:
 
 @pytest.fixture
 def stack(smtp_sink):
-    started: list[services.Process] = []
+    started: list[servers.Process] = []
     smtp_port, inbox = smtp_sink
 
-    def start(service: str, **replace: str) -> tuple[services.Process, list[str]]:
+    def start(service: str, **replace: str) -> tuple[servers.Process, list[str]]:
         command = local_command(COMPOSE[service]["command"], **replace)
-        process = services.Process(f"compose-{service}", command, local_env(service, smtp_port))
+        process = servers.Process(f"compose-{service}", command, local_env(service, smtp_port))
         started.append(process)
         return process, command
 
@@ -106,7 +106,7 @@ def test_the_compose_services_run_jobs_end_to_end(stack, make_user):
     )
     assert migrate.returncode == 0, migrate.stderr
 
-    web_port, flower_port = services.free_port(), services.free_port()
+    web_port, flower_port = servers.free_port(), servers.free_port()
     web, web_command = start("web", **{"--bind": f"127.0.0.1:{web_port}"})
     worker, _ = start("worker")
     mover, _ = start("mover")
@@ -117,8 +117,8 @@ def test_the_compose_services_run_jobs_end_to_end(stack, make_user):
     # The image's health check, asked the way the web container asks it, says healthy.
     script = healthcheck()
     url = f"http://127.0.0.1:{web_port}"
-    services.wait_for(lambda: script.check(script.url_for("web", web_command))[0], timeout=30, what="web healthy")
-    services.wait_for(
+    servers.wait_for(lambda: script.check(script.url_for("web", web_command))[0], timeout=30, what="web healthy")
+    servers.wait_for(
         lambda: script.check(script.url_for("flower", flower_command))[0], timeout=30, what="flower healthy"
     )
     # Flower is behind the login FLOWER_BASIC_AUTH gives it.

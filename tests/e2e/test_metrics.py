@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from jobs.models import Job, JobAttempt
-from tests import services
-from tests.services import PrometheusServer, wait_for
+from tests import servers
+from tests.servers import PrometheusServer, wait_for
 
 from .conftest import DEPLOY, wait_until_terminal
 
@@ -69,7 +69,7 @@ def host(url: str) -> str:
     return url.removeprefix("http://")
 
 
-def kill_pool_process(worker: services.Process) -> None:
+def kill_pool_process(worker: servers.Process) -> None:
     """kill -9 the one pool process of a `-c 1` worker (its main process replaces it)."""
     [child] = psutil.Process(worker.process.pid).children()
     child.send_signal(signal.SIGKILL)
@@ -100,7 +100,7 @@ def expectations_from_the_database(ids: list[str]) -> dict[str, Expected]:
 def test_job_and_system_metrics_reach_prometheus_from_web_workers_and_mover(
     start_web, start_worker, start_mover, start_prometheus, make_user
 ):
-    ports = {name: services.free_port() for name in ("w1", "w2", "mover")}
+    ports = {name: servers.free_port() for name in ("w1", "w2", "mover")}
     web = start_web()
     start_mover(env={**FAST_RECOVERY, "JOB_MOVER_METRICS_PORT": str(ports["mover"])})
     targets = {"web": [host(web)], "worker": [f"127.0.0.1:{ports['w1']}", f"127.0.0.1:{ports['w2']}"]}
@@ -195,7 +195,7 @@ def test_a_worker_whose_event_loop_stops_fails_its_liveness_check_and_leaves_wor
     assert body["checks"]["database"] == body["checks"]["broker"] == "ok"
 
     # Given a worker whose loop is blocked by a running job (the solo pool runs jobs in its loop)
-    port = services.free_port()
+    port = servers.free_port()
     liveness = {"JOB_WORKER_METRICS_PORT": str(port), "JOB_LIVENESS_SECONDS": "2"}
     liveness["JOB_WORKER_HEARTBEAT_SECONDS"] = "0.5"
     start_worker("solo", pool="solo", env=liveness)

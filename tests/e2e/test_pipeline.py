@@ -62,7 +62,7 @@ def test_a_message_delivered_twice_runs_the_handler_once(start_worker, broker):
 
 
 def wait_for_empty_queues(broker, timeout: float = 30) -> None:
-    from tests.services import wait_for
+    from tests.servers import wait_for
 
     def drained() -> bool:
         return sum(broker.llen(q) for q in ("high", "medium", "low")) == 0 and broker.hlen("unacked") == 0
@@ -80,7 +80,7 @@ def test_a_worker_writes_each_jobs_lines_in_order(start_worker):
     def lines_of(job_id: str) -> list[str]:
         return [line for line in worker.output().splitlines() if f"job_id={job_id}" in line]
 
-    from tests.services import wait_for
+    from tests.servers import wait_for
 
     # Pool processes write their lines from a buffer, a few milliseconds after the fact.
     wait_for(lambda: all(len(lines_of(job_id)) == 2 for job_id in [*done, failed]), timeout=10, what="job lines")

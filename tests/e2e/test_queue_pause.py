@@ -7,7 +7,7 @@ import requests
 from jobqueue_site.celery import app
 from jobs.dispatch import RUN_JOB_TASK
 from jobs.models import Job, JobAttempt
-from tests.services import wait_for
+from tests.servers import wait_for
 
 from .conftest import wait_until_terminal
 

@@ -13,7 +13,7 @@ from jobs import broker as broker_view
 from jobs import services
 from jobs.models import Job, JobAttempt
 from tests.handlers import EFFECTS_KEY
-from tests.services import wait_for
+from tests.servers import wait_for
 
 from .conftest import jobs_cli, wait_until_terminal
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import services
+from tests import servers
 
 from .conftest import jobs_cli  # noqa: F401  (e2e fixtures share this module)
 
@@ -13,9 +13,9 @@ CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformanc
 
 
 def schemathesis_binary() -> str:
-    found = shutil.which("schemathesis") or str(Path(services.python()).parent / "schemathesis")
+    found = shutil.which("schemathesis") or str(Path(servers.python()).parent / "schemathesis")
     if not Path(found).exists():
-        services.unavailable("schemathesis is not installed (pip install -r requirements-dev.txt)")
+        servers.unavailable("schemathesis is not installed (pip install -r requirements-dev.txt)")
     return found
 
 
@@ -47,7 +47,7 @@ def test_the_live_api_answers_every_generated_request_without_server_errors_or_s
         "--suppress-health-check",
         "all",
     ]
-    process = services.Process("schemathesis", command, {})
+    process = servers.Process("schemathesis", command, {})
     process.process.wait(timeout=560)
     output = process.output()
     print(output[-4000:])

@@ -8,7 +8,7 @@ import psutil
 import pytest
 import requests
 
-from tests import services
+from tests import servers
 
 SECRETS = {
     "redis": "redis-s3cret-pw",
@@ -20,7 +20,7 @@ SECRETS = {
 
 @pytest.fixture
 def protected_redis():
-    server = services.RedisServer(services.free_port(), password=SECRETS["redis"])
+    server = servers.RedisServer(servers.free_port(), password=SECRETS["redis"])
     server.start()
     yield server
     server.stop()
@@ -31,7 +31,7 @@ def flower_workers(url: str, auth: tuple[str, str] | None) -> requests.Response:
 
 
 def test_no_configured_password_reaches_flower_the_banner_or_a_command_line(db, protected_redis):
-    ports = {name: services.free_port() for name in ("WEB_PORT", "FLOWER_PORT", "worker", "mover")}
+    ports = {name: servers.free_port() for name in ("WEB_PORT", "FLOWER_PORT", "worker", "mover")}
     env = {
         **os.environ,
         "DEBUG": "1",
@@ -44,11 +44,11 @@ def test_no_configured_password_reaches_flower_the_banner_or_a_command_line(db, 
         "JOB_WORKER_METRICS_PORT": str(ports["worker"]),
         "JOB_MOVER_METRICS_PORT": str(ports["mover"]),
     }
-    stack = services.Process("run-dev-secrets", [sys.executable, "manage.py", "run_dev"], env)
+    stack = servers.Process("run-dev-secrets", [sys.executable, "manage.py", "run_dev"], env)
     try:
         stack.wait_for_output("jobqueue is running", timeout=90)
         flower = f"http://127.0.0.1:{ports['FLOWER_PORT']}"
-        services.wait_for(lambda: services.port_open(ports["FLOWER_PORT"]), timeout=30, what="Flower")
+        servers.wait_for(lambda: servers.port_open(ports["FLOWER_PORT"]), timeout=30, what="Flower")
 
         # Flower needs its login, and with it reports the worker with its configuration ...
         assert flower_workers(flower, None).status_code == 401
@@ -57,7 +57,7 @@ def test_no_configured_password_reaches_flower_the_banner_or_a_command_line(db, 
             body = flower_workers(flower, ("ops", SECRETS["flower"])).json()
             return body if any(w.get("conf") for w in body.values()) else None
 
-        services.wait_for(the_worker_with_its_conf, timeout=60, what="Flower to report the worker's conf")
+        servers.wait_for(the_worker_with_its_conf, timeout=60, what="Flower to report the worker's conf")
         answer = flower_workers(flower, ("ops", SECRETS["flower"])).text
         [conf] = [w["conf"] for w in flower_workers(flower, ("ops", SECRETS["flower"])).json().values()]
         assert conf["CELERY_BROKER_URL"].startswith("redis://:[redacted]@127.0.0.1")

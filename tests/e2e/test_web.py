@@ -8,7 +8,7 @@ import requests
 from aiosmtpd.controller import Controller
 
 from jobs.models import Job
-from tests import services
+from tests import servers
 
 GOOD = {"type": "email_welcome", "payload": {"email": "new@example.com"}}
 HUGE_PAYLOAD = {"type": "noop", "payload": {"blob": "x" * 70_000}}
@@ -98,7 +98,7 @@ def test_each_token_is_rate_limited_and_refused_requests_store_nothing(start_web
 
 
 def test_healthz_names_the_broker_when_redis_is_unreachable(start_web):
-    url = start_web({"REDIS_URL": f"redis://127.0.0.1:{services.free_port()}/0"})
+    url = start_web({"REDIS_URL": f"redis://127.0.0.1:{servers.free_port()}/0"})
 
     response = requests.get(f"{url}/healthz", timeout=30)
 
@@ -122,7 +122,7 @@ class Inbox:
 @pytest.fixture
 def smtp_server():
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=services.free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=servers.free_port())
     controller.start()
     yield controller, inbox
     controller.stop()

@@ -23,7 +23,7 @@ import pytest
 from django.db import close_old_connections
 from django.utils import timezone
 
-from tests import services
+from tests import servers
 from tests.handlers import EFFECTS_FILE_ENV
 from tests.smtp import SmtpServer
 
@@ -47,14 +47,14 @@ FAST = {
 
 
 class Stack:
-    def __init__(self, postgres: services.PostgresServer, redis: services.RedisServer) -> None:
+    def __init__(self, postgres: servers.PostgresServer, redis: servers.RedisServer) -> None:
         self.postgres, self.redis = postgres, redis
         self.pg_proxy = TcpProxy(postgres.port, name="pg-proxy").start()
         self.redis_proxy = TcpProxy(redis.port, name="redis-proxy").start()
         self.smtp = SmtpServer()
         self.smtp.start()
         self.effects = Path(tempfile.mkdtemp(prefix="jq-faults-")) / "effects.log"
-        self.web_port = services.free_port()
+        self.web_port = servers.free_port()
         self.url = f"http://127.0.0.1:{self.web_port}"
         self.env = {
             **os.environ,
@@ -70,12 +70,12 @@ class Stack:
             "JOB_THROTTLE_USER": "100000/second",
             EFFECTS_FILE_ENV: str(self.effects),
         }
-        self.processes: dict[str, services.Process] = {}
+        self.processes: dict[str, servers.Process] = {}
         self.starts = Counter()
 
     # --- processes -----------------------------------------------------------------------
 
-    def start(self, name: str) -> services.Process:
+    def start(self, name: str) -> servers.Process:
         """Start (or start again) `name`: a worker node w1..w3, "web" or "mover"."""
         old = self.processes.get(name)
         if old is not None:
@@ -83,17 +83,17 @@ class Stack:
         self.starts[name] += 1
         label = f"faults-{name}-{self.starts[name]}"
         if name == "web":
-            command = services.gunicorn_command(self.web_port)
-            process = services.Process(label, command, self.env)
-            services.wait_for(lambda: services.port_open(self.web_port), timeout=30, what="gunicorn")
+            command = servers.gunicorn_command(self.web_port)
+            process = servers.Process(label, command, self.env)
+            servers.wait_for(lambda: servers.port_open(self.web_port), timeout=30, what="gunicorn")
         elif name == "mover":
-            process = services.Process(label, [services.python(), "manage.py", "run_mover"], self.env)
+            process = servers.Process(label, [servers.python(), "manage.py", "run_mover"], self.env)
             process.wait_for_output("mover started", timeout=30)
         else:
             # Two prefork nodes and one threads node, as the README suggests for I/O-bound types.
             pool, concurrency = ("threads", 4) if name == THREADS_NODE else ("prefork", 2)
-            command = services.worker_command(name, concurrency=concurrency, pool=pool)
-            process = services.Process(label, command, self.env)
+            command = servers.worker_command(name, concurrency=concurrency, pool=pool)
+            process = servers.Process(label, command, self.env)
             process.wait_for_output("ready.", timeout=60)
         self.processes[name] = process
         return process
@@ -119,7 +119,7 @@ class Stack:
     def healthy(self) -> None:
         """Every process is still alive: none was taken down by a fault it should ride out."""
         dead = {name: p.process.returncode for name, p in self.processes.items() if not p.alive()}
-        assert not dead, f"processes exited during the fault: {dead}; logs in {services.ARTIFACTS}"
+        assert not dead, f"processes exited during the fault: {dead}; logs in {servers.ARTIFACTS}"
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -253,6 +253,6 @@ def report(name: str, figures: dict) -> None:
     """One line per fault in the test output (pytest -s or -rA shows it), and in test-artifacts/."""
     line = f"fault {name}: " + ", ".join(f"{key}={value}" for key, value in figures.items())
     print(line)
-    services.ARTIFACTS.mkdir(exist_ok=True)
-    with (services.ARTIFACTS / "faults.txt").open("a") as out:
+    servers.ARTIFACTS.mkdir(exist_ok=True)
+    with (servers.ARTIFACTS / "faults.txt").open("a") as out:
         out.write(f"{timezone.now().isoformat()} {line}\n")

@@ -17,7 +17,7 @@ import socket
 import struct
 import threading
 
-from tests.services import free_port
+from tests.servers import free_port
 
 CHUNK = 65536
 

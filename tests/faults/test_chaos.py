@@ -18,13 +18,13 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from tests import services
+from tests import servers
 
 from . import catalog
 from .conftest import WORKERS, check_outcome, first_start_per_node
 from .load import Load
 
-REPORT = services.ROOT / "docs" / "reliability.md"
+REPORT = servers.ROOT / "docs" / "reliability.md"
 
 
 def seconds_until_all_nodes_served(stack, since: datetime, *, limit: float = 60) -> float | None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Job, QueueState
-from tests import services as test_services
+from tests import servers as test_services
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 

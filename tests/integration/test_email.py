@@ -7,7 +7,7 @@ from django.test import override_settings
 from jobs.exceptions import PermanentError
 from tasks import handlers
 from tasks.context import JobContext
-from tests import services
+from tests import servers
 from tests.smtp import SmtpServer
 
 CTX = JobContext(job_id="00000000-0000-4000-8000-000000000000", attempt=1, serial=1)
@@ -138,7 +138,7 @@ def test_a_sender_refused_for_now_is_temporary(smtp):
 
 
 def test_nothing_listening_is_temporary():
-    port = services.free_port()  # bound and released: nothing listens on it
+    port = servers.free_port()  # bound and released: nothing listens on it
     smtp_backend = "django.core.mail.backends.smtp.EmailBackend"
     handlers._close_connection()
     nowhere = override_settings(EMAIL_BACKEND=smtp_backend, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.services import ROOT
+from tests.servers import ROOT
 
 SCRIPT = textwrap.dedent(
     """

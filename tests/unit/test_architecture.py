@@ -4,7 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.services import ROOT, python
+from tests.servers import ROOT, python
 
 PACKAGES = ("jobqueue_site", "jobs", "tasks")
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.services import ROOT
+from tests.servers import ROOT
 
 PRODUCTION_ENV = ROOT / "deploy" / "production.env.example"
 
