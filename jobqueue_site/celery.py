@@ -15,5 +15,5 @@ app = Celery("jobqueue_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in (*QUEUES, DEAD_LETTER_QUEUE)]
 app.conf.imports = ("tasks.runner",)
-# The worker's event-loop liveness step (tasks/monitoring.py), by name: loaded when a worker starts.
-app.steps["consumer"].add("tasks.monitoring:LoopTick")
+# The worker's event-loop liveness step (tasks/node.py), by name: loaded when a worker starts.
+app.steps["consumer"].add("tasks.node:LoopTick")

@@ -373,7 +373,7 @@ CELERY_TASK_ACKS_LATE = True
 # which costs a new PostgreSQL connection per job; reuse it (Django's CONN_MAX_AGE still applies).
 CELERY_DB_REUSE_MAX = 1000
 # A pool process that dies mid-job: its message is acked and the worker's main process puts
-# the job back at once (tasks/signals.py), rather than kombu requeueing a message whose job is
+# the job back at once (tasks/outcomes.py), rather than kombu requeueing a message whose job is
 # still `running` in the database.
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from jobs.api import JobStatusView, SubmitJobsView, SubmitJobView
 from jobs.health import healthz
-from jobs.monitoring import metrics_view
+from jobs.metrics_view import metrics_view
 
 urlpatterns = [
     path("submit-job", SubmitJobView.as_view(), name="submit-job"),

@@ -4,7 +4,7 @@ The services call the `record_*` helpers after their transaction commits. Every 
 that runs services keeps its own values: the web app and the mover in memory (gunicorn's
 workers in PROMETHEUS_MULTIPROC_DIR files), a Celery worker node in files that its main
 process exports for all its pool processes (see `use_multiprocess`). The gauges that
-describe the whole system are not here: `jobs.monitoring` computes them at scrape time.
+describe the whole system are not here: `jobs.metrics_view` computes them at scrape time.
 """
 
 import os

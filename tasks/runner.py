@@ -1,7 +1,7 @@
 """The one Celery task: claim a job by id, run its handler, report the outcome.
 
-A handler's value is handed to `signals.succeeded` as it returns; a failure reaches the
-task_failure receiver in `tasks.signals` (the parent process reports a killed one there too).
+A handler's value is handed to `outcomes.succeeded` as it returns; a failure reaches the
+task_failure receiver in `tasks.outcomes` (the parent process reports a killed one there too).
 Both call the services; nothing here writes a status. The task itself returns None, so Celery
 has nothing to format or hand back to the pool's parent.
 """
@@ -11,7 +11,7 @@ from celery import shared_task
 from jobs import registry
 from jobs.dispatch import RUN_JOB_TASK
 
-from . import signals, worker
+from . import outcomes, worker
 from .context import JobContext
 
 
@@ -22,9 +22,9 @@ def run_job(self, job_id: str) -> None:
         # Another delivery holds the job, or it was cancelled or finished: nothing to run.
         return
     worker.running[self.request.id] = claim
-    worker.start_heartbeat()
+    worker.start_lease_keeper()
     handler = registry.get(claim.type).handler
     context = JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial)
     value = handler(claim.payload, context)
     worker.running.pop(self.request.id, None)
-    signals.succeeded(claim, value)
+    outcomes.succeeded(claim, value)

@@ -1,4 +1,5 @@
-"""Worker-side upkeep: the heartbeat that keeps running jobs' leases, and graceful shutdown.
+"""Worker-side upkeep: the claim, the lease keeper that extends running jobs' leases (every
+JOB_HEARTBEAT_SECONDS), and graceful shutdown.
 
 On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish;
 then the pool processes are killed, their jobs go back to the queue at once, and the worker
@@ -27,28 +28,28 @@ log = logging.getLogger("jobqueue.worker")
 
 # task id -> claim of the attempts running in this process.
 running: dict[str, services.Claim] = {}
-_heartbeat_pid: int | None = None
+_lease_keeper_pid: int | None = None
 
 
-def start_heartbeat() -> None:
-    """Start this process's heartbeat thread once (again after a fork)."""
-    global _heartbeat_pid
-    if _heartbeat_pid == os.getpid():
+def start_lease_keeper() -> None:
+    """Start the thread that extends this process's running jobs' leases, once (again after a fork)."""
+    global _lease_keeper_pid
+    if _lease_keeper_pid == os.getpid():
         return
-    _heartbeat_pid = os.getpid()
-    threading.Thread(target=_beat, name="jobqueue-heartbeat", daemon=True).start()
+    _lease_keeper_pid = os.getpid()
+    threading.Thread(target=_extend_leases, name="jobqueue-lease-keeper", daemon=True).start()
 
 
-def _beat() -> None:
+def _extend_leases() -> None:
     while True:
         time.sleep(settings.JOB_HEARTBEAT_SECONDS)
         attempts = [(claim.job_id, claim.serial) for claim in list(running.values())]
         if not attempts:
             continue
         try:
-            services.jobs_heartbeat(attempts=attempts)
+            services.jobs_extend_lease(attempts=attempts)
         except DatabaseError as exc:
-            log.warning("heartbeat failed: %s", exc)
+            log.warning("extending the leases of running jobs failed: %s", exc)
             close_old_connections()
 
 

@@ -10,7 +10,7 @@ from .lifecycle import (
     job_requeue,
     job_succeed,
     job_transition,
-    jobs_heartbeat,
+    jobs_extend_lease,
     jobs_succeed,
     jobs_transition,
 )
@@ -43,7 +43,7 @@ __all__ = [
     "job_succeed",
     "job_transition",
     "jobs_dispatch_pending",
-    "jobs_heartbeat",
+    "jobs_extend_lease",
     "jobs_purge_dead",
     "jobs_purge_finished",
     "jobs_redispatch_missing",

@@ -312,7 +312,7 @@ def job_progress(*, job_id: Any, serial: int, percent: int, message: str = "") -
     return rows.update(progress=percent, progress_message=str(message)[:255], updated_at=timezone.now()) == 1
 
 
-def jobs_heartbeat(*, attempts: list[tuple[Any, int]]) -> int:
+def jobs_extend_lease(*, attempts: list[tuple[Any, int]]) -> int:
     """Extend the lease of running attempts, (job id, serial), whose worker is alive; fenced by
     the serial like every outcome, so a late beat never extends a newer attempt's lease."""
     if not attempts:
