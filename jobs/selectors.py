@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 from . import broker
 from .exceptions import JobNotFound
 from .models import Job, JobAttempt, Outcome, QueueState
-from .states import QUEUES, Status
+from .states import QUEUES, WAITING, Status
 
 log = logging.getLogger("jobqueue.jobs")
 
@@ -131,7 +131,7 @@ def queue_overview() -> list[dict]:
                 "depth": depths.get(name),
                 "queued": waiting.get("n", 0),
                 "running": found.get((name, Status.RUNNING), {}).get("n", 0),
-                "latency_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+                "latency_seconds": round(_waited(now, oldest), 3),
             }
         )
     return overview
@@ -224,7 +224,7 @@ def running_on(*, worker: str) -> list[tuple[Any, int]]:
 
 def next_due_at() -> datetime | None:
     """When the earliest scheduled or retrying job is due."""
-    waiting = Job.objects.filter(status__in=(Status.SCHEDULED, Status.RETRYING), run_at__isnull=False)
+    waiting = Job.objects.filter(status__in=WAITING, run_at__isnull=False)
     return waiting.order_by("run_at").values_list("run_at", flat=True).first()
 
 
@@ -236,7 +236,12 @@ def queue_latencies(*, now: datetime) -> dict[str, float]:
         .annotate(oldest=Min("updated_at"))
         .values_list("priority", "oldest")
     )
-    return {queue: max((now - oldest[queue]).total_seconds(), 0.0) if queue in oldest else 0.0 for queue in QUEUES}
+    return {queue: _waited(now, oldest.get(queue)) for queue in QUEUES}
+
+
+def _waited(now: datetime, since: datetime | None) -> float:
+    """Queue latency: seconds since the oldest waiting job was queued (0 when none waits)."""
+    return max((now - since).total_seconds(), 0.0) if since else 0.0
 
 
 def scheduled_count() -> int:
