@@ -110,21 +110,8 @@ def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **field
     returns the existing job and creates nothing.
     """
     job = build_job(owner=owner, idempotency_key=idempotency_key, **fields)
-    if idempotency_key:
-        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing, False
-    try:
-        with transaction.atomic():
-            _insert([job])
-            if job.status == Status.QUEUED:
-                dispatch.send_job_on_commit(job_id=job.id, queue=job.priority, timeout=job.timeout)
-            events.submitted(events.JobFacts(job.id, job.type, job.priority, 0), status=str(job.status))
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        return Job.objects.get(owner=owner, idempotency_key=idempotency_key), False
-    return job, True
+    [result] = _store(built=[job], owner=owner)
+    return result
 
 
 def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tuple[Job, bool]]:
@@ -146,6 +133,12 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
             errors.append(error_detail(exc))
     if any(errors):
         raise InvalidBulkSubmission(details=errors)
+    return _store(built=built, owner=owner)
+
+
+def _store(*, built: list[Job], owner: Any) -> list[tuple[Job, bool]]:
+    """Store new jobs, (job, True); a job whose idempotency key its owner already used is the
+    existing one, (job, False). The one algorithm of idempotency, for one job or many."""
     try:
         return _store_many(built, owner=owner)
     except IntegrityError:
