@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
-from django.db.models import Count, Min, Q, QuerySet, TextField
-from django.db.models.functions import Cast, TruncMinute
+from django.db.models import Count, Min, Q, QuerySet, TextField, Value
+from django.db.models.functions import Cast, Replace, TruncMinute
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -62,11 +62,13 @@ def jobs_search(jobs: QuerySet[Job], term: str) -> QuerySet[Job]:
     term = term.strip()
     if not term:
         return jobs
-    jobs = jobs.annotate(id_text=Cast("id", TextField()), payload_text=Cast("payload", TextField()))
-    match = Q(id_text__icontains=term) | Q(payload_text__icontains=term) | Q(type__icontains=term)
+    # The id without its dashes: SQLite stores UUIDs as bare hex, PostgreSQL prints them dashed.
+    bare_id = Replace(Cast("id", TextField()), Value("-"), Value(""), output_field=TextField())
+    jobs = jobs.annotate(id_text=bare_id, payload_text=Cast("payload", TextField()))
+    match = Q(id_text__icontains=term.replace("-", "")) | Q(payload_text__icontains=term) | Q(type__icontains=term)
     match |= Q(error_type__icontains=term) | Q(error_message__icontains=term) | Q(reason__icontains=term)
     with contextlib.suppress(ValueError):
-        match |= Q(pk=uuid.UUID(term))  # SQLite keeps UUIDs without dashes
+        match |= Q(pk=uuid.UUID(term))  # a whole id: found by the primary key
     return jobs.filter(match)
 
 

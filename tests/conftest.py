@@ -15,10 +15,16 @@ from tests import servers
 SERVERS: dict[str, object] = {}
 
 
+SQLITE_URL = ""
+
+
 def _configure() -> None:
     """Runs at import, before any other conftest or test module imports Django code."""
     pg_port, redis_port = servers.free_port(), servers.free_port()
     var_dir = tempfile.mkdtemp(prefix="jq-var-")
+    global SQLITE_URL
+    if os.environ.get("JQ_TEST_DATABASE") == "sqlite":
+        SQLITE_URL = f"sqlite:///{os.path.join(var_dir, 'jobqueue.sqlite3')}"
     # STATIC_ROOT: collectstatic writes here when a test needs the admin's CSS; WhiteNoise wants it to exist.
     os.makedirs(os.path.join(var_dir, "static"))
     SERVERS["postgres"] = servers.PostgresServer(pg_port, database="jobqueue", user="jobqueue")
@@ -29,7 +35,9 @@ def _configure() -> None:
             "DEBUG": "0",
             "SECRET_KEY": "test-only-secret-key-not-for-production-use-0123456789",
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "DATABASE_URL": SERVERS["postgres"].url,
+            # JQ_TEST_DATABASE=sqlite runs the tests on the embedded default instead (the store
+            # tests do, through tests/integration/test_store_on_sqlite.py).
+            "DATABASE_URL": SQLITE_URL or SERVERS["postgres"].url,
             "REDIS_URL": SERVERS["redis"].url,
             "JOB_HANDLER_MODULES": "tests.handlers",
             "JOBQUEUE_VAR_DIR": var_dir,
@@ -50,6 +58,11 @@ def postgres():
     from django.db import connections
 
     server = SERVERS["postgres"]
+    if SQLITE_URL:
+        call_command("migrate", verbosity=0)
+        yield None
+        connections.close_all()
+        return
     try:
         server.start()
         call_command("migrate", verbosity=0)
@@ -74,12 +87,16 @@ def redis_server():
 
 
 def _truncate_all() -> None:
-    from django.db import connection
+    from django.db import connection, transaction
 
     keep = {"django_migrations", "django_content_type", "auth_permission"}
     tables = [name for name in connection.introspection.django_table_names(only_existing=True) if name not in keep]
-    with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "sqlite":  # foreign keys are checked at the commit, all rows gone
+            for table in tables:
+                cursor.execute(f'DELETE FROM "{table}"')
+        else:
+            cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture

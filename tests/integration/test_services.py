@@ -1,5 +1,6 @@
 import threading
 
+import pytest
 from django.db import connection
 from django.utils import timezone
 
@@ -142,6 +143,7 @@ def test_a_move_from_a_status_outside_its_sources_is_refused():
     assert Job.objects.get(pk=job.id).status == Status.QUEUED
 
 
+@pytest.mark.postgres_only
 def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics():
     # Statistics taken while no job is queued or running make a partial index by status look
     # empty; a planner led there would scan the whole backlog on each claim and finish.

@@ -1,6 +1,7 @@
 import json
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from jobs.models import Job
@@ -89,6 +90,7 @@ def test_requests_without_a_token_are_refused(client_for, db):
     assert Job.objects.count() == 0
 
 
+@pytest.mark.postgres_only  # the prepared statement
 def test_a_token_is_checked_on_every_request_against_its_user(make_user, broker):
     """Read by one prepared statement on PostgreSQL, never cached: a deactivated user or a
     deleted token is refused on the very next request."""
