@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 from kombu.entity import PERSISTENT_DELIVERY_MODE as DELIVERY_MODE
 from kombu.utils import json
 
+from jobs import internals
 from jobs.breaker import breaker_for
 from jobs.states import DEAD_LETTER_QUEUE
 
@@ -136,7 +137,7 @@ def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int |
     envelope = channel.prepare_message(
         json.dumps(message.body), 0, "application/json", "utf-8", message.headers, properties
     )
-    channel._inplace_augment_message(envelope, "", queue)
+    internals.kombu_route(channel, envelope, queue)
     return json.dumps(envelope)
 
 

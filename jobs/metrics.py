@@ -9,7 +9,9 @@ describe the whole system are not here: `jobs.metrics_view` computes them at scr
 
 import os
 
-from prometheus_client import Counter, Histogram, values
+from prometheus_client import Counter, Histogram
+
+from jobs import internals
 
 LABELS = ("type", "queue")
 # 1 ms .. 10 min: fast no-op jobs up to the default per-attempt timeout (600 s).
@@ -56,8 +58,8 @@ def use_multiprocess(path: str) -> None:
     are labelled, so their values are only created on first use. After a fork, prometheus_client
     notices the new pid and writes to that process's own file.
     """
-    used = [metric._name for metric in JOB_METRICS if metric._metrics]
+    used = internals.names_with_values(JOB_METRICS)
     if used:
         raise RuntimeError(f"job metrics already recorded in memory before multiprocess mode: {used}")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    values.ValueClass = values.MultiProcessValue()
+    internals.use_multiprocess_values()

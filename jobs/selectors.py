@@ -12,7 +12,7 @@ from django.db.models.functions import Cast, Replace, TruncMinute
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from . import broker
+from . import broker, internals
 from .exceptions import JobNotFound
 from .models import Job, JobAttempt, Outcome, QueueState
 from .states import QUEUES, WAITING, Status
@@ -45,7 +45,7 @@ def with_empty_history(job: Job) -> Job:
     history = JobAttempt.objects.none()
     # Marked evaluated as Django's prefetching marks what it fetched: iterating a bare .none()
     # still compiles its SQL, which cost a tenth of a single submission.
-    history._result_cache, history._prefetch_done = [], True
+    internals.mark_fetched_empty(history)
     job._prefetched_objects_cache = {"history": history}
     return job
 

@@ -24,6 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from psycopg import pq
 from psycopg.types.json import Jsonb
 
+from jobs import internals
 from jobs.models import Job, JobAttempt, Outcome, QueueState
 from jobs.states import CLAIM as CLAIM_MOVE
 from jobs.states import SUCCEED as SUCCEED_MOVE
@@ -176,7 +177,7 @@ def insert_jobs(jobs: list[Job]) -> None:
             for job in jobs:
                 copy.write_row(_job_row(job))
     for job in jobs:
-        job._state.adding, job._state.db = False, connection.alias
+        internals.mark_saved(job, connection.alias)
 
 
 @cache
