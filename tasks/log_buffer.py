@@ -27,7 +27,10 @@ class Buffered(logging.Handler):
 
     Not logging.handlers.MemoryHandler: it writes the lines while holding the lock that every
     thread logging a line must take, so a task would wait for a whole flush to log one line.
-    Here a line is added under that lock and the lines are written outside it.
+    Here a line is added under that lock and the lines are written outside it. Nor the standard
+    library's QueueHandler and QueueListener: a listener thread woken for every line took a third
+    of the end-to-end rate (`bench throughput --jobs 10000`, medians of 3 on 2 cores: 0.69x bare
+    Celery with them, 1.04x with this buffer).
     """
 
     def __init__(self, target: logging.Handler) -> None:
