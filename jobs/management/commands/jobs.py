@@ -137,7 +137,9 @@ class Command(BaseCommand):
         try:
             self.actor = self.authorised(name, action) if name else None
             if self.actor is None and action not in READS and settings.JOB_CLI_REQUIRE_ACTOR:
-                raise _fail(f"`jobs {action}` makes a change: name who acts with --as USER (JOB_CLI_REQUIRE_ACTOR is set)")
+                raise _fail(
+                    f"`jobs {action}` makes a change: name who acts with --as USER (JOB_CLI_REQUIRE_ACTOR is set)"
+                )
             getattr(self, f"do_{action}")(**options)
         except (JobNotFound, UnknownQueue) as exc:
             raise _fail(str(exc), NOT_FOUND) from None
