@@ -17,7 +17,6 @@ from jobs.dispatch import RUN_JOB_TASK
 from jobs.limits import redact, too_deep
 
 from . import finisher
-from .worker import running
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -51,6 +50,17 @@ def _result_problem(value: Any) -> str | None:
     return too_deep(value)
 
 
+# Tasks of this process whose failure `failed` recorded; the task_failure receiver skips them.
+_recorded: set[str] = set()
+
+
+def _already_recorded(task_id: str | None) -> bool:
+    if task_id in _recorded:
+        _recorded.discard(task_id)
+        return True
+    return False
+
+
 @signals.task_failure.connect
 def on_failure(
     sender: Any = None,
@@ -61,25 +71,33 @@ def on_failure(
     einfo: Any = None,
     **_: Any,
 ) -> None:
-    if getattr(sender, "name", None) != RUN_JOB_TASK:
+    if getattr(sender, "name", None) != RUN_JOB_TASK or _already_recorded(task_id):
         return
     close_old_connections()  # this may be the worker's main process, whose connection may be stale
     if isinstance(exception, WorkerLostError):
         # Reported by the main process: the pool process running the job died (signal, OOM).
         _lost(sender, job_id=args[0] if args else None, exception=exception)
         return
-    claim = running.pop(task_id, None) if task_id else None
-    claimed = (claim.job_id, claim.serial) if claim else None
-    if claimed is None:
-        # Reported by the parent process after a hard time limit killed the child, or the task
-        # failed before its claim: find the running attempt, if there is one.
-        job_id = args[0] if args else None
-        serial = selectors.running_serial(job_id=job_id) if job_id else None
-        if serial is None:
-            return
-        claimed = (job_id, serial)
-    job_id, serial = claimed
+    # Reported by the parent process after a hard time limit killed the child, or a failure
+    # the task did not catch (BaseException): find the running attempt, if there is one.
+    job_id = args[0] if args else None
+    serial = selectors.running_serial(job_id=job_id) if job_id else None
+    if serial is None:
+        return
     trace = einfo.traceback if einfo is not None else "".join(tb.format_tb(traceback))
+    _fail(job_id=job_id, serial=serial, exception=exception, trace=trace)
+
+
+def failed(claim: services.Claim, exception: Exception, *, task_id: str) -> None:
+    """A handler raised `exception`: the attempt failed, and the retry policy says what follows.
+    The task raises it on for Celery's own reporting; the task_failure receiver then skips it."""
+    _recorded.add(task_id)
+    close_old_connections()  # the handler may have left the connection broken
+    trace = "".join(tb.format_exception(exception))
+    _fail(job_id=claim.job_id, serial=claim.serial, exception=exception, trace=trace)
+
+
+def _fail(*, job_id: str, serial: int, exception: BaseException | None, trace: str) -> None:
     services.job_fail(
         job_id=job_id,
         serial=serial,

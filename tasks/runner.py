@@ -1,9 +1,10 @@
 """The one Celery task: claim a job by id, run its handler, report the outcome.
 
-A handler's value is handed to `outcomes.succeeded` as it returns; a failure reaches the
-task_failure receiver in `tasks.outcomes` (the parent process reports a killed one there too).
-Both call the services; nothing here writes a status. The task itself returns None, so Celery
-has nothing to format or hand back to the pool's parent.
+The attempt reads from top to bottom: the claim, the handler, then its outcome: the value to
+`outcomes.succeeded`, an exception to `outcomes.failed`. Only what this process cannot see
+reaches the task_failure receiver in `tasks.outcomes`: a pool process killed (reported by the
+main process), a hard time limit. Outcomes call the services; nothing here writes a status.
+The task itself returns None, so Celery has nothing to format or hand back to the pool's parent.
 """
 
 from celery import shared_task
@@ -23,8 +24,12 @@ def run_job(self, job_id: str) -> None:
         return
     worker.running[self.request.id] = claim
     worker.start_lease_keeper()
-    handler = registry.get(claim.type).handler
-    context = JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial)
-    value = handler(claim.payload, context)
-    worker.running.pop(self.request.id, None)
+    try:
+        handler = registry.get(claim.type).handler  # UnknownJobType: a permanent failure
+        value = handler(claim.payload, JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial))
+    except Exception as exc:  # the soft time limit too (SoftTimeLimitExceeded)
+        outcomes.failed(claim, exc, task_id=self.request.id)
+        raise  # Celery reports the task failed (events, Flower); the job's failure is recorded
+    finally:
+        worker.running.pop(self.request.id, None)
     outcomes.succeeded(claim, value)
