@@ -60,8 +60,3 @@ TERMINAL: frozenset[str] = frozenset(s for s, targets in TRANSITIONS.items() if 
 FINISHED: frozenset[str] = TERMINAL | RETRY_DEAD.sources
 # Waiting for a time (run_at): what the mover makes due.
 WAITING: frozenset[str] = BECOME_DUE.sources
-
-
-def sources_of(target: str) -> frozenset[str]:
-    """Statuses from which `target` may be reached."""
-    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)

@@ -1,5 +1,5 @@
 from jobs.models import Job
-from jobs.states import TERMINAL, TRANSITIONS, Status, sources_of
+from jobs.states import CLAIM, DIE, FAIL_AND_RETRY, SUCCEED, TERMINAL, TRANSITIONS, Status
 
 
 def test_every_status_has_an_entry_in_the_transition_table():
@@ -16,12 +16,13 @@ def test_only_succeeded_and_cancelled_are_terminal():
 
 
 def test_a_job_is_claimed_only_from_queued():
-    assert sources_of(Status.RUNNING) == {Status.QUEUED}
+    assert CLAIM.sources == {Status.QUEUED} and CLAIM.target == Status.RUNNING
 
 
 def test_only_a_running_job_can_succeed_retry_or_die():
-    for target in (Status.SUCCEEDED, Status.RETRYING, Status.DEAD):
-        assert sources_of(target) == {Status.RUNNING}
+    for move in (SUCCEED, FAIL_AND_RETRY, DIE):
+        assert move.sources == {Status.RUNNING}
+    assert {Status.SUCCEEDED, Status.RETRYING, Status.DEAD} == {SUCCEED.target, FAIL_AND_RETRY.target, DIE.target}
 
 
 def test_running_jobs_cannot_be_cancelled():
