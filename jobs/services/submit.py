@@ -155,7 +155,9 @@ def _insert(jobs: list[Job]) -> None:
 
 def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
     keys = {job.idempotency_key for job in built if job.idempotency_key}
-    known = {job.idempotency_key: job for job in Job.objects.filter(owner=owner, idempotency_key__in=keys)}
+    known = (
+        {job.idempotency_key: job for job in Job.objects.filter(owner=owner, idempotency_key__in=keys)} if keys else {}
+    )
     results: list[tuple[Job, bool]] = []
     fresh: list[Job] = []
     for job in built:
