@@ -39,7 +39,7 @@ NEEDS: dict[str, tuple[str, ...] | None] = {
     "submit": None,
     "status": VIEW_JOBS,
     "list": VIEW_JOBS,
-    "stats": VIEW_JOBS + VIEW_QUEUES,
+    "stats": VIEW_JOBS,  # as GET /api/stats/
     "retry": CHANGE_JOBS,
     "resubmit": CHANGE_JOBS,
     "cancel": CHANGE_JOBS,
