@@ -7,18 +7,15 @@ check instead of hanging the probe.
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from . import broker
+from .store import store
 
 
 def _check_database() -> str:
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"SET LOCAL statement_timeout = {int(settings.HEALTHZ_TIMEOUT * 1000)}")
-        cursor.execute("SELECT 1")
+    store().ping(timeout=settings.HEALTHZ_TIMEOUT)
     return "ok"
 
 

@@ -1,11 +1,11 @@
 """The life of one attempt: claim, heartbeat, progress, and the outcome.
 
-Every change goes through `_transition`, a conditional update on the transition table, and
+Every change is a named move of the state machine (`job_transition`, a conditional update in
+the store), and
 every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim time), which
 never repeats for a job: a stale worker can never overwrite a newer attempt's state.
 """
 
-import json
 import operator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,34 +13,20 @@ from functools import reduce
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import DateTimeField, Exists, F, OuterRef, Q, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs import dispatch, retry, states
-from jobs.models import Job, JobAttempt, Outcome, QueueState
+from jobs.models import Job, JobAttempt, Outcome
 from jobs.states import Status, Transition
+from jobs.store import store
 
-from . import events, statements
+from . import events
 from .events import JobFacts
 
 MAX_ERROR_MESSAGE = 10_000
 MAX_TRACEBACK = 50_000
-
-
-def _transition(
-    rows: QuerySet[Job],
-    *,
-    move: Transition,
-    where: dict[str, Any] | None,
-    changes: dict[str, Any],
-    condition: Any = None,
-) -> int:
-    rows = rows.filter(status__in=move.sources).filter(**(where or {}))
-    if condition is not None:
-        rows = rows.filter(condition)
-    return rows.update(status=move.target, updated_at=timezone.now(), **changes)
 
 
 def job_transition(
@@ -53,14 +39,14 @@ def job_transition(
     means the move was refused: another process got there first, or the job moved on.
     """
     rows = Job.objects.filter(pk=job_id)
-    return _transition(rows, move=move, where=where, changes=changes, condition=condition) == 1
+    return store().transition(rows, move=move, where=where, changes=changes, condition=condition) == 1
 
 
 def jobs_transition(
     move: Transition, *, job_ids: list[Any], where: dict[str, Any] | None = None, **changes: Any
 ) -> int:
     """`job_transition` for many jobs in one statement; returns how many moved."""
-    return _transition(Job.objects.filter(pk__in=job_ids), move=move, where=where, changes=changes)
+    return store().transition(Job.objects.filter(pk__in=job_ids), move=move, where=where, changes=changes)
 
 
 @dataclass(frozen=True)
@@ -87,37 +73,12 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
     """
     now = timezone.now()
     lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    if connection.vendor == "postgresql":
-        row = statements.claim(job_id=job_id, worker=worker, now=now, lease=lease)
-    else:
-        row = _claim_orm(job_id=job_id, worker=worker, now=now, lease=lease)
+    row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease)
     if row is None:
         return None
     claim = Claim(str(job_id), *row, started_at=now)
     events.started(claim.facts, worker=worker)
     return claim
-
-
-def _claim_orm(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
-    queue_paused = QueueState.objects.filter(name=OuterRef("priority"), paused=True)
-    with transaction.atomic():
-        claimed = job_transition(
-            states.CLAIM,
-            job_id=job_id,
-            condition=~Exists(queue_paused),
-            attempts=F("attempts") + 1,
-            attempts_total=F("attempts_total") + 1,
-            started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
-            worker=worker,
-            lease_expires_at=lease,
-            progress=0,
-            progress_message="",
-        )
-        if not claimed:
-            return None
-        job = Job.objects.only("type", "payload", "priority", "attempts", "attempts_total", "timeout").get(pk=job_id)
-        JobAttempt.objects.create(job_id=job_id, number=job.attempts_total, started_at=now, worker=worker)
-    return job.type, job.payload, job.attempts, job.attempts_total, job.timeout, job.priority
 
 
 def _attempt_fence(serial: int) -> dict[str, Any]:
@@ -159,23 +120,16 @@ class Success:
     finished_at: datetime
     claim: Claim | None = None
 
-    @property
-    def encoded_result(self) -> str | None:
-        return None if self.result is None else json.dumps(self.result)
-
 
 def jobs_succeed(successes: list[Success]) -> list[Success]:
-    """Record successful attempts, on PostgreSQL all in one statement; the ones recorded.
+    """Record successful attempts (on PostgreSQL, in one statement); the ones recorded.
 
     A stale attempt (its job moved on: cancelled, recovered after a lost lease) changes nothing.
     """
     if not successes:
         return []
-    if connection.vendor == "postgresql":
-        moved = statements.succeed_many([(s.job_id, s.serial, s.encoded_result, s.finished_at) for s in successes])
-        recorded = [s for s in successes if str(s.job_id) in moved]
-    else:
-        recorded = [s for s in successes if _succeed_orm(s)]
+    moved = store().succeed_many([(s.job_id, s.serial, s.result, s.finished_at) for s in successes])
+    recorded = [s for s in successes if str(s.job_id) in moved]
     for success in recorded:
         claim = success.claim
         mine = claim is not None and (claim.job_id, claim.serial) == (str(success.job_id), success.serial)
@@ -187,28 +141,6 @@ def jobs_succeed(successes: list[Success]) -> list[Success]:
 def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = None) -> bool:
     """Record one successful attempt now (see `jobs_succeed`)."""
     return bool(jobs_succeed([Success(str(job_id), serial, result, timezone.now(), claim)]))
-
-
-def _succeed_orm(success: Success) -> bool:
-    with transaction.atomic():
-        done = job_transition(
-            states.SUCCEED,
-            job_id=success.job_id,
-            where=_attempt_fence(success.serial),
-            result=success.result,
-            finished_at=success.finished_at,
-            progress=100,
-            lease_expires_at=None,
-            error_type="",
-            error_message="",
-            error_traceback="",
-            reason="",
-        )
-        if done:
-            _close_attempt(
-                job_id=success.job_id, serial=success.serial, outcome=Outcome.SUCCEEDED, when=success.finished_at
-            )
-    return done
 
 
 def job_fail(

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs import dispatch, registry
@@ -13,8 +13,9 @@ from jobs.exceptions import InvalidBulkSubmission, InvalidSubmission, JobQueueEr
 from jobs.limits import too_deep
 from jobs.models import Job
 from jobs.states import Priority, Status
+from jobs.store import store
 
-from . import events, statements
+from . import events
 
 
 def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetime) -> datetime | None:
@@ -146,13 +147,6 @@ def _store(*, built: list[Job], owner: Any) -> list[tuple[Job, bool]]:
         return _store_many(built, owner=owner)
 
 
-def _insert(jobs: list[Job]) -> None:
-    if connection.vendor == "postgresql":
-        statements.insert_jobs(jobs)
-    else:
-        Job.objects.bulk_create(jobs)
-
-
 def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
     keys = {job.idempotency_key for job in built if job.idempotency_key}
     known = (
@@ -170,7 +164,7 @@ def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
         fresh.append(job)
         results.append((job, True))
     with transaction.atomic():
-        _insert(fresh)
+        store().insert_jobs(fresh)
         dispatch.send_jobs_on_commit(
             (job.id, job.priority, job.timeout) for job in fresh if job.status == Status.QUEUED
         )

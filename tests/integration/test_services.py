@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from jobs import services, states
 from jobs.models import Job, JobAttempt
-from jobs.services import statements
 from jobs.states import Status
+from jobs.store import postgres as statements
 
 
 def submit(**overrides):

@@ -97,13 +97,13 @@ def test_a_token_is_checked_on_every_request_against_its_user(make_user, broker)
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
-    from jobs.services import statements
+    from jobs.store import store
 
     user, key = make_user("holder", staff=True)
-    found = statements.token_owner(key)
+    found = store().token_owner(key)
     assert (found.key, found.user.pk, found.user.username, found.user.is_staff) == (key, user.pk, "holder", True)
     assert found.created == Token.objects.get(key=key).created
-    assert statements.token_owner("no-such-token") is None
+    assert store().token_owner("no-such-token") is None
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")

@@ -26,7 +26,7 @@ from kombu.exceptions import OperationalError
 from jobs import history, selectors, services
 from jobs.exceptions import JobNotFound, JobQueueError, UnknownQueue
 from jobs.formatting import age, duration, shorten, table
-from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, VIEW_QUEUES, may_operate
+from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, may_operate
 from jobs.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.states import Priority, Status
 

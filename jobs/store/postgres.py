@@ -1,9 +1,10 @@
-"""The hot path on PostgreSQL: claim an attempt in one statement, record successes many at a time.
+"""The store on PostgreSQL: the portable store with its hot path as single statements.
 
-Each statement updates jobs under the same guard as `_transition` (allowed sources from the
-state machine, plus the attempt's serial; a claim also skips a paused queue) and writes the
-attempt history in the same round trip with a data-modifying CTE. Other databases use the ORM
-path in lifecycle.py.
+A claim is one statement, successes are recorded many at a time, new jobs go in by a prepared
+INSERT or COPY, and an API token is read with its user by a prepared statement. Each write
+updates jobs under the guard of `PortableStore.transition` (the move's sources from the state
+machine, plus the attempt's serial; a claim also skips a paused queue) and writes the attempt
+history in the same round trip with a data-modifying CTE.
 
 The status guard is a join (`status IN (SELECT unnest(...))`), not a plain `status = ...`
 filter: from a filter on status the planner may prove a partial index by status usable
@@ -29,6 +30,9 @@ from jobs.models import Job, JobAttempt, Outcome, QueueState
 from jobs.states import CLAIM as CLAIM_MOVE
 from jobs.states import SUCCEED as SUCCEED_MOVE
 
+from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS
+from .portable import Finished, PortableStore
+
 JOB = Job._meta.db_table
 ATTEMPT = JobAttempt._meta.db_table
 QUEUE = QueueState._meta.db_table
@@ -49,17 +53,26 @@ def _words(values: list[str]) -> str:
     return f"ARRAY[{', '.join(_word(value) for value in values) or 'NULL'}]::text[]"
 
 
+def _literal(value: Any) -> str:
+    return "NULL" if value is None else str(value) if isinstance(value, int) else _word(value) if value else "''"
+
+
+def _sets(columns: dict[str, Any], table: str = "") -> str:
+    """The constant part of a write, `column = literal, ...`."""
+    return ", ".join(f"{table}{column} = {_literal(value)}" for column, value in columns.items())
+
+
 CLAIM = f"""
 WITH claimed AS (
     UPDATE {JOB} SET status = {_word(CLAIM_MOVE.target)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
-        progress = 0, progress_message = '', updated_at = %(now)s
+        {_sets(CLAIM_RESETS)}, updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
         AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
     RETURNING id, type, payload, attempts, attempts_total, timeout, priority
 ), opened AS (
-    INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, outcome, error_type, error_message, traceback)
-    SELECT id, attempts_total, %(now)s, %(worker)s, {_word(Outcome.RUNNING)}, '', '', '' FROM claimed
+    INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, {", ".join(ATTEMPT_OPENS)})
+    SELECT id, attempts_total, %(now)s, %(worker)s, {", ".join(map(_literal, ATTEMPT_OPENS.values()))} FROM claimed
 )
 SELECT type, payload, attempts, attempts_total, timeout, priority FROM claimed
 """
@@ -70,8 +83,7 @@ WITH finished AS (
         AS f(id, serial, result, finished_at)
 ), done AS (
     UPDATE {JOB} SET status = {_word(SUCCEED_MOVE.target)}, result = f.result::jsonb, finished_at = f.finished_at,
-        progress = 100, lease_expires_at = NULL, error_type = '', error_message = '', error_traceback = '', reason = '',
-        updated_at = f.finished_at
+        {_sets(SUCCESS_SETS)}, updated_at = f.finished_at
     FROM finished f
     WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest({_words(SUCCEED_SOURCES)}))
         AND {JOB}.attempts_total = f.serial
@@ -120,36 +132,15 @@ def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) ->
     return {"id": str(job_id), "now": now, "worker": worker, "lease": lease}
 
 
-def claim(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
-    """(type, payload, attempt, serial, timeout, queue) of the claimed job, or None."""
-    rows = _execute(CLAIM, claim_params(job_id=job_id, worker=worker, now=now, lease=lease), prepare=True)
-    if not rows:
-        return None
-    job_type, payload, attempt, serial, timeout, queue = rows[0]
-    # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
-    return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
-
-
-def succeed_many_params(successes: list[tuple[Any, int, str | None, datetime]]) -> dict[str, Any]:
-    """`successes`: (job id, serial, result as JSON text or None, finished at) of each attempt."""
+def succeed_many_params(successes: list[Finished]) -> dict[str, Any]:
+    """`successes`: (job id, serial, result, finished at) of each attempt."""
     ids, serials, results, times = zip(*successes, strict=True) if successes else ((), (), (), ())
     return {
         "ids": [str(job_id) for job_id in ids],
         "serials": list(serials),
-        "results": list(results),
+        "results": [None if result is None else json.dumps(result) for result in results],
         "times": list(times),
     }
-
-
-def succeed_many(successes: list[tuple[Any, int, str | None, datetime]]) -> set[str]:
-    """Record successful attempts in one statement; the ids of the jobs that moved (a stale
-    attempt, whose job moved on, is left out).
-
-    Not prepared: a plan cached while the attempt history was nearly empty would scan it whole
-    on every call as it grows; planned per batch, the plan follows the table's size.
-    """
-    rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
-    return {str(row[0]) for row in rows}
 
 
 JOB_FIELDS = Job._meta.concrete_fields
@@ -164,20 +155,6 @@ def _job_row(job: Job) -> list[Any]:
         value = field.pre_save(job, True)  # fills created_at and updated_at
         row.append(Jsonb(value) if field.attname in _JSON_FIELDS and value is not None else value)
     return row
-
-
-def insert_jobs(jobs: list[Job]) -> None:
-    """Store new jobs: one as a prepared INSERT, more with one COPY. Django's ORM compiles every
-    value of every row into SQL, the larger part of a submission's time; these send the rows
-    as they are."""
-    if len(jobs) == 1:
-        _execute(INSERT_JOB, _job_row(jobs[0]), prepare=True)
-    else:
-        with _cursor() as cursor, cursor.copy(f"COPY {JOB} ({JOB_COLUMNS}) FROM STDIN") as copy:
-            for job in jobs:
-                copy.write_row(_job_row(job))
-    for job in jobs:
-        internals.mark_saved(job, connection.alias)
 
 
 @cache
@@ -200,18 +177,50 @@ def _token_owner_statement() -> tuple[str, list[str], type[models.Model], type[m
     return statement, [field.attname for field in fields], user, Token
 
 
-def token_owner(key: str) -> Any:
-    """The API token `key` with its user (`token.user`), read in one prepared statement; None if
-    there is no such token. Raises LookupError for a user model this cannot read."""
-    prepared = _token_owner_statement()
-    if prepared is None:
-        raise LookupError("the user model has fields that convert database values")
-    statement, names, user, token_model = prepared
-    rows = _execute(statement, [key], prepare=True)
-    if not rows:
-        return None
-    created, *values = rows[0]
-    owner = user.from_db(connection.alias, names, values)
-    token = token_model.from_db(connection.alias, ["key", "user_id", "created"], [key, owner.pk, created])
-    token.user = owner
-    return token
+class PostgresStore(PortableStore):
+    def claim(self, *, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
+        rows = _execute(CLAIM, claim_params(job_id=job_id, worker=worker, now=now, lease=lease), prepare=True)
+        if not rows:
+            return None
+        job_type, payload, attempt, serial, timeout, queue = rows[0]
+        # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
+        return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
+
+    def succeed_many(self, successes: list[Finished]) -> set[str]:
+        """In one statement. Not prepared: a plan cached while the attempt history was nearly
+        empty would scan it whole on every call as it grows; planned per batch, it follows the
+        table's size."""
+        rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
+        return {str(row[0]) for row in rows}
+
+    def insert_jobs(self, jobs: list[Job]) -> None:
+        """Store new jobs: one as a prepared INSERT, more with one COPY. Django's ORM compiles every
+        value of every row into SQL, the larger part of a submission's time; these send the rows
+        as they are."""
+        if len(jobs) == 1:
+            _execute(INSERT_JOB, _job_row(jobs[0]), prepare=True)
+        else:
+            with _cursor() as cursor, cursor.copy(f"COPY {JOB} ({JOB_COLUMNS}) FROM STDIN") as copy:
+                for job in jobs:
+                    copy.write_row(_job_row(job))
+        for job in jobs:
+            internals.mark_saved(job, connection.alias)
+
+    def token_owner(self, key: str) -> Any:
+        """In one prepared statement; by the ORM for a user model with fields that convert what
+        the database returns."""
+        prepared = _token_owner_statement()
+        if prepared is None:
+            return super().token_owner(key)
+        statement, names, user, token_model = prepared
+        rows = _execute(statement, [key], prepare=True)
+        if not rows:
+            return None
+        created, *values = rows[0]
+        owner = user.from_db(connection.alias, names, values)
+        token = token_model.from_db(connection.alias, ["key", "user_id", "created"], [key, owner.pk, created])
+        token.user = owner
+        return token
+
+    def _bound(self, cursor: Any, timeout: float) -> None:
+        cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
