@@ -162,3 +162,31 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
             cursor.execute("EXPLAIN " + statement, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         assert f"Index Scan using {statements.JOB}_pkey on {statements.JOB}" in plan, f"{name}:\n{plan}"
+
+
+def test_a_requeue_is_fenced_by_the_attempt_and_opens_a_fresh_one():
+    job = submit()
+    claim = services.job_claim(job_id=job.id, worker="w1")
+    services.job_progress(job_id=job.id, serial=claim.serial, percent=40, message="half")
+
+    assert not services.job_requeue(job_id=job.id, serial=claim.serial + 1, reason="not this attempt")
+    assert services.job_requeue(job_id=job.id, serial=claim.serial, reason="worker shutting down")
+    job.refresh_from_db()
+    assert (job.status, job.lease_expires_at) == (Status.QUEUED, None)
+    first = JobAttempt.objects.get(job=job, number=claim.serial)
+    assert (first.outcome, first.error_message) == ("interrupted", "worker shutting down")
+
+    again = services.job_claim(job_id=job.id, worker="w2")
+    job.refresh_from_db()
+    assert (again.serial, job.progress, job.progress_message, job.worker) == (claim.serial + 1, 0, "", "w2")
+
+
+def test_a_lost_attempt_is_requeued_only_for_the_node_that_ran_it():
+    job = submit(max_retries=1)
+    claim = services.job_claim(job_id=job.id, worker="w1@host")
+
+    assert services.job_lost(job_id=job.id, worker="w2@host", reason="not mine") is None
+    assert services.job_lost(job_id=job.id, worker="w1@host", reason="killed") == Status.QUEUED
+    assert JobAttempt.objects.get(job=job, number=claim.serial).outcome == "lost"
+    services.job_claim(job_id=job.id, worker="w1@host")
+    assert services.job_lost(job_id=job.id, worker="w1@host", reason="killed again") == Status.DEAD
