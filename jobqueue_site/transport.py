@@ -43,6 +43,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobs.broker import key
+
 log = logging.getLogger("jobqueue.broker")
 
 BROKEN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -157,22 +159,19 @@ class PipelinedWrites:
 class QoS(redis.QoS):
     """kombu's ack emulation, its writes pipelined through the channel's `PipelinedWrites`."""
 
-    def _key(self, name: str) -> str:
-        return f"{self.channel.global_keyprefix or ''}{name}"
-
     def append(self, message, delivery_tag) -> None:
         delivery = message.delivery_info
         record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         self.channel.writes.write(
-            ("ZADD", self._key(self.unacked_index_key), time.time(), delivery_tag),
-            ("HSET", self._key(self.unacked_key), delivery_tag, record),
+            ("ZADD", key(self.unacked_index_key), time.time(), delivery_tag),
+            ("HSET", key(self.unacked_key), delivery_tag, record),
         )
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag) -> None:
         self.channel.writes.write(
-            ("ZREM", self._key(self.unacked_index_key), delivery_tag),
-            ("HDEL", self._key(self.unacked_key), delivery_tag),
+            ("ZREM", key(self.unacked_index_key), delivery_tag),
+            ("HDEL", key(self.unacked_key), delivery_tag),
         )
         virtual.QoS.ack(self, delivery_tag)
 

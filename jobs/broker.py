@@ -1,8 +1,11 @@
-"""What the broker holds: queue lengths, in-flight messages and the dead-letter list.
+"""What the broker holds: queue lengths, in-flight messages and the dead-letter list; the one
+place that knows kombu's Redis layout (jobqueue_site/transport.py names its keys here too).
 
-Reads kombu's Redis layout: one list per queue, each message a JSON envelope whose body
-(base64 JSON) starts with the task's args; delivered but unacked messages sit in the
-`unacked` hash, with their delivery time in the `unacked_index` sorted set.
+Every key starts with the transport's `global_keyprefix`. One list per queue (priority 0, so
+the queue's own name), each message a JSON envelope whose body (base64 JSON) starts with the
+task's args; delivered but unacked messages sit in the `unacked` hash, with their delivery time
+in the `unacked_index` sorted set. The dead-letter list has an index of its own, job id ->
+message, so a dead job's copy is dropped without reading the list.
 """
 
 import base64
@@ -15,8 +18,19 @@ from django.conf import settings
 
 from .states import DEAD_LETTER_QUEUE, QUEUES
 
-UNACKED = "unacked"
-UNACKED_INDEX = "unacked_index"
+
+def _option(name: str, default: str) -> str:
+    return settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(name) or default
+
+
+def key(name: str) -> str:
+    """The Redis key of a queue or of kombu's bookkeeping `name`."""
+    return f"{_option('global_keyprefix', '')}{name}"
+
+
+UNACKED = _option("unacked_key", "unacked")
+UNACKED_INDEX = _option("unacked_index_key", "unacked_index")
+DEAD_LETTER_INDEX = f"{DEAD_LETTER_QUEUE}_index"
 
 
 @cache
@@ -40,26 +54,26 @@ def job_id_of(envelope: Any) -> str | None:
 def queue_lengths() -> dict[str, int]:
     pipe = client().pipeline()
     for queue in QUEUES:
-        pipe.llen(queue)
+        pipe.llen(key(queue))
     return dict(zip(QUEUES, pipe.execute(), strict=True))
 
 
 def drop_queue(queue: str) -> int:
     """Remove every waiting message of a queue (the jobs stay queued in the database); returns how many."""
     pipe = client().pipeline(transaction=True)
-    pipe.llen(queue)
-    pipe.delete(queue)
+    pipe.llen(key(queue))
+    pipe.delete(key(queue))
     length, _ = pipe.execute()
     return length
 
 
 def in_flight_job_ids(*, delivered_after: float) -> set[str]:
     """Jobs whose message a worker received after `delivered_after` (epoch seconds) and has not acked."""
-    tags = client().zrangebyscore(UNACKED_INDEX, delivered_after, "+inf")
+    tags = client().zrangebyscore(key(UNACKED_INDEX), delivered_after, "+inf")
     if not tags:
         return set()
     ids = set()
-    for raw in client().hmget(UNACKED, tags):
+    for raw in client().hmget(key(UNACKED), tags):
         if raw is not None:
             envelope = json.loads(raw)[0]
             job_id = job_id_of(envelope)
@@ -68,27 +82,35 @@ def in_flight_job_ids(*, delivered_after: float) -> set[str]:
     return ids
 
 
-def remove_dead_letters(job_ids: list[Any]) -> int:
-    """Drop the dead-letter messages of these jobs (after a retry, resubmit or purge)."""
-    wanted = {str(job_id) for job_id in job_ids}
-    if not wanted:
+def park_dead_letter(job_id: Any, message: str) -> None:
+    """Put a dead job's message on the dead-letter list, which no worker consumes."""
+    pipe = client().pipeline(transaction=True)
+    pipe.lpush(key(DEAD_LETTER_QUEUE), message).hset(key(DEAD_LETTER_INDEX), str(job_id), message)
+    pipe.execute()
+
+
+def forget_dead_letters(job_ids: list[Any]) -> int:
+    """Drop the dead-letter messages of these jobs (after a retry or a delete); how many."""
+    ids = [str(job_id) for job_id in job_ids]
+    if not ids:
         return 0
-    removed = 0
-    for raw in client().lrange(DEAD_LETTER_QUEUE, 0, -1):
-        if job_id_of(raw) in wanted:
-            removed += client().lrem(DEAD_LETTER_QUEUE, 1, raw)
-    return removed
+    pipe = client().pipeline(transaction=True)
+    for message in client().hmget(key(DEAD_LETTER_INDEX), ids):
+        if message is not None:
+            pipe.lrem(key(DEAD_LETTER_QUEUE), 1, message)
+    pipe.hdel(key(DEAD_LETTER_INDEX), *ids)
+    return sum(pipe.execute()[:-1])
 
 
 def dead_letter_job_ids() -> list[str]:
-    return [job_id for raw in client().lrange(DEAD_LETTER_QUEUE, 0, -1) if (job_id := job_id_of(raw))]
+    return [job_id for raw in client().lrange(key(DEAD_LETTER_QUEUE), 0, -1) if (job_id := job_id_of(raw))]
 
 
 def dead_letter_length() -> int:
-    return client().llen(DEAD_LETTER_QUEUE)
+    return client().llen(key(DEAD_LETTER_QUEUE))
 
 
-WORKER_KEY_PREFIX = "jobqueue:worker:"
+WORKER_KEY_PREFIX = key("jobqueue:worker:")
 
 
 def worker_announce(*, hostname: str, ttl: float) -> None:

@@ -6,7 +6,8 @@ The one place that decides whether a queue may receive messages: a paused queue 
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.utils.module_loading import import_string
 from kombu.entity import PERSISTENT_DELIVERY_MODE as DELIVERY_MODE
 from kombu.utils import json
 
-from jobs import internals
+from jobs import broker, internals
 from jobs.breaker import breaker_for
 from jobs.states import DEAD_LETTER_QUEUE
 
@@ -101,12 +102,8 @@ def send_jobs(jobs: Iterable[Dispatch]) -> int:
     ready = [(job_id, queue, timeout) for job_id, queue, timeout in jobs if _unpaused(job_id, queue)]
     if not ready:
         return 0
-    with celery_app().producer_or_acquire() as producer:
-        # One try: kombu would otherwise retry the connection for BROKER_CONNECTION_TIMEOUT,
-        # sleeping 2 s first. The caller decides what a failed publish means.
-        producer.connection.ensure_connection(max_retries=0)
-        channel, origin = producer.channel, anon_nodename()
-        pipe = channel.client.pipeline(transaction=False)
+    with _channel() as (channel, origin):
+        pipe = channel.client.pipeline(transaction=False)  # kombu's client: it adds the key prefix
         for job_id, queue, timeout in ready:
             pipe.lpush(queue, _envelope(channel, origin, job_id, queue, timeout))
             if len(pipe) >= BATCH:
@@ -115,7 +112,17 @@ def send_jobs(jobs: Iterable[Dispatch]) -> int:
     return len(ready)
 
 
-def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int | None) -> str:
+@contextmanager
+def _channel() -> Iterator[tuple[Any, str]]:
+    """A channel of the Celery app's broker connection, and this process's name as an origin."""
+    with celery_app().producer_or_acquire() as producer:
+        # One try: kombu would otherwise retry the connection for BROKER_CONNECTION_TIMEOUT,
+        # sleeping 2 s first. The caller decides what a failed publish means.
+        producer.connection.ensure_connection(max_retries=0)
+        yield producer.channel, anon_nodename()
+
+
+def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int | None, **headers: str) -> str:
     """The Redis list entry of one job's message: Celery's task message (protocol 2) in kombu's
     envelope, as `send_task` and kombu's Redis transport make it (priority 0, so the list is
     the queue's own name)."""
@@ -135,7 +142,7 @@ def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int |
     )
     properties = {**message.properties, "delivery_mode": DELIVERY_MODE}
     envelope = channel.prepare_message(
-        json.dumps(message.body), 0, "application/json", "utf-8", message.headers, properties
+        json.dumps(message.body), 0, "application/json", "utf-8", {**message.headers, **headers}, properties
     )
     internals.kombu_route(channel, envelope, queue)
     return json.dumps(envelope)
@@ -208,14 +215,11 @@ def send_dead_letter_on_commit(*, job_id: str, job_type: str, reason: str) -> No
         if broker_breaker.is_open():
             log.warning("broker unavailable: no dead-letter copy of job %s", job_id)
             return
+        headers = {"x-job-type": job_type, "x-dead-reason": reason}
         try:
-            celery_app().send_task(
-                RUN_JOB_TASK,
-                args=[str(job_id)],
-                queue=DEAD_LETTER_QUEUE,
-                headers={"x-job-type": job_type, "x-dead-reason": reason},
-                retry=False,
-            )
+            with _channel() as (channel, origin):
+                message = _envelope(channel, origin, job_id, DEAD_LETTER_QUEUE, None, **headers)
+            broker.park_dead_letter(job_id, message)
         except Exception as exc:
             broker_breaker.trip(exc)
             log.warning("broker unavailable: no dead-letter copy of job %s: %s", job_id, broker_breaker.last_error)

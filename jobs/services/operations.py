@@ -35,7 +35,7 @@ def job_retry(*, job_id: Any, payload: dict | None = None) -> Job:
         if not job_transition(states.RETRY_DEAD, job_id=job.pk, **changes):
             raise InvalidTransition(f"job {job.pk} is {job.status}; only dead jobs can be retried")
         dispatch.send_job_on_commit(job_id=job.pk, queue=job.priority, timeout=job.timeout)
-    broker.remove_dead_letters([job.pk])
+    broker.forget_dead_letters([job.pk])
     job.refresh_from_db()
     return job
 
@@ -73,7 +73,7 @@ def job_delete(*, job_id: Any) -> None:
     deleted, _ = Job.objects.filter(pk=job.pk).exclude(status=Status.RUNNING).delete()
     if not deleted:
         raise InvalidTransition(f"job {job.pk} is running; cancel is not possible, wait for it to finish")
-    broker.remove_dead_letters([job.pk])
+    broker.forget_dead_letters([job.pk])
 
 
 def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> list[Any]:
@@ -96,7 +96,7 @@ def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> list[Any]:
             reason="",
         )
         dispatch.send_jobs_on_commit(rows)
-    broker.remove_dead_letters(ids)
+    broker.forget_dead_letters(ids)
     return ids
 
 
@@ -108,7 +108,7 @@ def jobs_purge_dead(*, finished_before: datetime | None = None) -> list[Any]:
     with transaction.atomic():
         ids = list(dead.select_for_update(skip_locked=True).values_list("pk", flat=True))
         Job.objects.filter(pk__in=ids).delete()
-    broker.remove_dead_letters(ids)
+    broker.forget_dead_letters(ids)
     return ids
 
 
@@ -123,5 +123,5 @@ def jobs_purge_finished(*, finished_before: datetime, batch: int = 5000) -> int:
         with transaction.atomic():
             _, per_model = Job.objects.filter(pk__in=ids, status__in=FINISHED).delete()
         deleted += per_model.get(Job._meta.label, 0)
-        broker.remove_dead_letters([pk for pk, status in rows if status == Status.DEAD])
+        broker.forget_dead_letters([pk for pk, status in rows if status == Status.DEAD])
     return deleted

@@ -1,5 +1,6 @@
 """The broker transport's bookkeeping of unacknowledged messages, against a real Redis."""
 
+import json
 import logging
 import time
 
@@ -128,3 +129,56 @@ def test_a_channel_closed_after_its_connection_was_torn_down_does_not_raise(redi
     assert recorded(broker, message), "the unacked message stays recorded in Redis for a later restore"
     transport.client = client
     connection.release()
+
+
+PREFIX = "tenant-a:"
+PREFIXED = {"global_keyprefix": PREFIX}
+
+
+@pytest.fixture
+def prefixed():
+    from django.conf import settings
+    from django.test import override_settings
+
+    with override_settings(CELERY_BROKER_TRANSPORT_OPTIONS={**settings.CELERY_BROKER_TRANSPORT_OPTIONS, **PREFIXED}):
+        yield
+
+
+def test_with_a_key_prefix_the_transport_and_the_broker_view_read_the_same_keys(redis_server, broker, prefixed):
+    """kombu's consumer, our pipelined bookkeeping and jobs.broker agree on every key."""
+    from jobs import broker as broker_view
+
+    connection = Connection(redis_server.url, transport=TRANSPORT, transport_options=PREFIXED)
+    high = connection.SimpleQueue("high")
+    try:
+        high.put([["job-1"], {}, {}])  # a task message's body: its args first
+        assert broker.llen(f"{PREFIX}high") == 1 and broker.llen("high") == 0
+        assert broker_view.queue_lengths()["high"] == 1
+
+        message = high.get(block=False)
+        high.channel.writes.flush()
+        assert broker.hexists(f"{PREFIX}unacked", message.delivery_tag)
+        assert not broker.exists("unacked")
+        assert broker_view.in_flight_job_ids(delivered_after=0) == {"job-1"}
+        message.ack()
+        high.channel.writes.flush()
+        assert not broker.hexists(f"{PREFIX}unacked", message.delivery_tag)
+    finally:
+        high.close()
+        connection.release()
+
+
+def test_a_dead_letter_copy_is_dropped_by_its_job_id_under_the_prefix(broker, prefixed):
+    from jobs import broker as broker_view
+
+    messages = {job_id: json.dumps({"body": json.dumps([[job_id], {}, {}])}) for job_id in ("j1", "j2", "j3")}
+    for job_id, message in messages.items():
+        broker_view.park_dead_letter(job_id, message)
+
+    assert broker.llen(f"{PREFIX}dead_letter") == 3 and not broker.exists("dead_letter")
+    assert sorted(broker_view.dead_letter_job_ids()) == ["j1", "j2", "j3"]
+    assert broker_view.forget_dead_letters(["j2", "unknown"]) == 1
+    assert sorted(broker_view.dead_letter_job_ids()) == ["j1", "j3"]
+    assert broker.hkeys(f"{PREFIX}dead_letter_index") and broker_view.dead_letter_length() == 2
+    assert broker_view.forget_dead_letters(["j1", "j3"]) == 2
+    assert broker_view.dead_letter_length() == 0 and not broker.exists(f"{PREFIX}dead_letter_index")
