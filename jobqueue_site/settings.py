@@ -17,35 +17,29 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name) or default
 
 
-def env_bool(name: str, default: bool) -> bool:
+def _env(name: str, default, parse, kind: str):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+    try:
+        return parse(raw)
+    except (ValueError, KeyError):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {kind}") from None
+
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return _env(name, default, lambda raw: BOOLEANS[raw.lower()], "a boolean (use 1/0, true/false)")
 
 
 def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    return _env(name, default, int, "an integer")
 
 
 def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    return _env(name, default, float, "a number")
 
 
 def env_list(name: str, default: str = "") -> list[str]:

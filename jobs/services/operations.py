@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 
 from jobs import broker, dispatch, states
 from jobs.exceptions import InvalidTransition, JobNotFound
@@ -28,14 +29,9 @@ def job_retry(*, job_id: Any, payload: dict | None = None) -> Job:
     With `payload`, the job runs with the corrected payload (validated like a submission).
     """
     job = _get(job_id)
-    changes: dict[str, Any] = {"attempts": 0, "run_at": None, "finished_at": None, "result": None, "reason": ""}
-    if payload is not None:
-        changes["payload"] = validate_payload(job.type, payload)
-    with transaction.atomic():
-        if not job_transition(states.RETRY_DEAD, job_id=job.pk, **changes):
-            raise InvalidTransition(f"job {job.pk} is {job.status}; only dead jobs can be retried")
-        dispatch.send_job_on_commit(job_id=job.pk, queue=job.priority, timeout=job.timeout)
-    broker.forget_dead_letters([job.pk])
+    edit = {} if payload is None else {"payload": validate_payload(job.type, payload)}
+    if not _retry_dead(Job.objects.filter(pk=job.pk), **edit):
+        raise InvalidTransition(f"job {job.pk} is {_get(job.pk).status}; only dead jobs can be retried")
     job.refresh_from_db()
     return job
 
@@ -77,24 +73,19 @@ def job_delete(*, job_id: Any) -> None:
 
 
 def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> list[Any]:
-    """Retry every dead job (or those of `job_ids`) under its own id; returns the ids requeued.
+    """Retry every dead job (or those of `job_ids`) under its own id; returns the ids requeued."""
+    return _retry_dead(Job.objects.all() if job_ids is None else Job.objects.filter(pk__in=job_ids))
 
-    The dead rows are locked first, so the ids returned are exactly those that moved."""
-    dead = Job.objects.filter(status__in=states.RETRY_DEAD.sources)
-    if job_ids is not None:
-        dead = dead.filter(pk__in=job_ids)
+
+def _retry_dead(jobs: QuerySet[Job], **edit: Any) -> list[Any]:
+    """The way out of dead (RETRY_DEAD): the dead rows among `jobs` are locked first, so the ids
+    returned are exactly those that moved; their messages go out after the commit."""
     with transaction.atomic():
-        rows = list(dead.select_for_update(skip_locked=True).values_list("pk", "priority", "timeout"))
+        dead = jobs.filter(status__in=states.RETRY_DEAD.sources).select_for_update(skip_locked=True)
+        rows = list(dead.values_list("pk", "priority", "timeout"))
         ids = [pk for pk, _, _ in rows]
-        jobs_transition(
-            states.RETRY_DEAD,
-            job_ids=ids,
-            attempts=0,
-            run_at=None,
-            finished_at=None,
-            result=None,
-            reason="",
-        )
+        resets = {"attempts": 0, "run_at": None, "finished_at": None, "result": None, "reason": ""}
+        jobs_transition(states.RETRY_DEAD, job_ids=ids, **resets, **edit)
         dispatch.send_jobs_on_commit(rows)
     broker.forget_dead_letters(ids)
     return ids
