@@ -34,10 +34,7 @@ def jobs_visible_to(user: Any) -> QuerySet[Job]:
 
 def job_for_user(*, job_id: Any, user: Any) -> Job:
     """The job, if `user` may see it; another owner's job is reported as missing."""
-    try:
-        return jobs_visible_to(user).prefetch_related("history").get(pk=uuid.UUID(str(job_id)))
-    except (Job.DoesNotExist, ValueError):
-        raise JobNotFound(f"no job with id {job_id}") from None
+    return job_by_id(job_id=job_id, among=jobs_visible_to(user))
 
 
 def with_empty_history(job: Job) -> Job:
@@ -50,9 +47,10 @@ def with_empty_history(job: Job) -> Job:
     return job
 
 
-def job_by_id(*, job_id: Any) -> Job:
+def job_by_id(*, job_id: Any, among: QuerySet[Job] | None = None) -> Job:
+    """The job with its attempt history; JobNotFound for an unknown id or one not `among` these."""
     try:
-        return Job.objects.prefetch_related("history").get(pk=uuid.UUID(str(job_id)))
+        return (Job.objects if among is None else among).prefetch_related("history").get(pk=uuid.UUID(str(job_id)))
     except (Job.DoesNotExist, ValueError):
         raise JobNotFound(f"no job with id {job_id}") from None
 
@@ -99,12 +97,13 @@ def status_counts() -> dict[str, int]:
     return {status: counts.get(status, 0) for status in Status.values}
 
 
-def _queue_lengths() -> dict[str, int | None]:
+def _from_broker(read: Any, what: str, default: Any = None) -> Any:
+    """What `read()` reads from Redis, or `default` (and a warning) when Redis does not answer."""
     try:
-        return broker.queue_lengths()
+        return read()
     except BROKER_ERRORS as exc:
-        log.warning("cannot read queue lengths: %s", exc)
-        return dict.fromkeys(QUEUES)
+        log.warning("cannot read %s: %s", what, exc)
+        return default
 
 
 def queue_overview() -> list[dict]:
@@ -114,7 +113,7 @@ def queue_overview() -> list[dict]:
     `depth` is None when Redis does not answer.
     """
     now = timezone.now()
-    depths = _queue_lengths()
+    depths = _from_broker(broker.queue_lengths, "queue lengths", dict.fromkeys(QUEUES))
     states = {state.name: state for state in QueueState.objects.all()}
     active = Job.objects.filter(status__in=(Status.QUEUED, Status.RUNNING)).values("priority", "status")
     rows = active.annotate(n=Count("id"), oldest=Min("updated_at"))
@@ -163,18 +162,11 @@ def throughput_per_minute(*, minutes: int = 60, now: datetime | None = None) -> 
 
 def workers_online() -> list[str] | None:
     """Worker nodes whose heartbeat in Redis is fresh; None when Redis cannot be asked."""
-    try:
-        return broker.workers_online()
-    except BROKER_ERRORS as exc:
-        log.warning("cannot read worker heartbeats: %s", exc)
-        return None
+    return _from_broker(broker.workers_online, "worker heartbeats")
 
 
 def dead_letter_length() -> int | None:
-    try:
-        return broker.dead_letter_length()
-    except BROKER_ERRORS:
-        return None
+    return _from_broker(broker.dead_letter_length, "the dead-letter list")
 
 
 def job_stats(*, with_workers: bool = True) -> dict:

@@ -1,9 +1,8 @@
 """The life of one attempt: claim, heartbeat, progress, and the outcome.
 
 Every change is a named move of the state machine (`job_transition`, a conditional update in
-the store), and
-every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim time), which
-never repeats for a job: a stale worker can never overwrite a newer attempt's state.
+the store), and every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim
+time), which never repeats for a job: a stale worker can never overwrite a newer attempt's state.
 """
 
 import operator

@@ -27,11 +27,9 @@ from psycopg.types.json import Jsonb
 
 from jobs import internals
 from jobs.models import Job, JobAttempt, Outcome, QueueState
-from jobs.states import CLAIM as CLAIM_MOVE
-from jobs.states import SUCCEED as SUCCEED_MOVE
+from jobs.states import CLAIM, SUCCEED
 
-from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS
-from .portable import Finished, PortableStore
+from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS, Finished, PortableStore
 
 JOB = Job._meta.db_table
 ATTEMPT = JobAttempt._meta.db_table
@@ -39,8 +37,8 @@ QUEUE = QueueState._meta.db_table
 
 
 # The guards: the sources of the state machine's moves, written into the statements.
-CLAIM_SOURCES = sorted(CLAIM_MOVE.sources)
-SUCCEED_SOURCES = sorted(SUCCEED_MOVE.sources)
+CLAIM_SOURCES = sorted(CLAIM.sources)
+SUCCEED_SOURCES = sorted(SUCCEED.sources)
 
 
 def _word(value: str) -> str:
@@ -62,9 +60,9 @@ def _sets(columns: dict[str, Any], table: str = "") -> str:
     return ", ".join(f"{table}{column} = {_literal(value)}" for column, value in columns.items())
 
 
-CLAIM = f"""
+CLAIM_STATEMENT = f"""
 WITH claimed AS (
-    UPDATE {JOB} SET status = {_word(CLAIM_MOVE.target)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
+    UPDATE {JOB} SET status = {_word(CLAIM.target)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         {_sets(CLAIM_RESETS)}, updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
@@ -82,7 +80,7 @@ WITH finished AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(serials)s::integer[], %(results)s::text[], %(times)s::timestamptz[])
         AS f(id, serial, result, finished_at)
 ), done AS (
-    UPDATE {JOB} SET status = {_word(SUCCEED_MOVE.target)}, result = f.result::jsonb, finished_at = f.finished_at,
+    UPDATE {JOB} SET status = {_word(SUCCEED.target)}, result = f.result::jsonb, finished_at = f.finished_at,
         {_sets(SUCCESS_SETS)}, updated_at = f.finished_at
     FROM finished f
     WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest({_words(SUCCEED_SOURCES)}))
@@ -179,7 +177,7 @@ def _token_owner_statement() -> tuple[str, list[str], type[models.Model], type[m
 
 class PostgresStore(PortableStore):
     def claim(self, *, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
-        rows = _execute(CLAIM, claim_params(job_id=job_id, worker=worker, now=now, lease=lease), prepare=True)
+        rows = _execute(CLAIM_STATEMENT, claim_params(job_id=job_id, worker=worker, now=now, lease=lease), prepare=True)
         if not rows:
             return None
         job_type, payload, attempt, serial, timeout, queue = rows[0]

@@ -154,7 +154,7 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
     job = Job.objects.filter(status=Status.QUEUED).first()
     now = timezone.now()
     plans = {
-        "claim": (statements.CLAIM, statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)),
+        "claim": (statements.CLAIM_STATEMENT, statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)),
         "succeed": (statements.SUCCEED_MANY, statements.succeed_many_params([(job.id, 1, None, now)] * 2)),
     }
     for name, (statement, params) in plans.items():
