@@ -81,7 +81,7 @@ def _store_finished(count: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO jobs_job (id, type, payload, priority, status, attempts, attempts_total, max_retries,
+            INSERT INTO jobs_job (id, type, payload, priority, status, attempts, serial, max_retries,
                 result, error_type, error_message, error_traceback, reason, progress, progress_message, worker,
                 created_at, updated_at, started_at, finished_at)
             SELECT gen_random_uuid(), 'noop', '{}'::jsonb, 'medium', 'succeeded', 1, 1, 0, NULL, '', '', '', '',

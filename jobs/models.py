@@ -14,8 +14,8 @@ class Job(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     run_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts started since submit or the last retry.")
-    attempts_total = models.PositiveIntegerField(
-        default=0, help_text="Attempts ever started; numbers the history and fences stale workers."
+    serial = models.PositiveIntegerField(
+        default=0, help_text="Attempts ever started: the current attempt's number, which fences stale workers."
     )
     max_retries = models.PositiveIntegerField(default=3)
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds per attempt.")

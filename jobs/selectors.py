@@ -208,12 +208,12 @@ def job_owner(*, job_id: Any) -> tuple[Any, bool]:
 
 def running_serial(*, job_id: Any) -> int | None:
     """The serial of a running job's current attempt, or None if it is not running."""
-    return Job.objects.filter(pk=job_id, status=Status.RUNNING).values_list("attempts_total", flat=True).first()
+    return Job.objects.filter(pk=job_id, status=Status.RUNNING).values_list("serial", flat=True).first()
 
 
 def running_on(*, worker: str) -> list[tuple[Any, int]]:
     """(job id, serial) of the jobs running on a worker node."""
-    return list(Job.objects.filter(status=Status.RUNNING, worker=worker).values_list("pk", "attempts_total"))
+    return list(Job.objects.filter(status=Status.RUNNING, worker=worker).values_list("pk", "serial"))
 
 
 def next_due_at() -> datetime | None:

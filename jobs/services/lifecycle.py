@@ -1,8 +1,9 @@
 """The life of one attempt: claim, heartbeat, progress, and the outcome.
 
 Every change is a named move of the state machine (`job_transition`, a conditional update in
-the store), and every outcome is fenced by the attempt's `serial` (Job.attempts_total at claim
-time), which never repeats for a job: a stale worker can never overwrite a newer attempt's state.
+the store), and every outcome is fenced by the attempt's `serial` (Job.serial at claim time, the
+attempt's number in the history), which never repeats for a job: a stale worker can never
+overwrite a newer attempt's state.
 """
 
 import operator
@@ -80,11 +81,6 @@ def job_claim(*, job_id: Any, worker: str) -> Claim | None:
     return claim
 
 
-def _attempt_fence(serial: int) -> dict[str, Any]:
-    """The attempt's serial: only the attempt that claimed the job may move it on."""
-    return {"attempts_total": serial}
-
-
 @dataclass(frozen=True)
 class _Attempt:
     facts: JobFacts
@@ -96,7 +92,7 @@ def _attempt(*, job_id: Any, serial: int, running: bool = False) -> _Attempt | N
     """What the events and the retry policy need to know of an attempt; `running`: only if still running."""
     rows = JobAttempt.objects.filter(job_id=job_id, number=serial)
     if running:
-        rows = rows.filter(job__status=Status.RUNNING, job__attempts_total=serial)
+        rows = rows.filter(job__status=Status.RUNNING, job__serial=serial)
     fields = ("job__type", "job__priority", "job__attempts", "started_at", "job__max_retries")
     row = rows.values_list(*fields).first()
     return None if row is None else _Attempt(JobFacts(job_id, *row[:3]), *row[3:])
@@ -173,7 +169,7 @@ def job_fail(
     else:
         changes["finished_at"] = now
     with transaction.atomic():
-        if not job_transition(move, job_id=job_id, where=_attempt_fence(serial), **error, **changes):
+        if not job_transition(move, job_id=job_id, where={"serial": serial}, **error, **changes):
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
         if target == Status.DEAD:
@@ -186,13 +182,13 @@ def job_fail(
 def job_requeue(*, job_id: Any, serial: int, reason: str) -> bool:
     """Put a running job back in its queue at once, its attempt marked interrupted (worker shutdown)."""
     return _requeue_now(
-        job_id=job_id, where=_attempt_fence(serial), outcome=Outcome.INTERRUPTED, error_type="", reason=reason
+        job_id=job_id, where={"serial": serial}, outcome=Outcome.INTERRUPTED, error_type="", reason=reason
     )
 
 
 def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_type: str, reason: str) -> bool:
     now = timezone.now()
-    serial = where["attempts_total"]
+    serial = where["serial"]
     with transaction.atomic():
         moved = job_transition(states.REQUEUE, job_id=job_id, where=where, lease_expires_at=None)
         if not moved:
@@ -220,9 +216,7 @@ def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
     gets no backoff: the handler did not fail. Fenced by the attempt's serial and the node.
     """
     serial = (
-        Job.objects.filter(pk=job_id, status=Status.RUNNING, worker=worker)
-        .values_list("attempts_total", flat=True)
-        .first()
+        Job.objects.filter(pk=job_id, status=Status.RUNNING, worker=worker).values_list("serial", flat=True).first()
     )
     if serial is None:
         return None
@@ -231,7 +225,7 @@ def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
         return None
     if not retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=False).retry:
         return job_fail(job_id=job_id, serial=serial, error_type="WorkerLost", message=reason, outcome=Outcome.LOST)
-    where = {**_attempt_fence(serial), "worker": worker}
+    where = {"serial": serial, "worker": worker}
     requeued = _requeue_now(job_id=job_id, where=where, outcome=Outcome.LOST, error_type="WorkerLost", reason=reason)
     return Status.QUEUED if requeued else None
 
@@ -239,7 +233,7 @@ def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
 def job_progress(*, job_id: Any, serial: int, percent: int, message: str = "") -> bool:
     """Report progress of a running attempt (0-100)."""
     percent = max(0, min(100, int(percent)))
-    rows = Job.objects.filter(pk=job_id, status=Status.RUNNING, **_attempt_fence(serial))
+    rows = Job.objects.filter(pk=job_id, status=Status.RUNNING, serial=serial)
     return rows.update(progress=percent, progress_message=str(message)[:255], updated_at=timezone.now()) == 1
 
 
@@ -249,5 +243,5 @@ def jobs_extend_lease(*, attempts: list[tuple[Any, int]]) -> int:
     if not attempts:
         return 0
     lease_end = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    mine = reduce(operator.or_, (Q(pk=job_id, **_attempt_fence(serial)) for job_id, serial in attempts))
+    mine = reduce(operator.or_, (Q(pk=job_id, serial=serial) for job_id, serial in attempts))
     return Job.objects.filter(mine, status=Status.RUNNING).update(lease_expires_at=lease_end)

@@ -44,7 +44,7 @@ def jobs_requeue_lost() -> int:
     """Fail the running attempts whose lease ran out (their worker died); the retry policy decides next."""
     lost = Job.objects.filter(status=Status.RUNNING, lease_expires_at__lt=timezone.now())
     count = 0
-    for pk, serial, worker, lease in lost.values_list("pk", "attempts_total", "worker", "lease_expires_at")[:500]:
+    for pk, serial, worker, lease in lost.values_list("pk", "serial", "worker", "lease_expires_at")[:500]:
         moved = job_fail(
             job_id=pk,
             serial=serial,

@@ -50,7 +50,7 @@ class PortableStore:
         queue_paused = QueueState.objects.filter(name=OuterRef("priority"), paused=True)
         changes = {
             "attempts": F("attempts") + 1,
-            "attempts_total": F("attempts_total") + 1,
+            "serial": F("serial") + 1,
             "started_at": Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
             "worker": worker,
             "lease_expires_at": lease,
@@ -60,10 +60,10 @@ class PortableStore:
             rows = Job.objects.filter(pk=job_id)
             if not self.transition(rows, move=CLAIM, where=None, changes=changes, condition=~Exists(queue_paused)):
                 return None
-            job = rows.only("type", "payload", "priority", "attempts", "attempts_total", "timeout").get()
-            opened = {"number": job.attempts_total, "started_at": now, "worker": worker, **ATTEMPT_OPENS}
+            job = rows.only("type", "payload", "priority", "attempts", "serial", "timeout").get()
+            opened = {"number": job.serial, "started_at": now, "worker": worker, **ATTEMPT_OPENS}
             JobAttempt.objects.create(job_id=job_id, **opened)
-        return job.type, job.payload, job.attempts, job.attempts_total, job.timeout, job.priority
+        return job.type, job.payload, job.attempts, job.serial, job.timeout, job.priority
 
     def succeed_many(self, successes: list[Finished]) -> set[str]:
         """Record successful attempts, each fenced by its serial; the ids of the jobs that moved."""
@@ -73,7 +73,7 @@ class PortableStore:
         with transaction.atomic():
             changes = {"result": result, "finished_at": when, **SUCCESS_SETS}
             rows = Job.objects.filter(pk=job_id)
-            if not self.transition(rows, move=SUCCEED, where={"attempts_total": serial}, changes=changes):
+            if not self.transition(rows, move=SUCCEED, where={"serial": serial}, changes=changes):
                 return False
             attempt = JobAttempt.objects.filter(job_id=job_id, number=serial)
             attempt.update(outcome=Outcome.SUCCEEDED, finished_at=when)

@@ -62,17 +62,17 @@ def _sets(columns: dict[str, Any], table: str = "") -> str:
 
 CLAIM_STATEMENT = f"""
 WITH claimed AS (
-    UPDATE {JOB} SET status = {_word(CLAIM.target)}, attempts = attempts + 1, attempts_total = attempts_total + 1,
+    UPDATE {JOB} SET status = {_word(CLAIM.target)}, attempts = attempts + 1, serial = serial + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         {_sets(CLAIM_RESETS)}, updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
         AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
-    RETURNING id, type, payload, attempts, attempts_total, timeout, priority
+    RETURNING id, type, payload, attempts, serial, timeout, priority
 ), opened AS (
     INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, {", ".join(ATTEMPT_OPENS)})
-    SELECT id, attempts_total, %(now)s, %(worker)s, {", ".join(map(_literal, ATTEMPT_OPENS.values()))} FROM claimed
+    SELECT id, serial, %(now)s, %(worker)s, {", ".join(map(_literal, ATTEMPT_OPENS.values()))} FROM claimed
 )
-SELECT type, payload, attempts, attempts_total, timeout, priority FROM claimed
+SELECT type, payload, attempts, serial, timeout, priority FROM claimed
 """
 
 SUCCEED_MANY = f"""
@@ -84,7 +84,7 @@ WITH finished AS (
         {_sets(SUCCESS_SETS)}, updated_at = f.finished_at
     FROM finished f
     WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest({_words(SUCCEED_SOURCES)}))
-        AND {JOB}.attempts_total = f.serial
+        AND {JOB}.serial = f.serial
     RETURNING {JOB}.id, f.serial, f.finished_at
 ), closed AS (
     UPDATE {ATTEMPT} SET outcome = {_word(Outcome.SUCCEEDED)}, finished_at = done.finished_at
