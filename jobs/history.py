@@ -20,17 +20,7 @@ def record(*, user: Any, obj: Any, message: str, flag: int = CHANGE) -> None:
 def record_jobs(*, user: Any, ids: Iterable[Any], message: str, flag: int = CHANGE) -> None:
     """One entry per job of a bulk change, by id: the jobs may be gone (a purge)."""
     content_type = ContentType.objects.get_for_model(Job, for_concrete_model=False)
+    shared = {"user_id": user.pk, "content_type": content_type, "action_flag": flag, "change_message": message}
     LogEntry.objects.bulk_create(
-        [
-            LogEntry(
-                user_id=user.pk,
-                content_type=content_type,
-                object_id=str(pk),
-                object_repr=str(pk),
-                action_flag=flag,
-                change_message=message,
-            )
-            for pk in ids
-        ],
-        batch_size=1000,
+        [LogEntry(object_id=str(pk), object_repr=str(pk), **shared) for pk in ids], batch_size=1000
     )

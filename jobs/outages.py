@@ -11,6 +11,7 @@ import redis
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 from kombu.exceptions import OperationalError as BrokerError
 
 log = logging.getLogger("jobqueue.api")
@@ -21,37 +22,27 @@ DATABASE_ERRORS = (OperationalError, InterfaceError)
 BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, BrokerError)
 
 
-def unavailable_service(exc: BaseException | None) -> str | None:
-    """ "database" or "broker" if `exc` says that service cannot be reached, else None."""
+def unavailable_answer(exc: BaseException | None) -> tuple[dict, dict] | None:
+    """The body and headers of the 503 if `exc` says the database or the broker cannot be reached, else None."""
     if isinstance(exc, DATABASE_ERRORS):
-        return "database"
-    if isinstance(exc, BROKER_ERRORS):
-        return "broker"
-    return None
-
-
-def unavailable_answer(service: str, exc: BaseException) -> tuple[dict, dict]:
-    """The body and headers of the 503."""
+        service = "database"
+    elif isinstance(exc, BROKER_ERRORS):
+        service = "broker"
+    else:
+        return None
     seconds = settings.API_RETRY_AFTER_SECONDS
     log.warning("answering 503: the %s is unavailable: %s: %s", service, type(exc).__name__, exc)
     body = {"detail": f"the {service} is unavailable; try again in {seconds} seconds", "service": service}
     return body, {"Retry-After": str(seconds)}
 
 
-def unavailable_response(service: str, exc: BaseException) -> JsonResponse:
-    body, headers = unavailable_answer(service, exc)
-    return JsonResponse(body, status=503, headers=headers)
+def unavailable_response(exc: BaseException | None) -> JsonResponse | None:
+    answer = unavailable_answer(exc)
+    return None if answer is None else JsonResponse(answer[0], status=503, headers=answer[1])
 
 
-class ServiceUnavailableMiddleware:
+class ServiceUnavailableMiddleware(MiddlewareMixin):
     """Any view (the admin, the metrics, the health check) that fails on an unreachable service answers 503 JSON."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        return self.get_response(request)
-
     def process_exception(self, request, exception):
-        service = unavailable_service(exception)
-        return None if service is None else unavailable_response(service, exception)
+        return unavailable_response(exception)

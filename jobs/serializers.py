@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -5,32 +7,43 @@ from rest_framework import serializers
 from .models import Job, JobAttempt
 from .states import Priority, Status
 
-SUBMIT_FIELDS = {"type", "payload", "priority", "delay", "run_at", "max_retries", "timeout", "idempotency_key"}
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, naming them."""
+
+    also_allowed: frozenset[str] = frozenset()
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields) - self.also_allowed)
+            if unknown:
+                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
 
 
-class SubmitJobSerializer(serializers.Serializer):
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict:
+    """`data` checked by `serializer_class`, or a ValidationError (a 400 naming each bad field)."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def json_object(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("payload must be a JSON object")
+
+
+class SubmitJobSerializer(StrictSerializer):
     """The shape of a submission; the business rules (type, payload, limits) live in job_submit."""
 
     type = serializers.CharField(max_length=100)
-    payload = serializers.JSONField(required=False, default=dict)
+    payload = serializers.JSONField(required=False, default=dict, validators=[json_object])
     priority = serializers.ChoiceField(choices=Priority.choices, required=False, default=Priority.MEDIUM)
     delay = serializers.FloatField(required=False, allow_null=True)
     run_at = serializers.DateTimeField(required=False, allow_null=True)
     max_retries = serializers.IntegerField(required=False, allow_null=True)
     timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=24 * 3600)
     idempotency_key = serializers.CharField(required=False, allow_null=True, max_length=255)
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - SUBMIT_FIELDS)
-            if unknown:
-                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
-        return super().to_internal_value(data)
-
-    def validate_payload(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("payload must be a JSON object")
-        return value
 
     def validate_delay(self, value):
         if value is not None and value != value:  # NaN
@@ -39,6 +52,7 @@ class SubmitJobSerializer(serializers.Serializer):
 
 
 class SubmitJobsSerializer(serializers.Serializer):
+    # Not a StrictSerializer, whose docstring would become this schema's description.
     jobs = SubmitJobSerializer(many=True, allow_empty=False, max_length=settings.JOB_BULK_MAX)
 
     def to_internal_value(self, data):
@@ -75,9 +89,7 @@ class AttemptSerializer(serializers.ModelSerializer):
         fields = ["number", "started_at", "finished_at", "worker", "outcome", "error"]
 
     def get_error(self, attempt: JobAttempt) -> dict | None:
-        if not attempt.error_type:
-            return None
-        return {"type": attempt.error_type, "message": attempt.error_message}
+        return {"type": attempt.error_type, "message": attempt.error_message} if attempt.error_type else None
 
 
 class JobStatusSerializer(serializers.ModelSerializer):
@@ -123,19 +135,6 @@ class JobStatusSerializer(serializers.ModelSerializer):
 
 
 # --- Management API (staff) ------------------------------------------------------------------
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming them."""
-
-    also_allowed: frozenset[str] = frozenset()
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields) - self.also_allowed)
-            if unknown:
-                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
-        return super().to_internal_value(data)
 
 
 PAGE_PARAMETERS = frozenset({"page", "page_size", "format"})
@@ -217,13 +216,10 @@ class JobDetailSerializer(JobStatusSerializer):
 
 class JobRetrySerializer(StrictSerializer):
     payload = serializers.JSONField(
-        required=False, help_text="A corrected payload (JSON object), validated like a submission."
+        required=False,
+        validators=[json_object],
+        help_text="A corrected payload (JSON object), validated like a submission.",
     )
-
-    def validate_payload(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("payload must be a JSON object")
-        return value
 
 
 class PurgeSerializer(StrictSerializer):

@@ -5,7 +5,7 @@ from django.contrib import admin
 from jobs.models import QueueState
 
 from . import actions
-from .jobs import DeadJobAdmin, JobAdmin
+from .jobs import DeadJobAdmin, JobAdmin, ReadOnly
 from .login import LockoutAuthenticationForm
 
 admin.site.site_header = "jobqueue"
@@ -18,18 +18,12 @@ admin.site.login_form = LockoutAuthenticationForm
 
 
 @admin.register(QueueState)
-class QueueStateAdmin(admin.ModelAdmin):
+class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
     """Paused queues and who paused them; pausing itself is on the overview page."""
 
     list_display = ["name", "paused", "changed_at", "changed_by"]
     readonly_fields = list_display
     actions = ["pause", "resume"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -29,16 +29,15 @@ def throughput_chart(minutes: list[dict]) -> dict:
     top = nice_ceiling(max((m["processed"] for m in minutes), default=0))
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_width / max(len(minutes), 1)
+    bar_width = round(slot * 0.8, 2)
     processed, failed, labels = [], [], []
     for i, minute in enumerate(minutes):
         x = LEFT + i * slot + slot * 0.1
         when = minute["minute"].strftime("%H:%M")
+        title = f"{when}: {minute['processed']} processed, {minute['failed']} failed"
         for series, count in ((processed, minute["processed"]), (failed, minute["failed"])):
             height = plot_height * count / top
-            title = f"{when}: {minute['processed']} processed, {minute['failed']} failed"
-            series.append(
-                Bar(round(x, 2), round(TOP + plot_height - height, 2), round(slot * 0.8, 2), round(height, 2), title)
-            )
+            series.append(Bar(round(x, 2), round(TOP + plot_height - height, 2), bar_width, round(height, 2), title))
         if i % 10 == 0 or i == len(minutes) - 1:
             labels.append({"x": round(x + slot * 0.4, 2), "text": when})
     fractions = (0, 1) if top == 1 else (0, 0.5, 1)

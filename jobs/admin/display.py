@@ -7,7 +7,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jobs.formatting import duration
+from jobs import formatting
 
 STATUS_COLOURS = {
     "scheduled": "#6f42c1",
@@ -43,15 +43,11 @@ def progress_bar(percent: int, message: str = "") -> str:
 def age(when: datetime | None) -> str:
     if when is None:
         return "-"
-    return format_html(
-        '<span title="{}">{}</span>', when.isoformat(), duration((timezone.now() - when).total_seconds())
-    )
+    return format_html('<span title="{}">{}</span>', when.isoformat(), formatting.age(when, timezone.now()))
 
 
 def pretty_json(value: Any) -> str:
-    if value is None:
-        return "-"
-    return format_html('<pre class="jq-pre">{}</pre>', json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+    return "-" if value is None else pre(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def pre(text: str) -> str:

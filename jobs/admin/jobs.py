@@ -1,6 +1,7 @@
 """The job list and job page: coloured status, progress, filters, search, actions through the services."""
 
 import uuid
+from functools import partial
 
 from django.contrib import admin
 from django.db import DataError, NotSupportedError
@@ -16,19 +17,23 @@ from jobs.states import Status
 from . import actions, display, views
 
 
-class JobAttemptInline(admin.TabularInline):
+class ReadOnly:
+    """Rows shown but never added or edited in a form: changes go through the actions."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class JobAttemptInline(ReadOnly, admin.TabularInline):
     model = JobAttempt
     extra = 0
     can_delete = False
     verbose_name_plural = "attempt history"
     fields = ["number", "outcome_badge", "worker", "started_at", "finished_at", "took", "error", "traceback_details"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="outcome")
     def outcome_badge(self, attempt: JobAttempt) -> str:
@@ -51,7 +56,7 @@ class JobAttemptInline(admin.TabularInline):
         return format_html('<details><summary>show</summary><pre class="jq-pre">{}</pre></details>', attempt.traceback)
 
 
-class JobDisplay(admin.ModelAdmin):
+class JobDisplay(ReadOnly, admin.ModelAdmin):
     """What the job list and job page show; shared by the dead-letter view."""
 
     list_display = [
@@ -90,12 +95,6 @@ class JobDisplay(admin.ModelAdmin):
                 for name, options in self.fieldsets
             ]
         return self.fieldsets
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False  # the page is read-only; changes go through the actions
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return super().has_delete_permission(request, obj) and (obj is None or obj.status != Status.RUNNING)
@@ -190,26 +189,16 @@ class JobDisplay(admin.ModelAdmin):
 @admin.register(Job)
 class JobAdmin(JobDisplay):
     def get_urls(self):
-        wrap = self.admin_site.admin_view
+        def wrap(view):  # the views take this admin first, then the request
+            return self.admin_site.admin_view(partial(view, self))
+
         custom = [
-            path("overview/", wrap(self.overview_view), name="jobs_job_overview"),
-            path("queues/<str:name>/<str:change>/", wrap(self.queue_view), name="jobs_job_queue"),
-            path("<str:object_id>/operate/<str:operation>/", wrap(self.operate_view), name="jobs_job_operate"),
-            path("<str:object_id>/edit-retry/", wrap(self.edit_retry_view), name="jobs_job_edit_retry"),
+            path("overview/", wrap(views.overview), name="jobs_job_overview"),
+            path("queues/<str:name>/<str:change>/", wrap(views.queue_change), name="jobs_job_queue"),
+            path("<str:object_id>/operate/<str:operation>/", wrap(views.operate_one), name="jobs_job_operate"),
+            path("<str:object_id>/edit-retry/", wrap(views.edit_retry), name="jobs_job_edit_retry"),
         ]
         return custom + super().get_urls()
-
-    def overview_view(self, request: HttpRequest):
-        return views.overview(self, request)
-
-    def queue_view(self, request: HttpRequest, name: str, change: str):
-        return views.queue_change(self, request, name, change)
-
-    def operate_view(self, request: HttpRequest, object_id: str, operation: str):
-        return views.operate_one(self, request, object_id, operation)
-
-    def edit_retry_view(self, request: HttpRequest, object_id: str):
-        return views.edit_retry(self, request, object_id)
 
 
 @admin.register(DeadJob)

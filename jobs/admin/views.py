@@ -31,14 +31,9 @@ def _job_page(object_id) -> HttpResponseRedirect:
 
 
 def _status_tiles() -> list[dict]:
-    changelist = reverse("admin:jobs_job_changelist")
+    url = reverse("admin:jobs_job_changelist") + "?status__exact="
     return [
-        {
-            "status": status,
-            "count": count,
-            "colour": display.STATUS_COLOURS[status],
-            "url": f"{changelist}?status__exact={status}",
-        }
+        {"status": status, "count": count, "colour": display.STATUS_COLOURS[status], "url": url + status}
         for status, count in selectors.status_counts().items()
     ]
 
@@ -66,9 +61,7 @@ def overview(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespons
 def queue_change(model_admin: admin.ModelAdmin, request: HttpRequest, name: str, change: str) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    if not actions.actor_can_operate(request, QueueState):
-        raise PermissionDenied
-    if change not in {"pause", "resume"}:
+    if change not in {"pause", "resume"} or not actions.actor_can_operate(request, QueueState):
         raise PermissionDenied
     try:
         actions.change_queue(model_admin, request, name, change)

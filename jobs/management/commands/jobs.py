@@ -11,7 +11,7 @@ under the user's name. JOB_CLI_REQUIRE_ACTOR=1 refuses changes made without one.
 
 import argparse
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -37,16 +37,10 @@ QUEUE_HEADERS = ("QUEUE", "STATE", "DEPTH", "QUEUED", "RUNNING", "LATENCY")
 # (None: any active user, as for the submit endpoint).
 NEEDS: dict[str, tuple[str, ...] | None] = {
     "submit": None,
-    "status": VIEW_JOBS,
-    "list": VIEW_JOBS,
-    "stats": VIEW_JOBS,  # as GET /api/stats/
-    "retry": CHANGE_JOBS,
-    "resubmit": CHANGE_JOBS,
-    "cancel": CHANGE_JOBS,
-    "delete": DELETE_JOBS,
-    "purge": DELETE_JOBS,
-    "pause": CHANGE_QUEUES,
-    "resume": CHANGE_QUEUES,
+    **dict.fromkeys(("status", "list", "stats"), VIEW_JOBS),  # stats as GET /api/stats/
+    **dict.fromkeys(("retry", "resubmit", "cancel"), CHANGE_JOBS),
+    **dict.fromkeys(("delete", "purge"), DELETE_JOBS),
+    **dict.fromkeys(("pause", "resume"), CHANGE_QUEUES),
 }
 READS = {"status", "list", "stats"}
 VIA = "from the CLI"
@@ -54,6 +48,13 @@ VIA = "from the CLI"
 
 def _fail(message: str, code: int = REFUSED) -> CommandError:
     return CommandError(" ".join(str(message).split()), returncode=code)
+
+
+def _user(name: str) -> Any:
+    user = get_user_model().objects.filter(username=name).first()
+    if user is None:
+        raise _fail(f"no user named {name!r}", NOT_FOUND)
+    return user
 
 
 def _json_object(text: str, option: str = "--payload") -> dict:
@@ -73,6 +74,16 @@ def _time(text: str | None, option: str):
     if when is None:
         raise _fail(f"{option} {text!r} is not an ISO 8601 time", USAGE)
     return when if timezone.is_aware(when) else timezone.make_aware(when, timezone.utc)
+
+
+def _job_row(job: Any, now: datetime) -> tuple:
+    progress, reason = f"{job.progress}%", shorten(job.reason, 40)
+    return job.id, job.type, job.status, job.priority, job.attempts, progress, age(job.created_at, now), reason
+
+
+def _queue_row(queue: dict) -> tuple:
+    state = "paused" if queue["paused"] else "running"
+    return queue["name"], state, queue["depth"], queue["queued"], queue["running"], duration(queue["latency_seconds"])
 
 
 def _days(text: str) -> float:
@@ -150,9 +161,7 @@ class Command(BaseCommand):
 
     def authorised(self, name: str, action: str) -> Any:
         """The user named `name`, if it may run `action`."""
-        user = get_user_model().objects.filter(username=name).first()
-        if user is None:
-            raise _fail(f"no user named {name!r}", NOT_FOUND)
+        user = _user(name)
         needed = NEEDS[action]
         if not user.is_active:
             raise _fail(f"user {name!r} is inactive")
@@ -188,11 +197,7 @@ class Command(BaseCommand):
         self.emit(data, "\n".join(lines))
 
     def do_submit(self, *, type: str, payload: str, run_at: str | None, owner: str | None, **options: Any) -> None:
-        user = self.actor
-        if owner:
-            user = get_user_model().objects.filter(username=owner).first()
-            if user is None:
-                raise _fail(f"no user named {owner!r}", NOT_FOUND)
+        user = _user(owner) if owner else self.actor
         fields = {k: options[k] for k in ("priority", "delay", "max_retries", "idempotency_key")}
         when = _time(run_at, "--run-at")
         job, _ = services.job_submit(type=type, payload=_json_object(payload), owner=user, run_at=when, **fields)
@@ -210,19 +215,7 @@ class Command(BaseCommand):
             **{key: filters[key] for key in ("status", "type", "priority", "search")},
         )[:limit]
         now = timezone.now()
-        rows = [
-            (
-                j.id,
-                j.type,
-                j.status,
-                j.priority,
-                j.attempts,
-                f"{j.progress}%",
-                age(j.created_at, now),
-                shorten(j.reason, 40),
-            )
-            for j in jobs
-        ]
+        rows = [_job_row(job, now) for job in jobs]
         self.emit(JobSummarySerializer(jobs, many=True).data, table(rows, LIST_HEADERS))
 
     def do_retry(self, *, id: str | None, all_dead: bool, payload: str | None, **_: Any) -> None:
@@ -282,20 +275,7 @@ class Command(BaseCommand):
     def do_stats(self, **_: Any) -> None:
         stats = selectors.job_stats()
         statuses = table([(status, count) for status, count in stats["statuses"].items()], ("STATUS", "JOBS"))
-        queues = table(
-            [
-                (
-                    q["name"],
-                    "paused" if q["paused"] else "running",
-                    q["depth"],
-                    q["queued"],
-                    q["running"],
-                    duration(q["latency_seconds"]),
-                )
-                for q in stats["queues"]
-            ],
-            QUEUE_HEADERS,
-        )
+        queues = table([_queue_row(q) for q in stats["queues"]], QUEUE_HEADERS)
         workers = stats["workers"]
         lines = [
             statuses,

@@ -168,7 +168,7 @@ class Command(BaseCommand):
                 for spec in process_specs(config):
                     supervisor.start(spec, env=env)
                 ready_text = banner(config, token=token, redis_url=redis_url, password_known=password_known)
-                dead = self.supervise(supervisor, stop, ready_text, config)
+                dead = self.supervise(supervisor, stop, ready_text, config.web)
         finally:
             supervisor.stop([child for child in supervisor.children if child is not redis])
             if redis is not None:
@@ -193,21 +193,18 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=1)
         return not stop
 
-    def supervise(
-        self, supervisor: Supervisor, stop: StopRequested, ready_text: str, config: DevConfig
-    ) -> Child | None:
-        """Print `ready_text` once /healthz answers, then watch the children; returns one that died."""
+    def supervise(self, supervisor: Supervisor, stop: StopRequested, ready_text: str, web: str) -> Child | None:
+        """Print `ready_text` once `web`/healthz answers, then watch the children; returns one that died."""
         deadline, ready = time.monotonic() + READY_TIMEOUT, False
         while not stop:
-            dead = supervisor.first_exited()
-            if dead is not None:
+            if (dead := supervisor.first_exited()) is not None:
                 supervisor.say(f"{dead.name} exited unexpectedly ({dead.how_it_ended()}); stopping the rest")
                 return dead
-            if not ready and devstack.http_ok(f"{config.web}/healthz"):
+            if not ready and devstack.http_ok(f"{web}/healthz"):
                 ready = True
                 supervisor.say(ready_text)
             if not ready and time.monotonic() > deadline:
-                raise CommandError(f"{config.web}/healthz did not answer 200 within {READY_TIMEOUT:.0f}s")
+                raise CommandError(f"{web}/healthz did not answer 200 within {READY_TIMEOUT:.0f}s")
             time.sleep(0.2)
         supervisor.say(f"{stop.signal_name}: stopping everything")
         return None
