@@ -185,17 +185,10 @@ def _defer(jobs: list[Dispatch], *, reason: str) -> None:
     log.warning("broker unavailable (%s): %d jobs will be published when it is back", reason, len(rows))
 
 
-def send_job_on_commit(*, job_id: Any, queue: str, timeout: int | None) -> None:
-    """Publish once the surrounding transaction commits; a broker error is logged, never raised.
-
-    A job whose publish failed stays `queued` in the database, which stays the source of truth:
-    it is noted as pending, and the mover publishes it when the broker is back.
-    """
-    send_jobs_on_commit([(job_id, queue, timeout)])
-
-
 def send_jobs_on_commit(jobs: Iterable[Dispatch]) -> None:
-    """`publish_or_defer` once the surrounding transaction commits."""
+    """`publish_or_defer` once the surrounding transaction commits: a broker error is logged,
+    never raised, and a job whose publish failed stays `queued` in the database, the source of
+    truth, noted as pending until the mover can publish it."""
     pending = list(jobs)
 
     def publish_after_commit() -> None:

@@ -56,9 +56,10 @@ def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
     dispatch.forget_paused_queues()
     # Read after the resume is committed: a job queued later is published by its own dispatch.
     waiting = Job.objects.filter(status=Status.QUEUED, priority=queue).order_by("created_at")
-    rows = list(waiting.values_list("pk", "timeout")) if resumed else []
-    for pk, timeout in rows:
-        dispatch.send_job(job_id=pk, queue=queue, timeout=timeout)
+    rows = list(waiting.values_list("pk", "priority", "timeout")) if resumed else []
+    # In pipelined batches; while Redis is away they wait in the pending table for the mover.
+    published = dispatch.publish_or_defer(rows)
     if resumed:
-        log.warning("queue %s resumed by %s; %d queued jobs published", queue, by or "unknown", len(rows))
-    return queue_state(queue), len(rows)
+        who = by or "unknown"
+        log.warning("queue %s resumed by %s; %d of %d queued jobs published", queue, who, published, len(rows))
+    return queue_state(queue), published

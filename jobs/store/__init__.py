@@ -21,14 +21,8 @@ from jobs.states import CLAIM, SUCCEED, Transition
 
 # What a claim resets, a success writes, and an opened attempt starts with.
 CLAIM_RESETS = {"progress": 0, "progress_message": ""}
-SUCCESS_SETS = {
-    "progress": 100,
-    "lease_expires_at": None,
-    "error_type": "",
-    "error_message": "",
-    "error_traceback": "",
-    "reason": "",
-}
+ERROR_COLUMNS = ("error_type", "error_message", "error_traceback", "reason")
+SUCCESS_SETS = {"progress": 100, "lease_expires_at": None, **dict.fromkeys(ERROR_COLUMNS, "")}
 ATTEMPT_OPENS = {"outcome": Outcome.RUNNING, "error_type": "", "error_message": "", "traceback": ""}
 # (job id, serial, result, finished at) of a successful attempt.
 Finished = tuple[Any, int, Any, datetime]
