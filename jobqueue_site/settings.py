@@ -302,9 +302,10 @@ JOB_BULK_MAX = env_int("JOB_BULK_MAX", 1000)
 JOB_DEFAULT_TIMEOUT = env_int("JOB_DEFAULT_TIMEOUT", 600)
 JOB_RETRY_BACKOFF_BASE = env_float("JOB_RETRY_BACKOFF_BASE", 2.0)
 JOB_RETRY_BACKOFF_MAX = env_float("JOB_RETRY_BACKOFF_MAX", 3600.0)
-# A running job whose worker sends no heartbeat for this long is taken as lost and retried.
+# A running job whose lease its worker has not renewed for this long is taken as lost and retried.
+# (JOB_HEARTBEAT_SECONDS is the renewal's older name.)
 JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
-JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 10.0)
+JOB_LEASE_RENEW_SECONDS = env_float("JOB_LEASE_RENEW_SECONDS", env_float("JOB_HEARTBEAT_SECONDS", 10.0))
 # On SIGTERM a worker lets running jobs finish for this long, then requeues the rest.
 JOB_SHUTDOWN_GRACE = env_float("JOB_SHUTDOWN_GRACE", 30.0)
 # Seconds a worker process gathers successes before recording them in one statement: a job
@@ -376,12 +377,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "medium"
-CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 3,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -1,5 +1,5 @@
 """Worker-side upkeep: the claim, the lease keeper that extends running jobs' leases (every
-JOB_HEARTBEAT_SECONDS), and graceful shutdown.
+JOB_LEASE_RENEW_SECONDS), and graceful shutdown.
 
 On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish;
 then the pool processes are killed, their jobs go back to the queue at once, and the worker
@@ -42,7 +42,7 @@ def start_lease_keeper() -> None:
 
 def _extend_leases() -> None:
     while True:
-        time.sleep(settings.JOB_HEARTBEAT_SECONDS)
+        time.sleep(settings.JOB_LEASE_RENEW_SECONDS)
         attempts = [(claim.job_id, claim.serial) for claim in list(running.values())]
         if not attempts:
             continue

@@ -1,4 +1,4 @@
-"""The life of one attempt: claim, heartbeat, progress, and the outcome.
+"""The life of one attempt: claim, lease, progress, and the outcome.
 
 Every change is a named move of the state machine (`job_transition`, a conditional update in
 the store), and every outcome is fenced by the attempt's `serial` (Job.serial at claim time, the

@@ -49,7 +49,7 @@ def jobs_requeue_lost() -> int:
             job_id=pk,
             serial=serial,
             error_type="WorkerLost",
-            message=f"worker lost: {worker or 'unknown'} sent no heartbeat; its lease ran out at {lease.isoformat()}",
+            message=f"worker lost: {worker or 'unknown'} renewed no lease; it ran out at {lease.isoformat()}",
             outcome=Outcome.LOST,
         )
         count += moved is not None

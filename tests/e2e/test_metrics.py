@@ -20,7 +20,7 @@ from .conftest import DEPLOY, wait_until_terminal
 # The first test may also install Prometheus (apt-get) in its fixture.
 pytestmark = pytest.mark.timeout(900)
 
-FAST_RECOVERY = {"JOB_LEASE_SECONDS": "3", "JOB_HEARTBEAT_SECONDS": "1", "JOB_LOST_CHECK_SECONDS": "1"}
+FAST_RECOVERY = {"JOB_LEASE_SECONDS": "3", "JOB_LEASE_RENEW_SECONDS": "1", "JOB_LOST_CHECK_SECONDS": "1"}
 GRAFANA_VARIABLES = re.compile(r"\$\{?__(rate_interval|interval|range)\}?")
 
 

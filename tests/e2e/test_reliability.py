@@ -17,7 +17,7 @@ from tests.servers import wait_for
 
 from .conftest import jobs_cli, wait_until_terminal
 
-FAST_RECOVERY = {"JOB_LEASE_SECONDS": "3", "JOB_HEARTBEAT_SECONDS": "1", "JOB_LOST_CHECK_SECONDS": "1"}
+FAST_RECOVERY = {"JOB_LEASE_SECONDS": "3", "JOB_LEASE_RENEW_SECONDS": "1", "JOB_LOST_CHECK_SECONDS": "1"}
 
 
 def submit(job_type: str, payload: dict | None = None, **options) -> str:

@@ -38,7 +38,7 @@ THREADS_NODE = "w3"
 # exercised within a test's time; every other setting is the production default.
 FAST = {
     "JOB_LEASE_SECONDS": "8",
-    "JOB_HEARTBEAT_SECONDS": "2",
+    "JOB_LEASE_RENEW_SECONDS": "2",
     "JOB_LOST_CHECK_SECONDS": "1",
     "JOB_REDISPATCH_AFTER": "3",
     "JOB_REDISPATCH_CHECK_SECONDS": "1",

@@ -45,3 +45,25 @@ def test_debug_mode_runs_with_generated_defaults(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "dev-secret-key").exists()
+
+
+@pytest.mark.parametrize(
+    "env, seconds",
+    [
+        ({}, "10.0"),
+        ({"JOB_HEARTBEAT_SECONDS": "3"}, "3.0"),
+        ({"JOB_HEARTBEAT_SECONDS": "3", "JOB_LEASE_RENEW_SECONDS": "4"}, "4.0"),
+    ],
+)
+def test_the_lease_renewal_interval_also_reads_its_older_name(tmp_path, env, seconds):
+    code = "from django.conf import settings; print(settings.JOB_LEASE_RENEW_SECONDS)"
+    result = manage("shell", "-c", code, env={"DEBUG": "1", "JOBQUEUE_VAR_DIR": str(tmp_path), **env})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == seconds
+
+
+def test_a_malformed_number_or_boolean_is_refused_by_name(tmp_path):
+    for name, value in (("JOB_LEASE_SECONDS", "thirty"), ("JOB_CLI_REQUIRE_ACTOR", "maybe")):
+        result = manage("check", env={"DEBUG": "1", "JOBQUEUE_VAR_DIR": str(tmp_path), name: value})
+        assert result.returncode != 0 and f"{name}={value!r} is not" in result.stderr, result.stderr
