@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from jobs.api import JobStatusView, SubmitJobsView, SubmitJobView
+from jobs.api import ClientJobCancelView, ClientJobListView, JobStatusView, SubmitJobsView, SubmitJobView
 from jobs.health import healthz
 from jobs.metrics_view import metrics_view
 
@@ -10,6 +10,8 @@ urlpatterns = [
     path("submit-job", SubmitJobView.as_view(), name="submit-job"),
     path("submit-jobs", SubmitJobsView.as_view(), name="submit-jobs"),
     path("job-status/<str:job_id>", JobStatusView.as_view(), name="job-status"),
+    path("jobs", ClientJobListView.as_view(), name="jobs"),
+    path("jobs/<str:job_id>/cancel", ClientJobCancelView.as_view(), name="job-cancel"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -7,14 +7,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import history, selectors, services
+from .pagination import JobPagination
+from .permissions import may_see_tracebacks
 from .serializers import (
     ErrorSerializer,
+    JobFilterSerializer,
     JobStatusSerializer,
+    JobSummarySerializer,
     SubmitJobsAnswerSerializer,
     SubmitJobSerializer,
     SubmitJobsSerializer,
@@ -39,6 +44,18 @@ def represent(serializer_class: type, instance: Any) -> dict:
     return _answer_serializer(serializer_class).to_representation(instance)
 
 
+def for_client(body: dict, request: Request) -> dict:
+    """A job as its client sees it: the traceback only for staff (permissions.may_see_tracebacks)."""
+    if body.get("error") and not may_see_tracebacks(request.user):
+        body["error"] = {key: value for key, value in body["error"].items() if key != "traceback"}
+    return body
+
+
+KEY_REUSED = OpenApiResponse(OpenApiTypes.OBJECT, description="The idempotency key was used for other parameters.")
+NOT_YOURS = OpenApiResponse(ErrorSerializer, description="No such job (or another client's).")
+JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
 class SubmitJobView(APIView):
     @extend_schema(
         tags=["jobs"],
@@ -52,6 +69,7 @@ class SubmitJobView(APIView):
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid submission, naming each bad field."),
             401: UNAUTHENTICATED,
             413: OpenApiResponse(ErrorSerializer, description="Request body too large."),
+            422: KEY_REUSED,
         },
     )
     def post(self, request: Request) -> Response:
@@ -65,14 +83,15 @@ class SubmitJobView(APIView):
         fields["idempotency_key"] = fields.get("idempotency_key") or header_key or None
         job, created = services.job_submit(owner=request.user, **fields)
         body = represent(JobStatusSerializer, selectors.with_empty_history(job) if created else job)
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(for_client(body, request), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class SubmitJobsView(APIView):
     """Up to JOB_BULK_MAX jobs in one request, validated like single submissions; all or nothing."""
 
     @extend_schema(
-        request=SubmitJobsSerializer, responses={200: SubmitJobsAnswerSerializer, 201: SubmitJobsAnswerSerializer}
+        request=SubmitJobsSerializer,
+        responses={200: SubmitJobsAnswerSerializer, 201: SubmitJobsAnswerSerializer, 422: KEY_REUSED},
     )
     def post(self, request: Request) -> Response:
         submissions = validated(SubmitJobsSerializer, request.data)["jobs"]
@@ -85,14 +104,50 @@ class SubmitJobsView(APIView):
 class JobStatusView(APIView):
     @extend_schema(
         tags=["jobs"],
-        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
-        responses={
-            200: JobStatusSerializer,
-            401: UNAUTHENTICATED,
-            404: OpenApiResponse(ErrorSerializer, description="No such job (or another client's)."),
-        },
+        parameters=[JOB_ID],
+        responses={200: JobStatusSerializer, 401: UNAUTHENTICATED, 404: NOT_YOURS},
     )
     def get(self, request: Request, job_id: str) -> Response:
         """A job's status, result, error and attempt history."""
         job = selectors.job_for_user(job_id=job_id, user=request.user)
-        return Response(represent(JobStatusSerializer, job))
+        return Response(for_client(represent(JobStatusSerializer, job), request))
+
+
+@extend_schema(
+    tags=["jobs"],
+    parameters=[JobFilterSerializer],
+    responses={
+        200: JobSummarySerializer(many=True),
+        400: OpenApiResponse(OpenApiTypes.OBJECT, description="A bad filter, named."),
+        401: UNAUTHENTICATED,
+    },
+)
+class ClientJobListView(ListAPIView):
+    """Your own jobs (those you submitted), newest first, filtered like the staff list."""
+
+    serializer_class = JobSummarySerializer
+    pagination_class = JobPagination
+
+    def get_queryset(self):
+        filters = validated(JobFilterSerializer, self.request.query_params)
+        return selectors.jobs_filtered(**filters).filter(owner=self.request.user)
+
+
+class ClientJobCancelView(APIView):
+    @extend_schema(
+        tags=["jobs"],
+        request=None,
+        parameters=[JOB_ID],
+        responses={
+            200: JobStatusSerializer,
+            401: UNAUTHENTICATED,
+            404: NOT_YOURS,
+            409: OpenApiResponse(ErrorSerializer, description="The job already started or finished."),
+        },
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        """Cancel one of your jobs that has not started (scheduled, queued or waiting to retry)."""
+        selectors.job_owned_by(job_id=job_id, user=request.user)
+        job = services.job_cancel(job_id=job_id)
+        history.record(user=request.user, obj=job, message="Cancelled by its owner through the API")
+        return Response(for_client(represent(JobStatusSerializer, job), request))

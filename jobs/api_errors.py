@@ -2,6 +2,7 @@
 
 import sys
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.views import defaults
@@ -10,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .exceptions import (
+    IdempotencyKeyReused,
     InvalidBulkSubmission,
     InvalidTransition,
     JobNotFound,
@@ -25,6 +27,7 @@ STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (UnknownQueue, status.HTTP_404_NOT_FOUND),
     (UnknownJobType, status.HTTP_400_BAD_REQUEST),
     (InvalidTransition, status.HTTP_409_CONFLICT),
+    (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),
 ]
 
 
@@ -35,9 +38,9 @@ def exception_handler(exc, context):
     if (answer := unavailable_answer(exc)) is not None:
         return Response(answer[0], status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=answer[1])
     if isinstance(exc, RequestDataTooBig):
-        return Response(
-            {"detail": f"request body is too large: {exc}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-        )
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        detail = f"request body too large: the limit is {limit} bytes (JOB_MAX_REQUEST_BYTES)"
+        return Response({"detail": detail}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, JobQueueError):
         code = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST)
         if isinstance(exc, InvalidBulkSubmission):

@@ -9,12 +9,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import history, selectors, services
+from .pagination import JobPagination
 from .permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, VIEW_QUEUES, OperatorPermission
 from .serializers import (
     DeadLetterFilterSerializer,
@@ -56,12 +56,6 @@ def _actor(request: Request) -> str:
 
 def _queue(name: str) -> dict:
     return next(queue for queue in selectors.queue_overview() if queue["name"] == name)
-
-
-class JobPagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class StaffView(APIView):

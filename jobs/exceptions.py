@@ -45,6 +45,12 @@ class InvalidSubmission(JobQueueError):
     """The submission is not valid."""
 
 
+class IdempotencyKeyReused(JobQueueError):
+    """This idempotency key was used before for a submission with other parameters."""
+
+    field = "idempotency_key"
+
+
 class InvalidBulkSubmission(JobQueueError):
     """Some jobs of the batch are not valid; nothing was stored."""
 

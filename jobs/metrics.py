@@ -12,6 +12,7 @@ import os
 from prometheus_client import Counter, Histogram
 
 from jobs import internals
+from jobs.states import QUEUES
 
 LABELS = ("type", "queue")
 # 1 ms .. 10 min: fast no-op jobs up to the default per-attempt timeout (600 s).
@@ -29,6 +30,20 @@ DURATION = Histogram(
     buckets=BUCKETS,
 )
 JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
+# Which process counts what: the web app submissions, a worker node the attempts' outcomes, the
+# mover the attempts it finds lost (and what their failure leads to).
+WEB_METRICS = (SUBMITTED,)
+WORKER_METRICS = (PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
+MOVER_METRICS = (FAILED, RETRIED, DEAD_LETTERED)
+
+
+def start_at_zero(families: tuple, job_types: list[str]) -> None:
+    """Export every series of `families` for each job type and queue from the start, at 0: a
+    rate() or an alert then sees 0, not a missing series, before the first event."""
+    for family in families:
+        for job_type in job_types:
+            for queue in QUEUES:
+                family.labels(job_type, queue)
 
 
 def record_submitted(*, type: str, queue: str) -> None:

@@ -19,7 +19,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from . import broker, selectors
+from . import broker, metrics, selectors
+from . import registry as job_types
 
 log = logging.getLogger("jobqueue.metrics")
 
@@ -73,6 +74,7 @@ def registry() -> CollectorRegistry:
 
     A fresh registry without auto-describe: registering runs no query, scraping runs each once.
     """
+    metrics.start_at_zero(metrics.WEB_METRICS, job_types.names())
     combined = CollectorRegistry(auto_describe=False)
     combined.register(SystemCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -18,6 +18,11 @@ def may_operate(user: Any, needed: tuple[str, ...]) -> bool:
     return bool(user and user.is_authenticated and user.is_active and user.is_staff and user.has_perms(needed))
 
 
+def may_see_tracebacks(user: Any) -> bool:
+    """Tracebacks name server paths and source lines: they are for those who may view every job."""
+    return may_operate(user, VIEW_JOBS)
+
+
 class OperatorPermission(BasePermission):
     """A view names what each method needs in `required_permissions` ({"GET": (...), "POST": (...)});
     HEAD and OPTIONS need what GET needs, and a method it does not name needs its POST's."""

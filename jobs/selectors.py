@@ -37,6 +37,11 @@ def job_for_user(*, job_id: Any, user: Any) -> Job:
     return job_by_id(job_id=job_id, among=jobs_visible_to(user))
 
 
+def job_owned_by(*, job_id: Any, user: Any) -> Job:
+    """The job, if `user` submitted it; any other job is reported as missing, to staff too."""
+    return job_by_id(job_id=job_id, among=Job.objects.filter(owner=user))
+
+
 def with_empty_history(job: Job) -> Job:
     """A job just created, its history (empty) known without a query."""
     history = JobAttempt.objects.none()

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -33,6 +34,15 @@ def json_object(value: Any) -> None:
         raise serializers.ValidationError("payload must be a JSON object")
 
 
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time with its offset (`Z`, `+02:00`): a time without one is refused, not guessed."""
+
+    def enforce_timezone(self, value):
+        if timezone.is_naive(value):
+            raise serializers.ValidationError("give a time zone, e.g. 2030-01-01T09:00:00Z or +02:00")
+        return super().enforce_timezone(value)
+
+
 class SubmitJobSerializer(StrictSerializer):
     """The shape of a submission; the business rules (type, payload, limits) live in job_submit."""
 
@@ -40,7 +50,7 @@ class SubmitJobSerializer(StrictSerializer):
     payload = serializers.JSONField(required=False, default=dict, validators=[json_object])
     priority = serializers.ChoiceField(choices=Priority.choices, required=False, default=Priority.MEDIUM)
     delay = serializers.FloatField(required=False, allow_null=True)
-    run_at = serializers.DateTimeField(required=False, allow_null=True)
+    run_at = AwareDateTimeField(required=False, allow_null=True)
     max_retries = serializers.IntegerField(required=False, allow_null=True)
     timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=24 * 3600)
     idempotency_key = serializers.CharField(required=False, allow_null=True, max_length=255)
@@ -92,6 +102,15 @@ class AttemptSerializer(serializers.ModelSerializer):
         return {"type": attempt.error_type, "message": attempt.error_message} if attempt.error_type else None
 
 
+class ErrorSummarySerializer(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()
+
+
+class JobErrorSerializer(ErrorSummarySerializer):
+    traceback = serializers.CharField(required=False, help_text="Shown only to staff who may view jobs.")
+
+
 class JobStatusSerializer(serializers.ModelSerializer):
     retries = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -125,6 +144,7 @@ class JobStatusSerializer(serializers.ModelSerializer):
     def get_retries(self, job: Job) -> int:
         return max(job.attempts - 1, 0)
 
+    @extend_schema_field(JobErrorSerializer(allow_null=True))
     def get_error(self, job: Job) -> dict | None:
         if not job.error_type:
             return None
@@ -156,11 +176,6 @@ class DeadLetterFilterSerializer(StrictSerializer):
     also_allowed = PAGE_PARAMETERS
     type = serializers.CharField(required=False, max_length=100)
     search = serializers.CharField(required=False, max_length=200)
-
-
-class ErrorSummarySerializer(serializers.Serializer):
-    type = serializers.CharField()
-    message = serializers.CharField()
 
 
 class ProgressSerializer(serializers.Serializer):

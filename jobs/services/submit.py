@@ -9,7 +9,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs import dispatch, registry
-from jobs.exceptions import InvalidBulkSubmission, InvalidSubmission, JobQueueError, error_detail
+from jobs.exceptions import (
+    IdempotencyKeyReused,
+    InvalidBulkSubmission,
+    InvalidSubmission,
+    JobQueueError,
+    error_detail,
+)
 from jobs.limits import too_deep
 from jobs.models import Job
 from jobs.states import Priority, Status
@@ -137,6 +143,11 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
     return _store(built=built, owner=owner)
 
 
+# What a submission that repeats an idempotency key must repeat to be answered with the job it names.
+SAME_SUBMISSION = ("type", "payload", "priority")
+KEY_FIELDS = "type, payload or priority"
+
+
 def _store(*, built: list[Job], owner: Any) -> list[tuple[Job, bool]]:
     """Store new jobs, (job, True); a job whose idempotency key its owner already used is the
     existing one, (job, False). The one algorithm of idempotency, for one job or many."""
@@ -157,6 +168,8 @@ def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
     for job in built:
         key = job.idempotency_key
         if key and key in known:
+            if any(getattr(known[key], name) != getattr(job, name) for name in SAME_SUBMISSION):
+                raise IdempotencyKeyReused(f"idempotency key {key!r} was used for a job of another {KEY_FIELDS}")
             results.append((known[key], False))
             continue
         if key:

@@ -119,6 +119,10 @@ def test_job_and_system_metrics_reach_prometheus_from_web_workers_and_mover(
             "queue_latency_seconds{queue='low'}": AtLeast(0.5),
             "jobs_scheduled": 1,
             "workers_online": 0,
+            # Series exist from the start, at 0, for every job type and queue: no event yet.
+            "sum(jobs_failed_total{job='mover'})": 0,
+            "count(jobs_failed_total{job='mover', type='noop'})": 3,
+            "count(jobs_submitted_total{job='web', type='noop'})": 3,
         },
     )
 
@@ -154,6 +158,10 @@ def test_job_and_system_metrics_reach_prometheus_from_web_workers_and_mover(
             "jobs_scheduled": 1,
             "workers_online": 2,
             "count(up == 1)": 4,
+            # A type no job of which ran: at 0 on both workers, in each queue.
+            "sum(jobs_processed_total{type='noop'})": 0,
+            "count(jobs_processed_total{job='worker', type='noop'})": 6,
+            "count(job_processing_duration_seconds_count{job='worker', type='noop'})": 6,
         },
     )
     assert_dashboard_queries_return_data(prometheus)

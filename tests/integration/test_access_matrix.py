@@ -47,6 +47,8 @@ def expected(method: str, path: str, role: str) -> set[int]:
         return {200, 201, 204, 409}
     if path.startswith("/job-status/"):
         return {404} if role == "other" else {200}
+    if path.startswith("/jobs/"):  # the client's side: only the job's owner, staff included
+        return {200} if role == "owner" else {404}
     return {200, 201}
 
 

@@ -114,6 +114,16 @@ def test_metrics_serve_the_system_gauges_computed_from_redis_and_the_database(br
     assert 30 <= latency["low"] < 40 and latency["high"] == latency["medium"] == 0
 
 
+def test_the_web_app_exports_the_submission_counter_of_every_type_and_queue_from_the_start(broker):
+    from jobs import registry
+
+    text = Client().get("/metrics").content.decode()
+
+    for job_type in registry.names():
+        for queue in states.QUEUES:
+            assert f'jobs_submitted_total{{queue="{queue}",type="{job_type}"}}' in text, (job_type, queue)
+
+
 def test_healthz_with_workers_needs_a_worker_heartbeat(broker):
     client = Client()
     missing = client.get("/healthz", {"workers": "1"})

@@ -8,7 +8,12 @@ from rest_framework.test import APIClient
 
 from jobs import services, states
 from tests.api_coverage import COVERED
-from tests.integration import test_bulk_submit, test_management_api, test_submit_api  # noqa: F401  (@covers)
+from tests.integration import (  # noqa: F401  (@covers)
+    test_bulk_submit,
+    test_client_api,
+    test_management_api,
+    test_submit_api,
+)
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 # Request bodies for operations that need one to succeed.
@@ -61,7 +66,7 @@ def test_every_operation_answers_as_the_schema_documents(client_for, broker):
     client = client_for("operator", staff=True)
     failures = []
     for method, path in sorted(operations(document)):
-        url = path.replace("{job_id}", str(_job_for(path).id)).replace("{name}", "low")
+        url = path.replace("{job_id}", str(_job_for(path, owner=client.user).id)).replace("{name}", "low")
         body = BODIES.get((method, path))
         response = getattr(client, method.lower())(url, body, format="json" if body else None)
         documented = document["paths"][path][method.lower()]["responses"]
@@ -76,10 +81,10 @@ def test_every_operation_answers_as_the_schema_documents(client_for, broker):
     assert not failures, "\n".join(failures)
 
 
-def _job_for(path: str):
-    """A job the operation applies to: a waiting one to cancel, a dead one for everything else."""
-    job, _ = services.job_submit(type="test.fail", payload={"fail": True}, max_retries=0, delay=60)
-    if path.endswith("/cancel/"):
+def _job_for(path: str, *, owner):
+    """A job of `owner` the operation applies to: a waiting one to cancel, a dead one for everything else."""
+    job, _ = services.job_submit(type="test.fail", payload={"fail": True}, max_retries=0, delay=60, owner=owner)
+    if path.endswith(("/cancel/", "/cancel")):
         return job
     services.jobs_transition(states.BECOME_DUE, job_ids=[job.id])
     claim = services.job_claim(job_id=job.id, worker="w1")
