@@ -11,7 +11,7 @@ import os
 
 from prometheus_client import Counter, Histogram
 
-from jobs import internals
+from jobs import internals, registry
 from jobs.states import QUEUES
 
 LABELS = ("type", "queue")
@@ -37,11 +37,11 @@ WORKER_METRICS = (PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
 MOVER_METRICS = (FAILED, RETRIED, DEAD_LETTERED)
 
 
-def start_at_zero(families: tuple, job_types: list[str]) -> None:
-    """Export every series of `families` for each job type and queue from the start, at 0: a
-    rate() or an alert then sees 0, not a missing series, before the first event."""
+def start_at_zero(families: tuple) -> None:
+    """Export every series of `families` for each registered job type and queue from the start,
+    at 0: a rate() or an alert then sees 0, not a missing series, before the first event."""
     for family in families:
-        for job_type in job_types:
+        for job_type in registry.names():
             for queue in QUEUES:
                 family.labels(job_type, queue)
 

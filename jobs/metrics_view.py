@@ -20,7 +20,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 
 from . import broker, metrics, selectors
-from . import registry as job_types
 
 log = logging.getLogger("jobqueue.metrics")
 
@@ -74,7 +73,7 @@ def registry() -> CollectorRegistry:
 
     A fresh registry without auto-describe: registering runs no query, scraping runs each once.
     """
-    metrics.start_at_zero(metrics.WEB_METRICS, job_types.names())
+    metrics.start_at_zero(metrics.WEB_METRICS)
     combined = CollectorRegistry(auto_describe=False)
     combined.register(SystemCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

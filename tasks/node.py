@@ -24,7 +24,6 @@ from django.conf import settings
 from prometheus_client import CollectorRegistry, multiprocess
 
 from jobs import broker, metrics, metrics_http, multiproc
-from jobs import registry as job_types
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -94,7 +93,7 @@ def _start_monitoring(sender: Any = None, **_: Any) -> None:
     threading.Thread(target=_announce_while_alive, args=(hostname,), name="jobqueue-announce", daemon=True).start()
     port = settings.JOB_WORKER_METRICS_PORT
     if port and _node["dir"] is not None:
-        metrics.start_at_zero(metrics.WORKER_METRICS, job_types.names())
+        metrics.start_at_zero(metrics.WORKER_METRICS)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(_node["dir"]))
         addr = settings.JOB_WORKER_METRICS_ADDR

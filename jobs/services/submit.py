@@ -145,7 +145,7 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
 
 # What a submission that repeats an idempotency key must repeat to be answered with the job it names.
 SAME_SUBMISSION = ("type", "payload", "priority")
-KEY_FIELDS = "type, payload or priority"
+KEY_FIELDS = f"{', '.join(SAME_SUBMISSION[:-1])} or {SAME_SUBMISSION[-1]}"
 
 
 def _store(*, built: list[Job], owner: Any) -> list[tuple[Job, bool]]:

@@ -6,7 +6,6 @@ from django.core.management.base import BaseCommand
 from prometheus_client import REGISTRY
 
 from jobs import metrics, metrics_http
-from jobs import registry as job_types
 from jobs.mover import Mover
 
 
@@ -29,6 +28,6 @@ class Command(BaseCommand):
         if settings.JOB_MOVER_METRICS_PORT:
             # Lost attempts are failed here: the mover's counters are only seen on its own endpoint.
             addr, port = settings.JOB_MOVER_METRICS_ADDR, settings.JOB_MOVER_METRICS_PORT
-            metrics.start_at_zero(metrics.MOVER_METRICS, job_types.names())
+            metrics.start_at_zero(metrics.MOVER_METRICS)
             metrics_http.serve(name="mover", addr=addr, port=port, registry=REGISTRY, health=mover.health)
         mover.run(stop)
