@@ -156,3 +156,22 @@ def test_a_job_that_keeps_losing_its_process_dies_when_its_retries_are_used_up(d
     job.refresh_from_db()
     assert job.status == Status.DEAD and "retries exhausted" in job.reason
     assert list(JobAttempt.objects.filter(job=job).values_list("outcome", flat=True)) == ["lost", "lost"]
+
+
+def test_a_queue_resumed_while_redis_is_down_leaves_its_backlog_to_the_mover(redis_server, broker, db):
+    services.queue_pause(queue="low")
+    ids = sorted(str(services.job_submit(type="noop", payload={}, priority="low")[0].id) for _ in range(2))
+    assert broker.llen("low") == 0
+    redis_server.snapshot()
+    redis_server.kill()
+    try:
+        state, published = services.queue_resume(queue="low")
+
+        assert (state.paused, published) == (False, 0)
+        assert sorted(str(pk) for pk in PendingDispatch.objects.values_list("job_id", flat=True)) == ids
+    finally:
+        redis_server.start()
+        dispatch.broker_breaker.reset()
+
+    assert services.jobs_dispatch_pending() == 2
+    assert sorted(broker_view.job_id_of(raw) for raw in broker.lrange("low", 0, -1)) == ids
