@@ -2,10 +2,8 @@
 evaluates the rules: the alerts the numbers call for go pending, the others stay inactive."""
 
 import http.server
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -59,25 +57,16 @@ def exporter():
 @pytest.fixture
 def prometheus(exporter):
     binary = servers.ensure_debian_package("prometheus", "prometheus")
-    folder = Path(tempfile.mkdtemp(prefix="jq-prometheus-"))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
         "scrape_configs": [{"job_name": "web", "static_configs": [{"targets": [exporter]}]}],
     }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = servers.free_port()
-    command = [
-        binary,
-        f"--config.file={folder / 'prometheus.yml'}",
-        f"--storage.tsdb.path={folder / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    process = servers.Process("prometheus", command, {"PATH": "/usr/bin:/bin"})
-    url = f"http://127.0.0.1:{port}"
-    servers.wait_for(lambda: servers.port_open(port), timeout=30, what="prometheus")
-    yield url
-    process.stop()
+    # PrometheusServer waits for /-/ready: an open port alone may still answer its API with an error page.
+    server = servers.PrometheusServer(binary, yaml.safe_dump(config))
+    server.start()
+    yield server.url
+    server.stop()
 
 
 def rule_states(url: str) -> dict[str, tuple[str, str]]:
