@@ -5,9 +5,15 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobqueue_site.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:  # a setting is missing or malformed: one line, not a traceback
+        hint = " (for development, `make run` leaves var/dev.env, which sets DEBUG=1)" if "SECRET_KEY" in str(exc) else ""
+        sys.stderr.write(f"ImproperlyConfigured: {exc}{hint}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,30 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("JOBQUEUE_VAR_DIR", BASE_DIR / "var"))
+# What `make run` leaves for commands run in another shell (`manage.py jobs ...`): DEBUG=1 and
+# the address of the Redis it started. Read in development only (see _read_dev_env).
+DEV_ENV_FILE = VAR_DIR / "dev.env"
+DEV_ENV_APPLIED: set[str] = set()  # the names taken from it
+
+
+def _read_dev_env(path: Path) -> None:
+    """Fill the variables the environment leaves unset from `path` (KEY=VALUE lines, written by
+    run_dev). Ignored when SECRET_KEY is set, as in any configured deployment, or JOBQUEUE_DEV_ENV=0."""
+    if os.environ.get("SECRET_KEY") or os.environ.get("JOBQUEUE_DEV_ENV", "1") == "0":
+        return
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if sep and name and not name.startswith("#") and name not in os.environ:
+            os.environ[name] = value.strip()
+            DEV_ENV_APPLIED.add(name)
+
+
+_read_dev_env(DEV_ENV_FILE)
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -290,6 +314,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobqueue@localhost")
 
 # Jobs.
 JOB_HANDLER_MODULES = env_list("JOB_HANDLER_MODULES")
+# The demonstration types of tasks/demo.py (demo.flaky, demo.slow): on in development only.
+JOB_DEMO_TYPES = env_bool("JOB_DEMO_TYPES", DEBUG)
+# Where the development stack's SMTP sink keeps mail (the admin's Mail page reads it in DEBUG).
+JOB_DEV_MAILDIR = Path(env_str("JOB_DEV_MAILDIR", str(VAR_DIR / "mail")))
 JOB_MAX_PAYLOAD_BYTES = env_int("JOB_MAX_PAYLOAD_BYTES", 64 * 1024)
 # How deeply request bodies and payloads may nest, and how large a handler's result may be.
 JOB_MAX_JSON_DEPTH = env_int("JOB_MAX_JSON_DEPTH", 32)
@@ -339,7 +367,8 @@ API_RETRY_AFTER_SECONDS = env_int("API_RETRY_AFTER_SECONDS", 5)
 
 # Operator links shown in the admin dashboard.
 FLOWER_URL = env_str("FLOWER_URL", "http://127.0.0.1:5555")
-GRAFANA_URL = env_str("GRAFANA_URL", "http://127.0.0.1:3000")
+# The admin links to Grafana only when this is set (docker compose sets it).
+GRAFANA_URL = env_str("GRAFANA_URL")
 
 # Celery on Redis.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

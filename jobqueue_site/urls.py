@@ -1,7 +1,9 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from jobs.admin.devmail import mailbox
 from jobs.api import ClientJobCancelView, ClientJobListView, JobStatusView, SubmitJobsView, SubmitJobView
 from jobs.health import healthz
 from jobs.metrics_view import metrics_view
@@ -19,5 +21,7 @@ urlpatterns = [
     path("api/", include("jobs.api_urls")),
     path("admin/", admin.site.urls),
 ]
+if settings.DEBUG:  # the development stack's mailbox (jobs/devmail.py)
+    urlpatterns.insert(-1, path("admin/mail/", admin.site.admin_view(mailbox), name="dev-mailbox"))
 
 handler500 = "jobs.api_errors.server_error"

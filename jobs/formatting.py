@@ -1,14 +1,24 @@
 """Plain-text tables and durations, for the `jobs` command and the admin."""
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 
+def plain(value: Any) -> str:
+    """A value as a person reads it: None as '-', objects and lists as JSON, the rest as text."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """Left-aligned columns as wide as their widest cell; None shows as '-'."""
     cells = [[str(header) for header in headers]]
-    cells += [["-" if value is None else str(value) for value in row] for row in rows]
+    cells += [[plain(value) for value in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)

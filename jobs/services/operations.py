@@ -91,11 +91,14 @@ def _retry_dead(jobs: QuerySet[Job], **edit: Any) -> list[Any]:
     return ids
 
 
-def jobs_purge_dead(*, finished_before: datetime | None = None) -> list[Any]:
-    """Delete dead jobs (those that died before `finished_before`, if given); returns the ids deleted."""
+def jobs_purge_dead(*, finished_before: datetime | None = None, dry_run: bool = False) -> list[Any]:
+    """Delete dead jobs (those that died before `finished_before`, if given); returns the ids deleted
+    (with `dry_run`, those it would delete, deleting nothing)."""
     dead = Job.objects.filter(status=Status.DEAD)
     if finished_before is not None:
         dead = dead.filter(finished_at__lt=finished_before)
+    if dry_run:
+        return list(dead.values_list("pk", flat=True))
     with transaction.atomic():
         ids = list(dead.select_for_update(skip_locked=True).values_list("pk", flat=True))
         Job.objects.filter(pk__in=ids).delete()

@@ -11,6 +11,8 @@ under the user's name. JOB_CLI_REQUIRE_ACTOR=1 refuses changes made without one.
 
 import argparse
 import json
+import logging
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,9 +25,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError
 
-from jobs import history, selectors, services
-from jobs.exceptions import JobNotFound, JobQueueError, UnknownQueue
-from jobs.formatting import age, duration, shorten, table
+from jobs import history, registry, selectors, services
+from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, UnknownQueue
+from jobs.formatting import age, duration, plain, shorten, table
 from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, may_operate
 from jobs.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.states import Priority, Status
@@ -36,7 +38,7 @@ QUEUE_HEADERS = ("QUEUE", "STATE", "DEPTH", "QUEUED", "RUNNING", "LATENCY")
 # What the actor needs for each subcommand, as the management API asks for the same operation
 # (None: any active user, as for the submit endpoint).
 NEEDS: dict[str, tuple[str, ...] | None] = {
-    "submit": None,
+    **dict.fromkeys(("submit", "demo"), None),
     **dict.fromkeys(("status", "list", "stats"), VIEW_JOBS),  # stats as GET /api/stats/
     **dict.fromkeys(("retry", "resubmit", "cancel"), CHANGE_JOBS),
     **dict.fromkeys(("delete", "purge"), DELETE_JOBS),
@@ -48,6 +50,34 @@ VIA = "from the CLI"
 
 def _fail(message: str, code: int = REFUSED) -> CommandError:
     return CommandError(" ".join(str(message).split()), returncode=code)
+
+
+def _problems(details: Any, path: str = "") -> list[str]:
+    """A serializer's errors as `field: message` lines (`to.0: Enter a valid email address.`)."""
+    if isinstance(details, dict):
+        return [line for key, value in details.items() for line in _problems(value, f"{path}{key}.")]
+    if isinstance(details, list) and details and all(isinstance(item, str) for item in details):
+        return [f"{path.rstrip('.') or 'payload'}: {' '.join(details)}"]
+    if isinstance(details, list):
+        return [line for index, value in enumerate(details) for line in _problems(value, f"{path}{index}.")]
+    return [f"{path.rstrip('.') or 'payload'}: {details}"]
+
+
+def _invalid_payload(exc: InvalidPayload) -> CommandError:
+    if isinstance(exc.details, dict | list):
+        return _fail(f"{exc}: {'; '.join(_problems(exc.details))}")
+    return _fail(str(exc))
+
+
+# What `jobs demo` submits: (type, payload, what to watch for).
+DEMO = (
+    ("demo.flaky", {"failures": 2}, "fails twice on purpose, is retried, then succeeds"),
+    ("demo.flaky", {"failures": 10}, "fails every attempt: dead-letter queue after 4"),
+    ("demo.slow", {"seconds": 30}, "runs 30 s with its progress moving"),
+    ("email_welcome", {"email": "greylist@example.com"}, "451 greylisted once, retried, delivered"),
+    ("email_welcome", {"email": "bounce@example.com"}, "550 no such mailbox: dead at once"),
+    ("email_welcome", {"email": "you@example.com"}, "delivered to the development mailbox"),
+)
 
 
 def _user(name: str) -> Any:
@@ -135,15 +165,22 @@ class Command(BaseCommand):
         retry.add_argument("--payload", help="corrected payload, JSON object")
         action("resubmit", "submit a copy of a job as a new job").add_argument("id")
         action("cancel", "cancel a scheduled, queued or retrying job").add_argument("id")
-        action("delete", "delete a job that is not running").add_argument("id")
+        delete = action("delete", "delete a job that is not running")
+        delete.add_argument("id")
         purge = action("purge", "delete dead jobs")
         purge.add_argument("--older-than-days", type=_days, help="only those dead for longer than this")
+        for destructive in (delete, purge):
+            destructive.add_argument("--dry-run", action="store_true", help="show what would go; delete nothing")
+            destructive.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
+        action("demo", "submit the demonstration jobs of `make run`: a retry, dead letters, progress, mail")
         for name, help in (("pause", "pause a queue: nothing of it runs until resumed"), ("resume", "resume a queue")):
             action(name, help).add_argument("queue", choices=Priority.values)
         action("stats", "counts by status, queues, dead letters, workers, the last hour")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         self.as_json = options.pop("json")
+        if options["verbosity"] < 2:  # the job log's INFO lines are for services, not a shell (-v 2 shows them)
+            logging.disable(logging.INFO)
         name = options.pop("actor") or settings.JOB_CLI_USER
         try:
             self.actor = self.authorised(name, action) if name else None
@@ -154,6 +191,8 @@ class Command(BaseCommand):
             getattr(self, f"do_{action}")(**options)
         except (JobNotFound, UnknownQueue) as exc:
             raise _fail(str(exc), NOT_FOUND) from None
+        except InvalidPayload as exc:
+            raise _invalid_payload(exc) from None
         except JobQueueError as exc:
             raise _fail(str(exc)) from None
         except (DatabaseError, redis.RedisError, OperationalError) as exc:
@@ -183,7 +222,7 @@ class Command(BaseCommand):
 
     def emit_job(self, job: Any) -> None:
         data = JobDetailSerializer(job).data
-        lines = [f"{key:>16}: {value}" for key, value in data.items() if key not in {"history", "error"}]
+        lines = [f"{key:>16}: {plain(value)}" for key, value in data.items() if key not in {"history", "error"}]
         if data["error"]:
             lines.append(f"{'error':>16}: {data['error']['type']}: {shorten(data['error']['message'], 200)}")
         rows = [
@@ -242,14 +281,34 @@ class Command(BaseCommand):
         self.log(obj=job, message="Cancelled")
         self.emit_job(job)
 
-    def do_delete(self, *, id: str, **_: Any) -> None:
+    def confirmed(self, question: str, *, yes: bool) -> bool:
+        """On a terminal, ask `question` unless --yes; scripts (no terminal) are not asked."""
+        if yes or not sys.stdin.isatty():
+            return True
+        self.stderr.write(f"{question} [y/N] ", ending="")
+        return sys.stdin.readline().strip().lower() in {"y", "yes"}
+
+    def do_delete(self, *, id: str, dry_run: bool, yes: bool, **_: Any) -> None:
         job = selectors.job_by_id(job_id=id)
+        if dry_run:
+            self.emit({"would_delete": str(job.pk), "status": job.status}, f"would delete {job.pk} ({job.status})")
+            return
+        if not self.confirmed(f"Delete job {job.pk} ({job.type}, {job.status})?", yes=yes):
+            raise _fail("not deleted")
         services.job_delete(job_id=id)
         self.log(obj=job, message="Deleted", flag=history.DELETION)
         self.emit({"deleted": id}, f"deleted {id}")
 
-    def do_purge(self, *, older_than_days: float | None, **_: Any) -> None:
+    def do_purge(self, *, older_than_days: float | None, dry_run: bool, yes: bool, **_: Any) -> None:
         before = timezone.now() - timedelta(days=older_than_days) if older_than_days is not None else None
+        if dry_run or not yes:
+            doomed = services.jobs_purge_dead(finished_before=before, dry_run=True)
+            if dry_run:
+                ids = [str(pk) for pk in doomed]
+                self.emit({"would_purge": ids}, "\n".join([f"would purge {len(ids)} dead jobs", *ids]))
+                return
+            if doomed and not self.confirmed(f"Delete {len(doomed)} dead jobs?", yes=yes):
+                raise _fail("nothing purged")
         purged = services.jobs_purge_dead(finished_before=before)
         self.log(ids=purged, message="Purged", flag=history.DELETION)
         self.emit({"purged": len(purged)}, f"purged {len(purged)} dead jobs")
@@ -271,6 +330,22 @@ class Command(BaseCommand):
     def emit_queue(self, name: str, text: str, **extra: Any) -> None:
         queue = next(q for q in selectors.queue_overview() if q["name"] == name)
         self.emit({**queue, **extra}, text)
+
+    def do_demo(self, **_: Any) -> None:
+        if "demo.flaky" not in registry.names():
+            raise _fail("the demonstration types are off (JOB_DEMO_TYPES=0); they come with `make run`")
+        rows, data = [], []
+        for type_name, payload, expect in DEMO:
+            job, _ = services.job_submit(type=type_name, payload=payload, owner=self.actor)
+            rows.append((job.pk, type_name, plain(payload), expect))
+            data.append({"id": str(job.pk), "type": type_name, "payload": payload, "expect": expect})
+        watch = [
+            "",
+            "Watch them in the admin (/admin/: Overview, Jobs), in Flower, or with `jobs list` and `jobs status <id>`.",
+            "Mail delivered by the development SMTP sink: /admin/mail/. A dead one can be retried with",
+            "an edited payload, e.g. `jobs retry <id> --payload '{\"failures\": 0}'`.",
+        ]
+        self.emit(data, "\n".join([table(rows, ("ID", "TYPE", "PAYLOAD", "WHAT TO WATCH")), *watch]))
 
     def do_stats(self, **_: Any) -> None:
         stats = selectors.job_stats()

@@ -4,6 +4,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +29,7 @@ class DevConfig:
     flower_auth: str  # user:password
     worker_metrics_port: int  # 0: off
     mover_metrics_port: int
+    smtp_port: int  # the mail sink's; 0: EMAIL_HOST is set, so mail goes there instead
     # Passwords the operator set (JOBQUEUE_DEV_PASSWORD, FLOWER_BASIC_AUTH) are not printed;
     # only the built-in development defaults are.
     password_configured: bool = False
@@ -54,7 +56,11 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     flower = ["--address=127.0.0.1", f"--port={config.flower_port}"]
     worker_env = {"JOB_WORKER_METRICS_PORT": str(config.worker_metrics_port)}
     mover_env = {"JOB_MOVER_METRICS_PORT": str(config.mover_metrics_port)}
+    sink = [ProcessSpec("mail", [python, manage, "run_mail_sink", f"--port={config.smtp_port}"])]
+    if config.smtp_port:
+        worker_env |= {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(config.smtp_port)}
     return [
+        *(sink if config.smtp_port else []),
         ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
         ProcessSpec("worker", [*celery, "worker", *worker], env=worker_env),
         ProcessSpec("flower", [*celery, "flower", *flower], env={"FLOWER_BASIC_AUTH": config.flower_auth}),
@@ -71,6 +77,7 @@ def read_config() -> DevConfig:
         flower_auth=os.environ.get("FLOWER_BASIC_AUTH") or f"{DEV_USER}:{password}",
         worker_metrics_port=metrics_port("JOB_WORKER_METRICS_PORT", settings.JOB_WORKER_METRICS_PORT),
         mover_metrics_port=metrics_port("JOB_MOVER_METRICS_PORT", settings.JOB_MOVER_METRICS_PORT),
+        smtp_port=0 if settings.EMAIL_HOST else smtp_port(),
         password_configured=bool(os.environ.get("JOBQUEUE_DEV_PASSWORD")),
         flower_auth_configured=bool(os.environ.get("FLOWER_BASIC_AUTH")),
     )
@@ -89,6 +96,12 @@ def env_port(name: str, default: int) -> int:
     return int(raw)
 
 
+def smtp_port() -> int:
+    """The mail sink's port: JOBQUEUE_DEV_SMTP_PORT (1025), or any free one if it is taken."""
+    port = env_port("JOBQUEUE_DEV_SMTP_PORT", 1025)
+    return port if devstack.port_free(port) else devstack.any_free_port()
+
+
 def metrics_port(name: str, port: int) -> int:
     """The configured scrape port (0 keeps it off), or any free one if it is taken."""
     if port and not devstack.port_free(port):
@@ -101,6 +114,16 @@ def child_env(redis_url: str) -> dict[str, str]:
     if not env.get("DEBUG"):
         env["DEBUG"] = "1"  # settings only generate a SECRET_KEY in debug mode
     return env
+
+
+def write_dev_env(path: Path, redis_url: str) -> None:
+    """Leave what `manage.py jobs` in another shell needs to find this stack (settings read it
+    in development only); private to this user, as the Redis URL may hold a password."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# Written by `manage.py run_dev`; read by manage.py in development.\n")
+        out.write(f"DEBUG=1\nREDIS_URL={redis_url}\n")
 
 
 def ensure_dev_user(password: str) -> tuple[str, bool]:
@@ -127,6 +150,7 @@ def banner(config: DevConfig, *, token: str, redis_url: str, password_known: boo
         flower_password = "<the password in FLOWER_BASIC_AUTH>"
     worker, mover = config.metrics_url(config.worker_metrics_port), config.metrics_url(config.mover_metrics_port)
     auth = f'-H "Authorization: Token {token}"'
+    mail = f"{web}/admin/mail/   (SMTP sink on 127.0.0.1:{config.smtp_port})" if config.smtp_port else "EMAIL_HOST"
     body = '{"type": "email_welcome", "payload": {"email": "you@example.com"}}'
     return f"""
 jobqueue is running. Ctrl-C stops everything.
@@ -138,12 +162,15 @@ jobqueue is running. Ctrl-C stops everything.
   Metrics    web {web}/metrics   worker {worker}   mover {mover}
   Health     {web}/healthz?workers=1   (worker and mover: /healthz next to their /metrics)
   Redis      {redact(redis_url)}
+  Mail       {mail}
   API token  {token}
 
 Submit a welcome email job:
   curl -s -X POST {web}/submit-job {auth} -H "Content-Type: application/json" -d '{body}'
 Follow it (put the "id" from the answer in place of <id>):
   curl -s {web}/job-status/<id> {auth}
+See a retry, dead letters and a job's progress (in another shell, from this directory):
+  .venv/bin/python manage.py jobs demo
 """
 
 
@@ -160,6 +187,7 @@ class Command(BaseCommand):
         config = read_config()
         supervisor = Supervisor(cwd=settings.BASE_DIR)
         redis_url, redis = self.start_redis(supervisor, stop)
+        write_dev_env(settings.DEV_ENV_FILE, redis_url)
         dead: Child | None = None
         try:
             if self.migrate(stop):
@@ -179,7 +207,7 @@ class Command(BaseCommand):
 
     def start_redis(self, supervisor: Supervisor, stop: StopRequested) -> tuple[str, Child | None]:
         """REDIS_URL if set, else a private, persistent Redis on loopback under var/redis."""
-        url = os.environ.get("REDIS_URL")
+        url = os.environ.get("REDIS_URL") if "REDIS_URL" not in settings.DEV_ENV_APPLIED else None
         if url:
             if not devstack.wait_until(lambda: devstack.redis_answers(url), timeout=5):
                 raise CommandError(f"REDIS_URL={url} does not answer")

@@ -1,0 +1,20 @@
+"""The development mailbox: what the development stack's SMTP sink accepted (DEBUG only)."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from jobs import devmail
+
+
+def mailbox(request: HttpRequest) -> HttpResponse:
+    if not settings.DEBUG:
+        raise Http404("the development mailbox exists only with DEBUG=1")
+    context = {
+        **admin.site.each_context(request),
+        "title": "Development mailbox",
+        "mails": devmail.read_mail(settings.JOB_DEV_MAILDIR),
+        "maildir": settings.JOB_DEV_MAILDIR,
+    }
+    return render(request, "admin/jobs/dev_mailbox.html", context)

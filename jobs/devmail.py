@@ -1,0 +1,93 @@
+"""The development stack's mail server: an SMTP sink on loopback that keeps what it accepts in a
+Maildir, and that refuses some recipients on purpose so email retries and dead letters can be
+watched (`make run` starts it; the admin's Mail page reads it).
+
+By the recipient's local part:
+- `greylist...@` is refused the first time with `451 4.7.1` (try again later), as greylisting
+  servers do, and accepted when the job retries;
+- `bounce...@` is refused with `550 5.1.1` (no such mailbox): a permanent failure;
+- anything else is accepted.
+
+It uses aiosmtpd (a development requirement), imported only when the sink starts.
+"""
+
+import mailbox
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+GREYLIST, BOUNCE = "greylist", "bounce"
+
+
+class SinkHandler:
+    """aiosmtpd's handler: replies to RCPT by recipient and files each accepted message."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.box = mailbox.Maildir(maildir, create=True)
+        self.greylisted: set[tuple[str, str]] = set()
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options) -> str:
+        local = address.partition("@")[0].lower()
+        if local.startswith(BOUNCE):
+            return f"550 5.1.1 <{address}>: no such mailbox (addresses starting with {BOUNCE!r} bounce)"
+        triplet = (envelope.mail_from or "", address.lower())
+        if local.startswith(GREYLIST) and triplet not in self.greylisted:
+            self.greylisted.add(triplet)
+            return f"451 4.7.1 <{address}>: greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.box.add(envelope.original_content)
+        return "250 OK: kept in the development mailbox"
+
+
+def serve(*, port: int, maildir: Path) -> None:
+    """Listen on 127.0.0.1:`port` until interrupted."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(SinkHandler(maildir), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        asyncio.run(asyncio.Event().wait())
+    finally:
+        controller.stop()
+
+
+@dataclass(frozen=True)
+class Mail:
+    key: str
+    sender: str
+    to: str
+    subject: str
+    date: str
+    body: str
+
+
+def read_mail(maildir: Path, *, limit: int = 100) -> list[Mail]:
+    """The newest `limit` messages in `maildir`, newest first (none if it does not exist yet)."""
+    if not maildir.is_dir():
+        return []
+    files = sorted(
+        ((path.stat().st_mtime, path) for sub in ("new", "cur") for path in (maildir / sub).glob("*")),
+        reverse=True,
+    )[:limit]
+    parser = BytesParser(policy=policy.default)
+    mails = []
+    for _, path in files:
+        message = parser.parsebytes(path.read_bytes())
+        body = message.get_body(preferencelist=("plain", "html"))
+        mails.append(
+            Mail(
+                key=path.name.partition(":")[0],
+                sender=str(message.get("From", "")),
+                to=str(message.get("To", "")),
+                subject=str(message.get("Subject", "")),
+                date=str(message.get("Date", "")),
+                body=body.get_content() if body is not None else "",
+            )
+        )
+    return mails
