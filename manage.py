@@ -11,7 +11,7 @@ def main() -> None:
     try:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:  # a setting is missing or malformed: one line, not a traceback
-        hint = " (for development, `make run` leaves var/dev.env, which sets DEBUG=1)" if "SECRET_KEY" in str(exc) else ""
+        hint = " (in development `make run` leaves var/dev.env, setting DEBUG=1)" if "SECRET_KEY" in str(exc) else ""
         sys.stderr.write(f"ImproperlyConfigured: {exc}{hint}\n")
         sys.exit(1)
 
