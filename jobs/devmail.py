@@ -4,7 +4,7 @@ watched (`make run` starts it; the admin's Mail page reads it).
 
 By the recipient's local part:
 - `greylist...@` is refused the first time with `451 4.7.1` (try again later), as greylisting
-  servers do, and accepted when the job retries;
+  servers do, and accepted when the job retries (then forgotten, so each message shows it);
 - `bounce...@` is refused with `550 5.1.1` (no such mailbox): a permanent failure;
 - anything else is accepted.
 
@@ -40,6 +40,8 @@ class SinkHandler:
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self.box.add(envelope.original_content)
+        for address in envelope.rcpt_tos:
+            self.greylisted.discard((envelope.mail_from or "", address.lower()))
         return "250 OK: kept in the development mailbox"
 
 
