@@ -322,6 +322,8 @@ JOB_MAX_PAYLOAD_BYTES = env_int("JOB_MAX_PAYLOAD_BYTES", 64 * 1024)
 # How deeply request bodies and payloads may nest, and how large a handler's result may be.
 JOB_MAX_JSON_DEPTH = env_int("JOB_MAX_JSON_DEPTH", 32)
 JOB_MAX_RESULT_BYTES = env_int("JOB_MAX_RESULT_BYTES", 256 * 1024)
+# The largest file a job may keep for its owner to download (a report's CSV), kept in the database.
+JOB_MAX_ARTIFACT_BYTES = env_int("JOB_MAX_ARTIFACT_BYTES", 10 * 1024 * 1024)
 JOB_MAX_DELAY_SECONDS = env_int("JOB_MAX_DELAY_SECONDS", 365 * 24 * 3600)
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
 JOB_MAX_RETRIES_LIMIT = env_int("JOB_MAX_RETRIES_LIMIT", 100)

@@ -4,7 +4,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from jobs.admin.devmail import mailbox
-from jobs.api import ClientJobCancelView, ClientJobListView, JobStatusView, SubmitJobsView, SubmitJobView
+from jobs.api import (
+    ClientJobCancelView,
+    ClientJobListView,
+    JobArtifactView,
+    JobStatusView,
+    SubmitJobsView,
+    SubmitJobView,
+)
 from jobs.health import healthz
 from jobs.metrics_view import metrics_view
 
@@ -14,6 +21,7 @@ urlpatterns = [
     path("job-status/<str:job_id>", JobStatusView.as_view(), name="job-status"),
     path("jobs", ClientJobListView.as_view(), name="jobs"),
     path("jobs/<str:job_id>/cancel", ClientJobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<str:job_id>/artifacts/<str:name>", JobArtifactView.as_view(), name="job-artifact"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -3,6 +3,7 @@
 from functools import cache
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -131,6 +132,28 @@ class ClientJobListView(ListAPIView):
     def get_queryset(self):
         filters = validated(JobFilterSerializer, self.request.query_params)
         return selectors.jobs_filtered(**filters).filter(owner=self.request.user)
+
+
+class JobArtifactView(APIView):
+    @extend_schema(
+        tags=["jobs"],
+        parameters=[JOB_ID, OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH)],
+        responses={
+            (200, "*/*"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file as an attachment, with the type the job gave it."
+            ),
+            401: UNAUTHENTICATED,
+            404: NOT_YOURS,
+        },
+    )
+    def get(self, request: Request, job_id: str, name: str) -> HttpResponse:
+        """Download a file a job made (a `report` job's CSV: its result's `download`); for the job's
+        owner and staff who may view jobs."""
+        artifact = selectors.job_artifact(job_id=job_id, name=name, user=request.user)
+        response = HttpResponse(bytes(artifact.content), content_type=artifact.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{artifact.name}"'
+        response["Cache-Control"] = "private, no-store"
+        return response
 
 
 class ClientJobCancelView(APIView):

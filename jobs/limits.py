@@ -30,6 +30,18 @@ def too_deep(value: Any) -> str | None:
     return f"JSON nests {depth} levels deep; the limit is {limit}" if depth > limit else None
 
 
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def artifact_problem(name: str, size: int) -> str | None:
+    """The problem, if a job's file may not be kept under `name` with `size` bytes."""
+    if not ARTIFACT_NAME.fullmatch(name):
+        return f"artifact name {name!r}: use 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    if size > settings.JOB_MAX_ARTIFACT_BYTES:
+        return f"artifact {name!r} is {size} bytes; JOB_MAX_ARTIFACT_BYTES is {settings.JOB_MAX_ARTIFACT_BYTES}"
+    return None
+
+
 @cache
 def _secrets() -> tuple[str, ...]:
     values = [settings.SECRET_KEY, settings.EMAIL_HOST_PASSWORD]

@@ -117,6 +117,24 @@ class JobAttempt(models.Model):
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"
 
 
+class JobArtifact(models.Model):
+    """A file a job made (a report's CSV), kept in the database so that any web process can serve
+    it to the job's owner; deleted with its job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts", db_index=False)
+    name = models.CharField(max_length=100)
+    content_type = models.CharField(max_length=100, default="application/octet-stream")
+    content = models.BinaryField()
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="artifact_job_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.job_id}"
+
+
 class DeadJob(Job):
     """The dead-letter queue as the admin shows it: jobs whose retries ran out."""
 

@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError
 
 from . import broker, internals
 from .exceptions import JobNotFound
-from .models import Job, JobAttempt, Outcome, QueueState
+from .models import Job, JobArtifact, JobAttempt, Outcome, QueueState
 from .states import QUEUES, WAITING, Status
 
 log = logging.getLogger("jobqueue.jobs")
@@ -35,6 +35,15 @@ def jobs_visible_to(user: Any) -> QuerySet[Job]:
 def job_for_user(*, job_id: Any, user: Any) -> Job:
     """The job, if `user` may see it; another owner's job is reported as missing."""
     return job_by_id(job_id=job_id, among=jobs_visible_to(user))
+
+
+def job_artifact(*, job_id: Any, name: str, user: Any) -> JobArtifact:
+    """A file the job made, if `user` may see the job; missing otherwise, as for the job itself."""
+    job = job_for_user(job_id=job_id, user=user)
+    artifact = JobArtifact.objects.filter(job=job, name=name).first()
+    if artifact is None:
+        raise JobNotFound(f"job {job.pk} has no file named {name!r}")
+    return artifact
 
 
 def job_owned_by(*, job_id: Any, user: Any) -> Job:

@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import io
 import smtplib
 import threading
 import time
@@ -207,15 +208,14 @@ def report(payload: dict, ctx: JobContext) -> dict:
     owner_id, staff = selectors.job_owner(job_id=ctx.job_id)
     owner = selectors.ALL_OWNERS if staff else owner_id
     rows = selectors.counts_by_type_and_status(since=since, until=until, owner_id=owner)
-    directory = settings.MEDIA_ROOT / "reports"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"jobs-{ctx.job_id}.csv"
-    with path.open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["type", "status", "count"])
-        writer.writerows((row["type"], row["status"], row["count"]) for row in rows)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["type", "status", "count"])
+    writer.writerows((row["type"], row["status"], row["count"]) for row in rows)
+    url = ctx.save_artifact("report.csv", out.getvalue(), "text/csv; charset=utf-8")
     ctx.progress(100, "written")
-    return {"path": str(path), "rows": len(rows), "since": since.isoformat(), "until": until.isoformat()}
+    # The CSV is downloaded by the job's owner from `download` (GET, with the same token).
+    return {"download": url, "rows": len(rows), "since": since.isoformat(), "until": until.isoformat()}
 
 
 @job_type("noop", max_retries=0, timeout=10)

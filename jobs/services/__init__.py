@@ -3,6 +3,7 @@
 from .lifecycle import (
     Claim,
     Success,
+    job_artifact_save,
     job_claim,
     job_fail,
     job_lost,
@@ -30,6 +31,7 @@ from .submit import job_submit, jobs_submit_many
 __all__ = [
     "Claim",
     "Success",
+    "job_artifact_save",
     "job_cancel",
     "job_claim",
     "job_delete",

@@ -17,8 +17,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs import dispatch, retry, states
-from jobs.models import Job, JobAttempt, Outcome
+from jobs import dispatch, limits, retry, states
+from jobs.models import Job, JobArtifact, JobAttempt, Outcome
 from jobs.states import Status, Transition
 from jobs.store import store
 
@@ -235,6 +235,19 @@ def job_progress(*, job_id: Any, serial: int, percent: int, message: str = "") -
     percent = max(0, min(100, int(percent)))
     rows = Job.objects.filter(pk=job_id, status=Status.RUNNING, serial=serial)
     return rows.update(progress=percent, progress_message=str(message)[:255], updated_at=timezone.now()) == 1
+
+
+def job_artifact_save(*, job_id: Any, serial: int, name: str, content: bytes, content_type: str) -> bool:
+    """Keep a file the running attempt made (replacing one of the same name); False when the attempt
+    no longer runs (fenced by the serial like its other outcomes)."""
+    if problem := limits.artifact_problem(name, len(content)):
+        raise ValueError(problem)
+    with transaction.atomic():
+        if not Job.objects.select_for_update().filter(pk=job_id, status=Status.RUNNING, serial=serial).exists():
+            return False
+        fields = {"content": content, "content_type": content_type, "size": len(content)}
+        JobArtifact.objects.update_or_create(job_id=job_id, name=name, defaults=fields)
+    return True
 
 
 def jobs_extend_lease(*, attempts: list[tuple[Any, int]]) -> int:

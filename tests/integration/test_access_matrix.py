@@ -7,6 +7,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from jobs import services
+from jobs.models import JobArtifact
 
 ROLES = ("anonymous", "owner", "other", "viewer", "staff")
 VIEW_ONLY = ("view_job", "view_queuestate", "view_deadjob")
@@ -47,6 +48,8 @@ def expected(method: str, path: str, role: str) -> set[int]:
         return {200, 201, 204, 409}
     if path.startswith("/job-status/"):
         return {404} if role == "other" else {200}
+    if "/artifacts/" in path:  # a job's files: whoever may see the job
+        return {404} if role == "other" else {200}
     if path.startswith("/jobs/"):  # the client's side: only the job's owner, staff included
         return {200} if role == "owner" else {404}
     return {200, 201}
@@ -63,6 +66,7 @@ def test_every_api_operation_answers_each_role_as_expected(world):
         for role in ROLES:
             # A fresh job of the owner's each time: a DELETE or a cancel must not change the next answer.
             job, _ = services.job_submit(type="noop", payload={}, owner=world["users"]["owner"], delay=3600)
+            JobArtifact.objects.create(job=job, name="low", content=b"a file", size=6)
             path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
             response = getattr(api_client(world, role), method)(path, BODIES.get(template), format="json")
             if response.status_code not in expected(method, template, role):

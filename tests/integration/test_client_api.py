@@ -3,10 +3,11 @@ an idempotency key that stands for one submission, times with their zone, our ow
 
 from datetime import timedelta
 
+from django.test import override_settings
 from django.utils import timezone
 
 from jobs import services
-from jobs.models import Job
+from jobs.models import Job, JobArtifact
 from tests.api_coverage import covers
 
 WELCOME = {"type": "email_welcome", "payload": {"email": "new@example.com"}}
@@ -115,3 +116,64 @@ def test_an_oversized_body_is_refused_with_our_own_message(client_for):
     expected = f"request body too large: the limit is {limit} bytes (JOB_MAX_REQUEST_BYTES)"
     assert answer.json() == {"detail": expected}
     assert "DATA_UPLOAD" not in answer.content.decode()
+
+
+def run_report(job_id: str) -> dict:
+    """One attempt of a report job, as a worker runs it: the claim, the handler, the success."""
+    from tasks import handlers
+    from tasks.context import JobContext
+
+    claim = services.job_claim(job_id=job_id, worker="w1")
+    job = Job.objects.get(pk=job_id)
+    result = handlers.report(job.payload, JobContext(job_id=job_id, attempt=claim.attempt, serial=claim.serial))
+    services.job_succeed(job_id=job_id, serial=claim.serial, result=result)
+    return result
+
+
+@covers("GET", "/jobs/{job_id}/artifacts/{name}")
+def test_a_reports_csv_is_downloaded_by_its_owner_and_staff_who_view_jobs_and_nobody_else(client_for):
+    alice, bob = client_for("alice"), client_for("bob")
+    viewer = client_for("viewer", staff=True, perms=("view_job",))
+    submit(alice)
+    report = submit(alice, type="report", payload={"hours": 1})["id"]
+    run_report(report)
+
+    status = alice.get(f"/job-status/{report}").json()
+    download = status["result"]["download"]
+    assert download == f"/jobs/{report}/artifacts/report.csv" and "path" not in status["result"]
+    answer = alice.get(download)
+    assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
+    assert answer["Content-Disposition"] == 'attachment; filename="report.csv"'
+    rows = answer.content.decode().splitlines()
+    assert rows[0] == "type,status,count" and "email_welcome,queued,1" in rows
+    assert viewer.get(download).status_code == 200
+
+    assert bob.get(download).status_code == 404  # another client's job is missing, not forbidden
+    assert alice.get(f"/jobs/{report}/artifacts/other.csv").status_code == 404
+    assert alice.get("/jobs/not-a-uuid/artifacts/report.csv").status_code == 404
+    assert alice.__class__().get(download).status_code == 401
+    Job.objects.filter(pk=report).delete()  # a job's files go with it
+    assert not JobArtifact.objects.exists()
+
+
+@override_settings(JOB_MAX_ARTIFACT_BYTES=10)
+def test_an_artifact_needs_a_plain_name_a_bounded_size_and_a_running_attempt(client_for):
+    from tasks.context import JobContext
+
+    job = submit(client_for("alice"))["id"]
+    claim = services.job_claim(job_id=job, worker="w1")
+    ctx = JobContext(job_id=job, attempt=claim.attempt, serial=claim.serial)
+
+    for name, content, problem in (("../etc/passwd", b"x", "artifact name"), ("big.bin", b"x" * 11, "11 bytes")):
+        try:
+            ctx.save_artifact(name, content)
+        except ValueError as exc:
+            assert problem in str(exc)
+        else:
+            raise AssertionError(f"{name} was kept")
+    assert ctx.save_artifact("ok.txt", "fits") == f"/jobs/{job}/artifacts/ok.txt"
+    stale = JobContext(job_id=job, attempt=claim.attempt, serial=claim.serial - 1)
+    assert not services.job_artifact_save(
+        job_id=job, serial=stale.serial, name="late.txt", content=b"", content_type=""
+    )
+    assert list(JobArtifact.objects.values_list("name", flat=True)) == ["ok.txt"]
