@@ -165,7 +165,7 @@ BAD_INPUT = [
     (("submit", "noop", "--payload", "{not json"), 1, "--payload is not valid JSON"),
     (("submit", "noop", "--payload", "[1, 2]"), 1, "--payload must be a JSON object"),
     (("submit", "rocket"), 1, "unknown job type 'rocket'"),
-    (("submit", "email_welcome", "--payload", '{"email": "nope"}'), 1, "payload is not valid"),
+    (("submit", "email_welcome", "--payload", '{"email": "nope"}'), 1, "'email_welcome': email: Enter a valid email"),
     (("submit", "noop", "--delay", "-5"), 1, "delay must be zero or more"),
     (("submit", "noop", "--run-at", "tomorrow"), 2, "is not an ISO 8601 time"),
     (("submit", "noop", "--owner", "ghost"), 3, "no user named 'ghost'"),
@@ -212,3 +212,45 @@ def test_an_unreachable_database_exits_4_with_one_line():
     assert result.returncode == 4, result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("CommandError: cannot reach a service: OperationalError")
+
+
+def test_text_output_reads_as_text_and_info_lines_stay_out_of_a_shell(broker):
+    result = cli("submit", "email_welcome", "--payload", '{"email": "a@example.com"}')
+
+    assert result.returncode == 0 and result.stderr == ""  # LOG_LEVEL=INFO here: still no INFO line
+    fields = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert fields["payload"] == '{"email": "a@example.com"}' and fields["result"] == "-"
+    assert "None" not in result.stdout and "{'" not in result.stdout
+    assert "job submitted" in cli("-v", "2", "submit", "noop").stderr
+
+
+def test_delete_and_purge_show_what_would_go_with_dry_run_and_delete_nothing():
+    doomed = [dead(), dead()]
+
+    assert sorted(jobs_json("purge", "--dry-run")["would_purge"]) == sorted(str(job.id) for job in doomed)
+    assert jobs("delete", str(doomed[0].id), "--dry-run").strip() == f"would delete {doomed[0].id} (dead)"
+    assert Job.objects.filter(pk__in=[job.id for job in doomed]).count() == 2
+
+
+def test_on_a_terminal_delete_and_purge_ask_first(tmp_path):
+    import pty
+
+    job = dead()
+
+    def answered(answer: str, *args: str) -> subprocess.CompletedProcess:
+        controller, terminal = pty.openpty()
+        os.write(controller, answer.encode() + b"\n")
+        try:
+            command = [test_services.python(), "manage.py", "jobs", *args]
+            return subprocess.run(
+                command, cwd=test_services.ROOT, stdin=terminal, capture_output=True, text=True, timeout=60
+            )
+        finally:
+            os.close(controller)
+            os.close(terminal)
+
+    refused = answered("n", "delete", str(job.id))
+    assert refused.returncode == 1 and "Delete job" in refused.stderr and "not deleted" in refused.stderr
+    assert answered("n", "purge").returncode == 1 and Job.objects.filter(pk=job.id).exists()
+    assert answered("y", "purge").returncode == 0 and not Job.objects.filter(pk=job.id).exists()
+    assert answered("", "purge", "--yes").returncode == 0  # nothing left: nothing to ask

@@ -67,3 +67,49 @@ def test_a_malformed_number_or_boolean_is_refused_by_name(tmp_path):
     for name, value in (("JOB_LEASE_SECONDS", "thirty"), ("JOB_CLI_REQUIRE_ACTOR", "maybe")):
         result = manage("check", env={"DEBUG": "1", "JOBQUEUE_VAR_DIR": str(tmp_path), name: value})
         assert result.returncode != 0 and f"{name}={value!r} is not" in result.stderr, result.stderr
+
+
+def shell_env(var_dir) -> dict[str, str]:
+    """A developer's shell: nothing of the tests' configuration, only where var/ is."""
+    kept = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    return {**kept, "JOBQUEUE_VAR_DIR": str(var_dir)}
+
+
+def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    setup = (
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'jobqueue_site.settings'); django.setup()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", setup + code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+PROBE = """from django.conf import settings
+from jobs import registry
+print(settings.DEBUG, settings.REDIS_URL, 'demo.flaky' in registry.names())"""
+
+
+def test_var_dev_env_left_by_make_run_configures_a_bare_shell_but_never_a_configured_deployment(tmp_path):
+    (tmp_path / "dev.env").write_text("# comment\nDEBUG=1\nREDIS_URL=redis://127.0.0.1:6391/0\n")
+    bare = shell_env(tmp_path)
+
+    assert run_python(PROBE, bare).stdout.split() == ["True", "redis://127.0.0.1:6391/0", "True"]
+    # What the environment sets wins over the file.
+    ours = run_python(PROBE, {**bare, "REDIS_URL": "redis://127.0.0.1:7000/0"}).stdout.split()
+    assert ours == ["True", "redis://127.0.0.1:7000/0", "True"]
+    # A deployment (SECRET_KEY set) or JOBQUEUE_DEV_ENV=0 ignores it: no DEBUG, no demo types.
+    deployed = {**bare, **documented_production_env()}
+    assert run_python(PROBE, deployed).stdout.split()[::2] == ["False", "False"]
+    refused = run_python(PROBE, {**bare, "JOBQUEUE_DEV_ENV": "0"})
+    assert refused.returncode != 0 and "SECRET_KEY is not set" in refused.stderr
+
+
+def test_without_settings_manage_py_says_what_is_missing_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "jobs", "--help"], cwd=ROOT, env=shell_env(tmp_path), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "SECRET_KEY is not set" in result.stderr and "make run" in result.stderr

@@ -1,0 +1,45 @@
+"""The development SMTP sink: greylisting once per message, bouncing, keeping what it accepts."""
+
+import smtplib
+
+import pytest
+
+from jobs import devmail
+from tests import servers
+
+
+@pytest.fixture
+def sink(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    port = servers.free_port()
+    controller = Controller(devmail.SinkHandler(tmp_path / "mail"), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, tmp_path / "mail"
+    controller.stop()
+
+
+def send(port: int, to: str, subject: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+        client.sendmail(
+            "jobs@localhost", [to], f"From: jobs@localhost\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhello\r\n"
+        )
+
+
+def test_greylist_is_refused_once_per_message_bounce_always_and_the_rest_is_kept(sink):
+    port, maildir = sink
+
+    for attempt in range(2):  # each message is greylisted once, then accepted on its retry
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(port, "greylist@example.com", f"message {attempt}")
+        assert refused.value.recipients["greylist@example.com"][0] == 451
+        send(port, "greylist@example.com", f"message {attempt}")
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as bounced:
+        send(port, "bounce@example.com", "never")
+    assert bounced.value.recipients["bounce@example.com"][0] == 550
+    send(port, "you@example.com", "hi")
+
+    mails = devmail.read_mail(maildir)
+    assert sorted(mail.subject for mail in mails) == ["hi", "message 0", "message 1"]
+    assert all(mail.body.strip() == "hello" for mail in mails)
+    assert devmail.read_mail(maildir.parent / "nothing-yet") == []
