@@ -102,6 +102,11 @@ def forget_dead_letters(job_ids: list[Any]) -> int:
     return sum(pipe.execute()[:-1])
 
 
+def dead_letter_indexed_ids() -> list[str]:
+    """The job ids the dead-letter index holds a message for."""
+    return [raw.decode() if isinstance(raw, bytes) else raw for raw in client().hkeys(key(DEAD_LETTER_INDEX))]
+
+
 def dead_letter_job_ids() -> list[str]:
     return [job_id for raw in client().lrange(key(DEAD_LETTER_QUEUE), 0, -1) if (job_id := job_id_of(raw))]
 

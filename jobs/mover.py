@@ -43,6 +43,7 @@ class Mover:
             Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS),
             Sweep(services.jobs_redispatch_missing, settings.JOB_REDISPATCH_CHECK_SECONDS),
             Sweep(services.jobs_dispatch_pending, settings.JOB_PENDING_DISPATCH_SECONDS),
+            Sweep(services.dead_letters_reconcile, settings.JOB_REDISPATCH_CHECK_SECONDS),
         ]
 
     def tick(self) -> int:

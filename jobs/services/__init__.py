@@ -25,10 +25,17 @@ from .operations import (
     jobs_retry_dead,
 )
 from .queues import queue_pause, queue_resume, queue_state
-from .recovery import jobs_dispatch_pending, jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
+from .recovery import (
+    dead_letters_reconcile,
+    jobs_dispatch_pending,
+    jobs_redispatch_missing,
+    jobs_release_due,
+    jobs_requeue_lost,
+)
 from .submit import job_submit, jobs_submit_many
 
 __all__ = [
+    "dead_letters_reconcile",
     "Claim",
     "Success",
     "job_artifact_save",

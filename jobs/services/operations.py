@@ -1,8 +1,10 @@
 """What operators do to jobs: retry and resubmit dead ones, cancel, delete, purge."""
 
+import logging
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -14,6 +16,8 @@ from jobs.states import FINISHED, Status
 
 from .lifecycle import job_transition, jobs_transition
 from .submit import job_submit, validate_payload
+
+log = logging.getLogger("jobqueue.jobs")
 
 
 def _get(job_id: Any) -> Job:
@@ -69,7 +73,16 @@ def job_delete(*, job_id: Any) -> None:
     deleted, _ = Job.objects.filter(pk=job.pk).exclude(status=Status.RUNNING).delete()
     if not deleted:
         raise InvalidTransition(f"job {job.pk} is running; cancel is not possible, wait for it to finish")
-    broker.forget_dead_letters([job.pk])
+    _forget_dead_letters([job.pk])
+
+
+def _forget_dead_letters(job_ids: list[Any]) -> None:
+    """Drop the dead-letter copies of jobs that left dead. The change in the database stands when
+    Redis is down: the mover drops the copies once it is back (dead_letters_reconcile)."""
+    try:
+        broker.forget_dead_letters(job_ids)
+    except redis.RedisError as exc:
+        log.warning("Redis unavailable (%s); the dead-letter copies of %d jobs go later", exc, len(job_ids))
 
 
 def jobs_retry_dead(*, job_ids: list[Any] | None = None) -> list[Any]:
@@ -87,7 +100,7 @@ def _retry_dead(jobs: QuerySet[Job], **edit: Any) -> list[Any]:
         resets = {"attempts": 0, "run_at": None, "finished_at": None, "result": None, "reason": ""}
         jobs_transition(states.RETRY_DEAD, job_ids=ids, **resets, **edit)
         dispatch.send_jobs_on_commit(rows)
-    broker.forget_dead_letters(ids)
+    _forget_dead_letters(ids)
     return ids
 
 
@@ -102,7 +115,7 @@ def jobs_purge_dead(*, finished_before: datetime | None = None, dry_run: bool = 
     with transaction.atomic():
         ids = list(dead.select_for_update(skip_locked=True).values_list("pk", flat=True))
         Job.objects.filter(pk__in=ids).delete()
-    broker.forget_dead_letters(ids)
+    _forget_dead_letters(ids)
     return ids
 
 
@@ -117,5 +130,5 @@ def jobs_purge_finished(*, finished_before: datetime, batch: int = 5000) -> int:
         with transaction.atomic():
             _, per_model = Job.objects.filter(pk__in=ids, status__in=FINISHED).delete()
         deleted += per_model.get(Job._meta.label, 0)
-        broker.forget_dead_letters([pk for pk, status in rows if status == Status.DEAD])
+        _forget_dead_letters([pk for pk, status in rows if status == Status.DEAD])
     return deleted

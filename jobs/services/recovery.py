@@ -85,6 +85,20 @@ def jobs_redispatch_missing() -> int:
     return len(missing)
 
 
+def dead_letters_reconcile() -> int:
+    """Drop the dead-letter copies of jobs no longer dead (retried or deleted while Redis was
+    down); how many."""
+    indexed = broker.dead_letter_indexed_ids()
+    if not indexed:
+        return 0
+    dead = {str(pk) for pk in Job.objects.filter(pk__in=indexed, status=Status.DEAD).values_list("pk", flat=True)}
+    stale = [job_id for job_id in indexed if job_id not in dead]
+    if stale:
+        broker.forget_dead_letters(stale)
+        log.warning("dropped the dead-letter copies of %d jobs that are no longer dead", len(stale))
+    return len(stale)
+
+
 def jobs_dispatch_pending(*, limit: int = 1000) -> int:
     """Publish the queued jobs whose publish failed while the broker was down; how many went out.
 

@@ -175,3 +175,34 @@ def test_a_queue_resumed_while_redis_is_down_leaves_its_backlog_to_the_mover(red
 
     assert services.jobs_dispatch_pending() == 2
     assert sorted(broker_view.job_id_of(raw) for raw in broker.lrange("low", 0, -1)) == ids
+
+
+def a_dead_job() -> Job:
+    job, _ = services.job_submit(type="test.fail", payload={"fail": True}, max_retries=0)
+    claim = services.job_claim(job_id=job.id, worker="w1")
+    services.job_fail(job_id=job.id, serial=claim.serial, error_type="RuntimeError", message="boom")
+    return job
+
+
+def test_a_retry_or_delete_while_redis_is_down_stands_and_the_mover_drops_the_stale_dead_letters(
+    redis_server, broker, db
+):
+    retried, deleted, still_dead = a_dead_job(), a_dead_job(), a_dead_job()
+    assert broker_view.dead_letter_length() == 3
+    redis_server.snapshot()
+    redis_server.kill()
+    try:
+        assert services.jobs_retry_dead(job_ids=[retried.id]) == [retried.id]
+        services.job_delete(job_id=deleted.id)
+
+        assert Job.objects.get(pk=retried.id).status == Status.QUEUED
+        assert not Job.objects.filter(pk=deleted.id).exists()
+    finally:
+        redis_server.start()
+        dispatch.broker_breaker.reset()
+    assert broker_view.dead_letter_length() == 3  # the copies could not be dropped while Redis was down
+
+    assert services.dead_letters_reconcile() == 2
+
+    assert broker_view.dead_letter_job_ids() == [str(still_dead.id)]
+    assert services.dead_letters_reconcile() == 0
