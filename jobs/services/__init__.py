@@ -19,11 +19,12 @@ from .operations import (
     job_delete,
     job_resubmit,
     job_retry,
+    job_run_now,
     jobs_purge_dead,
     jobs_purge_finished,
     jobs_retry_dead,
 )
-from .queues import queue_pause, queue_resume, queue_state
+from .queues import queue_pause, queue_resume, queue_state, queues_sample
 from .recovery import jobs_dispatch_pending, jobs_redispatch_missing, jobs_release_due, jobs_requeue_lost
 from .submit import job_submit, jobs_submit_many
 
@@ -39,6 +40,7 @@ __all__ = [
     "job_requeue",
     "job_resubmit",
     "job_retry",
+    "job_run_now",
     "job_submit",
     "job_succeed",
     "job_transition",
@@ -56,4 +58,5 @@ __all__ = [
     "queue_pause",
     "queue_resume",
     "queue_state",
+    "queues_sample",
 ]

@@ -194,8 +194,8 @@ def test_the_overview_shows_counts_queues_workers_chart_and_links(operator):
     assert re.search(r'data-status="dead">\s*<span class="jq-count">1<', page)
     assert re.search(r'data-status="queued">\s*<span class="jq-count">1<', page)
     assert 'data-queue="low"' in page and ">paused<" in page
-    assert 'id="throughput-chart"' in page and 'data-processed="1" data-failed="1"' in page
-    assert page.count('class="jq-processed"') == 60
+    assert 'id="throughput-chart"' in page and 'data-succeeded="0" data-failed="1"' in page
+    assert page.count('class="jq-succeeded"') == 60
     assert "None is announcing itself." in page
     assert "http://127.0.0.1:5555" in page and "http://127.0.0.1:3000" in page
     assert "/admin/jobs/job/overview/" in html(operator.get("/admin/"))
