@@ -25,7 +25,7 @@ def duration(seconds: float | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    """A duration to a useful precision: 0.42 s, 12.3 s, 95 s."""
+    """A duration to a useful precision: 0.42 s, 12.3 s, 150 s."""
     if value is None:
         return "-"
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s" if value < 100 else f"{value:.0f} s"

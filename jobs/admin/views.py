@@ -13,7 +13,6 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
 
 from jobs import selectors
 from jobs.exceptions import JobNotFound, JobQueueError
@@ -101,9 +100,9 @@ def overview(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespons
     return render(request, "admin/jobs/overview.html", context)
 
 
-@never_cache
 def overview_live(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
-    """The overview's sections as HTML fragments in JSON, for the page's refresh; the overview's permission."""
+    """The overview's sections as HTML fragments in JSON, for the page's refresh; the overview's
+    permission. Never cached (the admin's views are not)."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     context = _sections(request)
