@@ -95,5 +95,6 @@ def line_chart(series: dict[str, list[tuple[datetime, float | None]]], *, start:
     labels = []
     for i in range(7):
         when = datetime.fromtimestamp(start.timestamp() + span * i / 6, tz=start.tzinfo)
-        labels.append({"x": round(LEFT + PLOT_WIDTH * i / 6, 2), "text": when.strftime("%H:%M")})
+        anchor = "start" if i == 0 else "end" if i == 6 else "middle"  # the edge labels stay inside
+        labels.append({"x": round(LEFT + PLOT_WIDTH * i / 6, 2), "text": when.strftime("%H:%M"), "anchor": anchor})
     return {**_frame(top), "lines": lines, "labels": labels, "samples": sum(len(p) for p in series.values())}
