@@ -24,10 +24,20 @@
       stamp.dataset.state = state;
     }
 
+    // A section whose button or selector is under the pointer or focused waits for the next
+    // round: swapping it would move the control away from a click in progress.
+    function inUse(target) {
+      var focused = document.activeElement;
+      if (focused && focused !== document.body && target.contains(focused) && focused.matches("button, input, select")) {
+        return true;
+      }
+      return target.querySelector("button:hover, input:hover, select:hover") !== null;
+    }
+
     function swap(fragments) {
       Object.keys(fragments).forEach(function (name) {
         var target = root.querySelector('[data-fragment="' + name + '"]');
-        if (target) target.innerHTML = fragments[name];
+        if (target && !inUse(target)) target.innerHTML = fragments[name];
       });
     }
 
