@@ -73,6 +73,7 @@ def test_the_overview_refreshes_itself_shows_running_progress_and_runs_a_schedul
         assert page.evaluate("() => window.jqNotReloaded === true"), "the page was reloaded"
         page.locator("#queue-depth-chart polyline").first.wait_for(state="attached", timeout=30_000)
         shot(page, "dash-02-refreshed")
+        the_refresh_pauses_while_the_tab_is_hidden(page)
 
         page.locator(f'#jq-scheduled tr[data-job="{scheduled.pk}"] button.jq-run-now').click()
         page.wait_for_selector("text=Queued now 1 job(s).")
@@ -97,3 +98,22 @@ def the_running_view_shows_its_progress(page, job_id: str, timeout: float = 60) 
     assert "test.steps" in row.inner_text() and "dash@" in row.inner_text()
     assert "step " in row.locator(".jq-progress-message").inner_text()
     assert row.locator(f'a[href="/admin/jobs/job/{job_id}/change/"]').count() == 1
+
+
+def set_hidden(page, hidden: bool) -> None:
+    """What the browser reports when the tab goes to the background (or comes back)."""
+    page.evaluate(
+        "hidden => { Object.defineProperty(document, 'hidden', {value: hidden, configurable: true});"
+        " document.dispatchEvent(new Event('visibilitychange')); }",
+        hidden,
+    )
+
+
+def the_refresh_pauses_while_the_tab_is_hidden(page) -> None:
+    set_hidden(page, True)
+    page.wait_for_timeout(1500)  # a refresh already on its way may still land
+    stamp = page.locator("#jq-updated").inner_text()
+    page.wait_for_timeout(3000)  # three refresh periods
+    assert page.locator("#jq-updated").inner_text() == stamp, "the page refreshed while hidden"
+    set_hidden(page, False)
+    page.wait_for_function(f"() => document.getElementById('jq-updated').textContent !== {stamp!r}")
