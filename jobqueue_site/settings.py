@@ -234,6 +234,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates and times as the admin shows them: ISO-like, to the second (jobqueue_site/formats/).
+FORMAT_MODULE_PATH = ["jobqueue_site.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -355,6 +357,12 @@ JOB_PAUSE_CACHE_SECONDS = env_float("JOB_PAUSE_CACHE_SECONDS", 1.0)
 # JOB_PENDING_DISPATCH_SECONDS once Redis answers.
 JOB_BROKER_BACKOFF_SECONDS = env_float("JOB_BROKER_BACKOFF_SECONDS", 2.0)
 JOB_PENDING_DISPATCH_SECONDS = env_float("JOB_PENDING_DISPATCH_SECONDS", 1.0)
+# The mover samples each queue's depth and latency this often for the admin's charts, and keeps
+# the samples this long (the charts show the last hour).
+JOB_QUEUE_SAMPLE_SECONDS = env_float("JOB_QUEUE_SAMPLE_SECONDS", 15.0)
+JOB_QUEUE_SAMPLE_KEEP_SECONDS = env_int("JOB_QUEUE_SAMPLE_KEEP_SECONDS", 2 * 3600)
+# How often the admin's overview refreshes itself (seconds; the page can change it, 0 turns it off).
+JOB_ADMIN_REFRESH_SECONDS = env_float("JOB_ADMIN_REFRESH_SECONDS", 5.0)
 # A worker whose claim finds the database unreachable waits for it (backing off up to 2 s between
 # tries) this long at most, then puts the message back in its queue.
 JOB_DATABASE_WAIT_SECONDS = env_float("JOB_DATABASE_WAIT_SECONDS", 30.0)

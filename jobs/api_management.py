@@ -133,6 +133,15 @@ class JobCancelView(StaffView):
         return Response(JobDetailSerializer(job).data)
 
 
+class JobRunNowView(StaffView):
+    @management_schema({200: JobDetailSerializer, **NOT_FOUND, **CONFLICT}, request=None, parameters=[JOB_ID])
+    def post(self, request: Request, job_id: str) -> Response:
+        """Queue a scheduled (or retrying) job now instead of at its run_at."""
+        job = services.job_run_now(job_id=job_id)
+        history.record(user=request.user, obj=job, message="Queued now through the API")
+        return Response(JobDetailSerializer(job).data)
+
+
 @management_schema({200: JobSummarySerializer(many=True), 400: BAD_REQUEST}, parameters=[DeadLetterFilterSerializer])
 class DeadLetterListView(StaffJobListView):
     """Dead jobs, most recently dead first, with their reason and error."""

@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/<str:job_id>/retry/", views.JobRetryView.as_view(), name="api-job-retry"),
     path("jobs/<str:job_id>/resubmit/", views.JobResubmitView.as_view(), name="api-job-resubmit"),
     path("jobs/<str:job_id>/cancel/", views.JobCancelView.as_view(), name="api-job-cancel"),
+    path("jobs/<str:job_id>/run-now/", views.JobRunNowView.as_view(), name="api-job-run-now"),
     path("dead-letter/", views.DeadLetterListView.as_view(), name="api-dead-letter"),
     path("dead-letter/retry-all/", views.DeadLetterRetryAllView.as_view(), name="api-dead-letter-retry-all"),
     path("dead-letter/purge/", views.DeadLetterPurgeView.as_view(), name="api-dead-letter-purge"),

@@ -34,6 +34,13 @@ def duration(seconds: float | None) -> str:
     return f"{int(seconds)}s"
 
 
+def seconds(value: float | None) -> str:
+    """A duration to a useful precision: 0.42 s, 12.3 s, 150 s."""
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+
+
 def age(when: datetime | None, now: datetime) -> str:
     return "-" if when is None else duration((now - when).total_seconds())
 

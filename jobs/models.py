@@ -176,3 +176,27 @@ class PendingDispatch(models.Model):
 
     def __str__(self) -> str:
         return f"pending dispatch of {self.job_id} to {self.queue}"
+
+
+class QueueSample(models.Model):
+    """A queue's depth and latency at one moment, taken by the mover for the overview's charts.
+
+    `at` is the sampling period's start, unique per queue, so any number of movers write one row.
+    """
+
+    queue = models.CharField(max_length=10, choices=Priority.choices)
+    at = models.DateTimeField()
+    depth = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Messages in Redis; none if Redis did not answer."
+    )
+    queued = models.PositiveIntegerField(default=0)
+    latency_seconds = models.FloatField(default=0.0)
+    paused = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["at", "queue"]
+        constraints = [models.UniqueConstraint(fields=["queue", "at"], name="queuesample_queue_at_unique")]
+        indexes = [models.Index(fields=["at"], name="queuesample_at")]
+
+    def __str__(self) -> str:
+        return f"queue {self.queue} at {self.at.isoformat()}: {self.queued} queued, {self.latency_seconds:.1f}s"

@@ -1,4 +1,4 @@
-"""The mover process: hands due jobs to their queue and runs the recovery sweeps.
+"""The mover process: hands due jobs to their queue, runs the recovery sweeps and samples the queues.
 
 It sleeps until the next job is due (at most JOB_MOVER_INTERVAL), so delayed jobs start on
 time without sitting in any worker's memory. Any number of movers may run at once.
@@ -44,6 +44,8 @@ class Mover:
             Sweep(services.jobs_redispatch_missing, settings.JOB_REDISPATCH_CHECK_SECONDS),
             Sweep(services.jobs_dispatch_pending, settings.JOB_PENDING_DISPATCH_SECONDS),
             Sweep(services.dead_letters_reconcile, settings.JOB_REDISPATCH_CHECK_SECONDS),
+            # The queues' depth and latency over time, for the admin's charts.
+            Sweep(services.queues_sample, settings.JOB_QUEUE_SAMPLE_SECONDS),
         ]
 
     def tick(self) -> int:

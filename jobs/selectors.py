@@ -7,15 +7,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
-from django.db.models import Count, Min, Q, QuerySet, TextField, Value
+from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery, TextField, Value
 from django.db.models.functions import Cast, Replace, TruncMinute
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from . import broker, internals
 from .exceptions import JobNotFound
-from .models import Job, JobArtifact, JobAttempt, Outcome, QueueState
+from .models import Job, JobArtifact, JobAttempt, Outcome, QueueSample, QueueState
 from .states import QUEUES, WAITING, Status
+from .store import store
 
 log = logging.getLogger("jobqueue.jobs")
 
@@ -153,7 +154,7 @@ def queue_overview() -> list[dict]:
 
 
 def throughput_per_minute(*, minutes: int = 60, now: datetime | None = None) -> list[dict]:
-    """Attempts finished per minute over the last `minutes` (oldest first): processed and failed.
+    """Attempts finished per minute over the last `minutes` (oldest first): processed, succeeded and failed.
 
     Processed counts succeeded, failed and lost attempts; failed counts failed and lost ones.
     """
@@ -171,7 +172,10 @@ def throughput_per_minute(*, minutes: int = 60, now: datetime | None = None) -> 
         bucket["processed"] += row["n"]
         if row["outcome"] in FAILED_OUTCOMES:
             bucket["failed"] += row["n"]
-    return [{"minute": minute, **counts} for minute, counts in buckets.items()]
+    return [
+        {"minute": minute, **counts, "succeeded": counts["processed"] - counts["failed"]}
+        for minute, counts in buckets.items()
+    ]
 
 
 def workers_online() -> list[str] | None:
@@ -191,10 +195,7 @@ def job_stats(*, with_workers: bool = True) -> dict:
         "queues": queue_overview(),
         "dead_letter": dead_letter_length(),
         "workers": workers_online() if with_workers else None,
-        "last_hour": {
-            "processed": sum(minute["processed"] for minute in last_hour),
-            "failed": sum(minute["failed"] for minute in last_hour),
-        },
+        "last_hour": {key: sum(minute[key] for minute in last_hour) for key in ("processed", "succeeded", "failed")},
     }
 
 
@@ -255,3 +256,71 @@ def _waited(now: datetime, since: datetime | None) -> float:
 def scheduled_count() -> int:
     """Jobs waiting for their run_at (status scheduled)."""
     return Job.objects.filter(status=Status.SCHEDULED).count()
+
+
+def running_jobs(*, limit: int = 50, now: datetime | None = None) -> list[dict]:
+    """The jobs running now, longest running first: worker, seconds since the current attempt
+    started, and progress."""
+    now = now or timezone.now()
+    attempt_start = JobAttempt.objects.filter(job=OuterRef("pk"), number=OuterRef("serial")).values("started_at")
+    rows = (
+        Job.objects.filter(status=Status.RUNNING)
+        .annotate(attempt_started_at=Subquery(attempt_start[:1]))
+        .order_by("attempt_started_at")
+        .values("id", "type", "priority", "worker", "attempts", "progress", "progress_message", "attempt_started_at")
+    )
+    return [{**row, "elapsed_seconds": _waited(now, row["attempt_started_at"])} for row in rows[:limit]]
+
+
+def scheduled_jobs(*, limit: int = 50, now: datetime | None = None) -> list[dict]:
+    """The jobs waiting for their run_at (status scheduled), soonest first, with seconds until then."""
+    now = now or timezone.now()
+    rows = Job.objects.filter(status=Status.SCHEDULED).order_by("run_at").values("id", "type", "priority", "run_at")
+    return [{**row, "due_in_seconds": _waited(row["run_at"], now) if row["run_at"] else 0.0} for row in rows[:limit]]
+
+
+def type_stats(*, minutes: int = 60, now: datetime | None = None) -> list[dict]:
+    """Per job type over the last `minutes`: attempts succeeded and failed (failed or lost), jobs
+    that died, attempts finished per minute, the failure rate, and the p50 and p95 durations
+    (seconds) of the attempts that succeeded or failed."""
+    end = now or timezone.now()
+    start = end - timedelta(minutes=minutes)
+    attempts = (
+        JobAttempt.objects.filter(finished_at__gte=start, finished_at__lt=end, outcome__in=PROCESSED_OUTCOMES)
+        .values_list("job__type", "outcome")
+        .annotate(n=Count("id"))
+    )
+    died = Job.objects.filter(status=Status.DEAD, finished_at__gte=start, finished_at__lt=end)
+    dead = dict(died.values_list("type").annotate(n=Count("id")).values_list("type", "n"))
+    percentiles = store().duration_percentiles(since=start, until=end, fractions=(0.5, 0.95))
+    counts: dict[str, dict[str, int]] = {}
+    for job_type, outcome, n in attempts:
+        kind = "failed" if outcome in FAILED_OUTCOMES else "succeeded"
+        counts.setdefault(job_type, {"succeeded": 0, "failed": 0})[kind] += n
+    stats = []
+    for job_type in sorted(counts.keys() | dead.keys()):
+        succeeded, failed = counts.get(job_type, {}).get("succeeded", 0), counts.get(job_type, {}).get("failed", 0)
+        finished = succeeded + failed
+        p50, p95 = percentiles.get(job_type, (None, None))
+        stats.append(
+            {
+                "type": job_type,
+                "succeeded": succeeded,
+                "failed": failed,
+                "dead": dead.get(job_type, 0),
+                "per_minute": finished / minutes,
+                "failure_rate": failed / finished if finished else None,
+                "p50_seconds": p50,
+                "p95_seconds": p95,
+            }
+        )
+    return stats
+
+
+def queue_history(*, minutes: int = 60, now: datetime | None = None) -> dict[str, list[QueueSample]]:
+    """The mover's samples of each queue over the last `minutes`, oldest first; every queue listed."""
+    since = (now or timezone.now()) - timedelta(minutes=minutes)
+    history: dict[str, list[QueueSample]] = {queue: [] for queue in QUEUES}
+    for sample in QueueSample.objects.filter(at__gte=since).order_by("at"):
+        history.setdefault(sample.queue, []).append(sample)
+    return history

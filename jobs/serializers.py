@@ -267,7 +267,8 @@ class QueueResumedSerializer(QueueSerializer):
 
 
 class LastHourSerializer(serializers.Serializer):
-    processed = serializers.IntegerField()
+    processed = serializers.IntegerField(help_text="Attempts finished: succeeded and failed.")
+    succeeded = serializers.IntegerField(help_text="As jobs_processed_total counts.")
     failed = serializers.IntegerField()
 
 

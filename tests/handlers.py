@@ -49,6 +49,16 @@ def progress(payload, ctx):
     return {"done": True}
 
 
+@job_type("test.steps", max_retries=0, timeout=120)
+def steps(payload, ctx):
+    """Works through `steps` steps of `ms` each, reporting its progress after each one."""
+    total = payload.get("steps", 10)
+    for step in range(1, total + 1):
+        time.sleep(payload.get("ms", 500) / 1000)
+        ctx.progress(step * 100 // total, f"step {step} of {total}")
+    return {"steps": total}
+
+
 @job_type("test.fail", max_retries=2, timeout=60)
 def fail(payload, ctx):
     """Fails until its payload says otherwise (for dead-letter and edit-and-retry tests)."""

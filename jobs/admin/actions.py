@@ -15,6 +15,7 @@ OPERATIONS = {
     "retry": (lambda job_id: services.job_retry(job_id=job_id), "retried"),
     "resubmit": (lambda job_id: services.job_resubmit(job_id=job_id), "resubmitted"),
     "cancel": (lambda job_id: services.job_cancel(job_id=job_id), "cancelled"),
+    "run_now": (lambda job_id: services.job_run_now(job_id=job_id), "queued now"),
 }
 
 

@@ -4,7 +4,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from jobs import formatting
@@ -41,9 +41,16 @@ def progress_bar(percent: int, message: str = "") -> str:
 
 
 def age(when: datetime | None) -> str:
+    """How long ago, and when to the second."""
     if when is None:
         return "-"
-    return format_html('<span title="{}">{}</span>', when.isoformat(), formatting.age(when, timezone.now()))
+    at = formats.date_format(timezone.localtime(when), "DATETIME_FORMAT")
+    return format_html(
+        '<span title="{}">{}</span> <span class="jq-quiet">{}</span>',
+        when.isoformat(),
+        formatting.age(when, timezone.now()),
+        at,
+    )
 
 
 def pretty_json(value: Any) -> str:

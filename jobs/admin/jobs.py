@@ -78,7 +78,7 @@ class JobDisplay(ReadOnly, admin.ModelAdmin):
     show_full_result_count = False
     inlines = [JobAttemptInline]
     change_form_template = "admin/jobs/job_change_form.html"
-    actions = ["retry_jobs", "resubmit_jobs", "cancel_jobs", "delete_selected"]
+    actions = ["retry_jobs", "run_jobs_now", "resubmit_jobs", "cancel_jobs", "delete_selected"]
     fieldsets = [
         ("Job", {"fields": ["id", "type", "status_badge", "priority", "owner", "idempotency_key", "resubmitted_from"]}),
         ("Progress", {"fields": ["progress_bar", "progress_message", "attempts_of", "worker"]}),
@@ -137,6 +137,10 @@ class JobDisplay(ReadOnly, admin.ModelAdmin):
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
         actions.operate(self, request, queryset, "retry")
 
+    @admin.action(description="Run selected scheduled jobs now", permissions=["operate"])
+    def run_jobs_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        actions.operate(self, request, queryset, "run_now")
+
     @admin.action(description="Resubmit selected jobs as new jobs", permissions=["operate"])
     def resubmit_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
         actions.operate(self, request, queryset, "resubmit")
@@ -194,6 +198,7 @@ class JobAdmin(JobDisplay):
 
         custom = [
             path("overview/", wrap(views.overview), name="jobs_job_overview"),
+            path("overview/live/", wrap(views.overview_live), name="jobs_job_overview_live"),
             path("queues/<str:name>/<str:change>/", wrap(views.queue_change), name="jobs_job_queue"),
             path("<str:object_id>/operate/<str:operation>/", wrap(views.operate_one), name="jobs_job_operate"),
             path("<str:object_id>/edit-retry/", wrap(views.edit_retry), name="jobs_job_edit_retry"),

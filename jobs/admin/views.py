@@ -1,14 +1,18 @@
-"""The admin's own pages: the overview, edit-and-retry, and the one-job and queue buttons."""
+"""The admin's own pages: the overview (and its live fragments), edit-and-retry, and the one-job
+and queue buttons."""
 
 import json
+from datetime import timedelta
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs import selectors
 from jobs.exceptions import JobNotFound, JobQueueError
@@ -16,7 +20,13 @@ from jobs.models import QueueState
 from jobs.states import Status
 
 from . import actions, display
-from .chart import throughput_chart
+from .chart import line_chart, throughput_chart
+
+# The overview's sections, each a template of its own that the page polls for (admin/jobs/overview/).
+SECTIONS = ("dead_letter", "tiles", "queues", "workers", "running", "scheduled", "types", "throughput", "queue_charts")
+# A queue whose oldest job waited longer than this (seconds) shows its latency as a warning.
+LATE_SECONDS = 60
+CHART_MINUTES = 60
 
 
 def job_urls(object_id: str) -> dict[str, str]:
@@ -38,24 +48,68 @@ def _status_tiles() -> list[dict]:
     ]
 
 
+def _queue_charts(now) -> dict:
+    """Jobs waiting and latency per queue over the last hour, from the mover's samples; a paused
+    queue's latency is left out (it grows while paused, which is no alarm)."""
+    history = selectors.queue_history(minutes=CHART_MINUTES, now=now)
+    window = {"start": now - timedelta(minutes=CHART_MINUTES), "end": now}
+    waiting = {queue: [(s.at, s.queued) for s in samples] for queue, samples in history.items()}
+    latency = {
+        queue: [(s.at, None if s.paused else s.latency_seconds) for s in samples] for queue, samples in history.items()
+    }
+    return {"depth": line_chart(waiting, **window), "latency": line_chart(latency, **window)}
+
+
+def _sections(request: HttpRequest) -> dict:
+    """What the overview's sections show, read afresh for the page and for each refresh."""
+    now = timezone.now()
+    return {
+        "now": now,
+        "tiles": _status_tiles(),
+        "queues": selectors.queue_overview(),
+        "late_seconds": LATE_SECONDS,
+        "workers": selectors.workers_online(),
+        "dead_letter": selectors.dead_letter_length(),
+        "running": selectors.running_jobs(now=now),
+        "scheduled": selectors.scheduled_jobs(now=now),
+        "scheduled_total": selectors.scheduled_count(),
+        "types": selectors.type_stats(minutes=CHART_MINUTES, now=now),
+        "chart": throughput_chart(selectors.throughput_per_minute(minutes=CHART_MINUTES, now=now)),
+        "queue_charts": _queue_charts(now),
+        "can_change_queues": actions.actor_can_operate(request, QueueState),
+        "can_operate": actions.actor_can_operate(request),
+    }
+
+
 def overview(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
-    """Counts per status and queue, queue depth and latency, workers online, the last hour's chart."""
+    """Counts per status and queue, queue depth and latency, workers online, running and scheduled
+    jobs, the last hour per type and in charts; the page refreshes its sections from `overview_live`."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     context = {
         **model_admin.admin_site.each_context(request),
         "title": "Overview",
         "opts": model_admin.model._meta,
-        "tiles": _status_tiles(),
-        "queues": selectors.queue_overview(),
-        "workers": selectors.workers_online(),
-        "dead_letter": selectors.dead_letter_length(),
-        "chart": throughput_chart(selectors.throughput_per_minute(minutes=60)),
-        "can_change_queues": actions.actor_can_operate(request, QueueState),
+        "sections": SECTIONS,
+        "refresh_url": reverse("admin:jobs_job_overview_live"),
+        "refresh_seconds": settings.JOB_ADMIN_REFRESH_SECONDS,
         "flower_url": settings.FLOWER_URL,
         "grafana_url": settings.GRAFANA_URL,
+        **_sections(request),
     }
     return render(request, "admin/jobs/overview.html", context)
+
+
+def overview_live(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """The overview's sections as HTML fragments in JSON, for the page's refresh; the overview's
+    permission. Never cached (the admin's views are not)."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    context = _sections(request)
+    fragments = {
+        name: render_to_string(f"admin/jobs/overview/{name}.html", context, request=request) for name in SECTIONS
+    }
+    return JsonResponse({"updated": context["now"].strftime("%H:%M:%S"), "fragments": fragments})
 
 
 def queue_change(model_admin: admin.ModelAdmin, request: HttpRequest, name: str, change: str) -> HttpResponse:
@@ -77,6 +131,8 @@ def operate_one(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: 
         raise PermissionDenied
     job = _job_or_404(object_id)
     produced = actions.operate(model_admin, request, [job], operation)
+    if request.POST.get("next") == "overview":  # the overview's buttons come back to it
+        return HttpResponseRedirect(reverse("admin:jobs_job_overview"))
     return _job_page(produced[0].pk if produced else job.pk)  # a resubmission opens the new job
 
 

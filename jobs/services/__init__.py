@@ -20,11 +20,12 @@ from .operations import (
     job_delete,
     job_resubmit,
     job_retry,
+    job_run_now,
     jobs_purge_dead,
     jobs_purge_finished,
     jobs_retry_dead,
 )
-from .queues import queue_pause, queue_resume, queue_state
+from .queues import queue_pause, queue_resume, queue_state, queues_sample
 from .recovery import (
     dead_letters_reconcile,
     jobs_dispatch_pending,
@@ -48,6 +49,7 @@ __all__ = [
     "job_requeue",
     "job_resubmit",
     "job_retry",
+    "job_run_now",
     "job_submit",
     "job_succeed",
     "job_transition",
@@ -65,4 +67,5 @@ __all__ = [
     "queue_pause",
     "queue_resume",
     "queue_state",
+    "queues_sample",
 ]

@@ -1,4 +1,4 @@
-"""What operators do to jobs: retry and resubmit dead ones, cancel, delete, purge."""
+"""What operators do to jobs: retry and resubmit dead ones, run waiting ones now, cancel, delete, purge."""
 
 import logging
 from datetime import datetime
@@ -8,6 +8,7 @@ import redis
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from jobs import broker, dispatch, states
 from jobs.exceptions import InvalidTransition, JobNotFound
@@ -63,6 +64,20 @@ def job_cancel(*, job_id: Any) -> Job:
         raise InvalidTransition(
             f"job {job.pk} is {job.status}; only scheduled, queued or retrying jobs can be cancelled"
         )
+    job.refresh_from_db()
+    return job
+
+
+def job_run_now(*, job_id: Any) -> Job:
+    """Queue a scheduled (or retrying) job at once instead of at its run_at (the BECOME_DUE move);
+    its message goes out after the commit, as the mover would send it."""
+    job = _get(job_id)
+    with transaction.atomic():
+        if not job_transition(states.BECOME_DUE, job_id=job.pk, run_at=timezone.now()):
+            raise InvalidTransition(
+                f"job {job.pk} is {_get(job.pk).status}; only scheduled or retrying jobs can be run now"
+            )
+        dispatch.send_jobs_on_commit([(job.pk, job.priority, job.timeout)])
     job.refresh_from_db()
     return job
 

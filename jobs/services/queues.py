@@ -7,13 +7,15 @@ resume, its queued jobs are published again, oldest first.
 """
 
 import logging
+from datetime import datetime, timedelta
 
 import redis
+from django.conf import settings
 from django.utils import timezone
 
-from jobs import broker, dispatch
+from jobs import broker, dispatch, selectors
 from jobs.exceptions import UnknownQueue
-from jobs.models import Job, QueueState
+from jobs.models import Job, QueueSample, QueueState
 from jobs.states import Priority, Status
 
 log = logging.getLogger("jobqueue.jobs")
@@ -63,3 +65,29 @@ def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
         who = by or "unknown"
         log.warning("queue %s resumed by %s; %d of %d queued jobs published", queue, who, published, len(rows))
     return queue_state(queue), published
+
+
+def queues_sample(*, now: datetime | None = None) -> int:
+    """Write each queue's depth and latency now, for the overview's charts, and prune samples
+    older than JOB_QUEUE_SAMPLE_KEEP_SECONDS; returns the samples written.
+
+    A sample's time is the start of its JOB_QUEUE_SAMPLE_SECONDS period: a second mover in the
+    same period writes nothing (the rows are unique per queue and time).
+    """
+    now = now or timezone.now()
+    period = max(settings.JOB_QUEUE_SAMPLE_SECONDS, 1.0)
+    at = datetime.fromtimestamp(now.timestamp() // period * period, tz=now.tzinfo)
+    rows = [
+        QueueSample(
+            queue=queue["name"],
+            at=at,
+            depth=queue["depth"],
+            queued=queue["queued"],
+            latency_seconds=queue["latency_seconds"],
+            paused=queue["paused"],
+        )
+        for queue in selectors.queue_overview()
+    ]
+    QueueSample.objects.bulk_create(rows, ignore_conflicts=True)
+    QueueSample.objects.filter(at__lt=now - timedelta(seconds=settings.JOB_QUEUE_SAMPLE_KEEP_SECONDS)).delete()
+    return len(rows)

@@ -7,6 +7,7 @@ picks one by the database, once per process. The columns each write sets besides
 status are stated once, here, for both.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -26,6 +27,21 @@ SUCCESS_SETS = {"progress": 100, "lease_expires_at": None, **dict.fromkeys(ERROR
 ATTEMPT_OPENS = {"outcome": Outcome.RUNNING, "error_type": "", "error_message": "", "traceback": ""}
 # (job id, serial, result, finished at) of a successful attempt.
 Finished = tuple[Any, int, Any, datetime]
+# The attempts whose duration is known: a lost one's end is when it was found, not when it stopped.
+TIMED_OUTCOMES = (Outcome.SUCCEEDED, Outcome.FAILED)
+# The most attempts the portable store reads to compute duration percentiles (the newest ones).
+PERCENTILE_ROWS = 20_000
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float | None:
+    """The `fraction` percentile of sorted values, interpolated between the two nearest ranks
+    (as PostgreSQL's percentile_cont computes it); None for no values."""
+    if not ordered:
+        return None
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 class PortableStore:
@@ -82,6 +98,24 @@ class PortableStore:
         from rest_framework.authtoken.models import Token
 
         return Token.objects.select_related("user").filter(key=key).first()
+
+    def duration_percentiles(
+        self, *, since: datetime, until: datetime, fractions: Sequence[float]
+    ) -> dict[str, tuple[float | None, ...]]:
+        """Per job type, the percentiles (`fractions`, 0-1) of the durations in seconds of the
+        attempts that succeeded or failed in [since, until): here over the newest PERCENTILE_ROWS."""
+        rows = (
+            JobAttempt.objects.filter(finished_at__gte=since, finished_at__lt=until, outcome__in=TIMED_OUTCOMES)
+            .order_by("-finished_at")
+            .values_list("job__type", "started_at", "finished_at")[:PERCENTILE_ROWS]
+        )
+        durations: dict[str, list[float]] = {}
+        for job_type, started, finished in rows:
+            durations.setdefault(job_type, []).append(max((finished - started).total_seconds(), 0.0))
+        return {
+            job_type: tuple(percentile(sorted(values), fraction) for fraction in fractions)
+            for job_type, values in durations.items()
+        }
 
     def ping(self, *, timeout: float) -> None:
         """Ask the database a trivial question, bounded by `timeout` seconds where it can be."""

@@ -14,7 +14,7 @@ the only way to the row is its primary key.
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
@@ -29,7 +29,7 @@ from jobs import internals
 from jobs.models import Job, JobAttempt, Outcome, QueueState
 from jobs.states import CLAIM, SUCCEED
 
-from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS, Finished, PortableStore
+from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS, TIMED_OUTCOMES, Finished, PortableStore
 
 JOB = Job._meta.db_table
 ATTEMPT = JobAttempt._meta.db_table
@@ -93,6 +93,16 @@ WITH finished AS (
 SELECT id FROM done
 """
 
+
+TIMED = _words([outcome.value for outcome in TIMED_OUTCOMES])
+DURATION_PERCENTILES = f"""
+SELECT j.type, percentile_cont(%(fractions)s::float8[]) WITHIN GROUP (
+    ORDER BY GREATEST(EXTRACT(EPOCH FROM a.finished_at - a.started_at), 0)
+)
+FROM {ATTEMPT} a JOIN {JOB} j ON j.id = a.job_id
+WHERE a.finished_at >= %(since)s AND a.finished_at < %(until)s AND a.outcome = ANY({TIMED})
+GROUP BY j.type
+"""
 
 NEVER_AUTOMATICALLY = 2**31 - 1
 
@@ -219,6 +229,14 @@ class PostgresStore(PortableStore):
         token = token_model.from_db(connection.alias, ["key", "user_id", "created"], [key, owner.pk, created])
         token.user = owner
         return token
+
+    def duration_percentiles(
+        self, *, since: datetime, until: datetime, fractions: Sequence[float]
+    ) -> dict[str, tuple[float | None, ...]]:
+        """Over every attempt of the window, in the database (percentile_cont)."""
+        params = {"fractions": [float(f) for f in fractions], "since": since, "until": until}
+        rows = _execute(DURATION_PERCENTILES, params, prepare=False)
+        return {job_type: tuple(float(value) for value in values) for job_type, values in rows}
 
     def _bound(self, cursor: Any, timeout: float) -> None:
         cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")

@@ -141,6 +141,7 @@ def test_the_readme_cli_section_runs_as_written_against_make_run(dev_stack):
         "status": lambda: a_job(dev_stack),
         "retry": lambda: a_job(dev_stack, status="dead", type="demo.flaky"),
         "resubmit": lambda: a_job(dev_stack, status="succeeded"),
+        "run-now": lambda: a_job(dev_stack, status="scheduled"),
         "cancel": lambda: a_job(dev_stack, status="scheduled"),
         "delete": lambda: a_job(dev_stack, status="succeeded"),
     }

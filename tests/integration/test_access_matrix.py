@@ -78,6 +78,7 @@ ADMIN_PAGES = (
     "/admin/",
     "/admin/jobs/job/",
     "/admin/jobs/job/overview/",
+    "/admin/jobs/job/overview/live/",
     "/admin/jobs/job/{job_id}/change/",
     "/admin/jobs/deadjob/",
     "/admin/jobs/job/{job_id}/edit-retry/",
@@ -142,10 +143,11 @@ def test_every_api_write_by_staff_with_the_permissions_is_in_the_admin_history(w
     assert len(writes) >= 8, writes
     problems = []
     for method, template in writes:
-        # A dead job suits retry, resubmit, delete and the dead-letter operations; cancel needs a waiting one.
+        # A dead job suits retry, resubmit, delete and the dead-letter operations; cancel and run
+        # now need a waiting one.
         dead = a_dead_job(world["users"]["owner"])
         waiting, _ = services.job_submit(type="noop", payload={}, delay=3600)
-        job = waiting if template.endswith("/cancel/") else dead
+        job = waiting if template.endswith(("/cancel/", "/run-now/")) else dead
         if template.endswith("/resume/"):
             services.queue_pause(queue="low", by="test")
         path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")

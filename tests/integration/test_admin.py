@@ -6,7 +6,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, override_settings
 
 from jobs import services
 from jobs.models import Job, QueueState
@@ -194,10 +194,13 @@ def test_the_overview_shows_counts_queues_workers_chart_and_links(operator):
     assert re.search(r'data-status="dead">\s*<span class="jq-count">1<', page)
     assert re.search(r'data-status="queued">\s*<span class="jq-count">1<', page)
     assert 'data-queue="low"' in page and ">paused<" in page
-    assert 'id="throughput-chart"' in page and 'data-processed="1" data-failed="1"' in page
-    assert page.count('class="jq-processed"') == 60
+    assert 'id="throughput-chart"' in page and 'data-succeeded="0" data-failed="1"' in page
+    assert page.count('class="jq-succeeded"') == 60
     assert "None is announcing itself." in page
-    assert "http://127.0.0.1:5555" in page and "http://127.0.0.1:3000" in page
+    assert "http://127.0.0.1:5555" in page and "Grafana" not in page  # linked only when GRAFANA_URL is set
+    with override_settings(GRAFANA_URL="http://127.0.0.1:3000"):
+        assert html(operator.get("/admin/jobs/job/overview/")).count('href="http://127.0.0.1:3000"') == 2
+
     assert "/admin/jobs/job/overview/" in html(operator.get("/admin/"))
 
 

@@ -113,6 +113,7 @@ def test_resubmit_cancel_and_delete():
     copy = jobs_json("resubmit", str(job.id))
     assert copy["id"] != str(job.id) and copy["resubmitted_from"] == str(job.id)
     waiting = submit(delay=60)
+    assert jobs_json("run-now", str(waiting.id))["status"] == "queued"
     assert jobs_json("cancel", str(waiting.id))["status"] == "cancelled"
     assert jobs("delete", str(job.id)).strip() == f"deleted {job.id}"
     assert not Job.objects.filter(pk=job.id).exists()
@@ -150,7 +151,7 @@ def test_stats_prints_statuses_queues_workers_and_the_last_hour():
     assert rows["queued"] == ["1"] and rows["dead"] == ["1"] and rows["succeeded"] == ["0"]
     assert rows["high"] == ["paused", "0", "0", "0", "0s"]
     assert rows["medium"][:4] == ["running", "2", "1", "0"]  # no worker took the dead job's message
-    assert "workers online: 0" in text and "last hour: 1 processed, 1 failed" in text
+    assert "workers online: 0" in text and "last hour: 1 attempts finished, 0 succeeded, 1 failed" in text
     assert data["statuses"]["dead"] == 1 and data["workers"] == [] and data["dead_letter"] == 1
 
 

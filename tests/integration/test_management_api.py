@@ -336,4 +336,4 @@ def test_stats_give_counts_queues_dead_letters_workers_and_the_last_hour(staff):
     assert [queue["name"] for queue in body["queues"]] == ["high", "medium", "low"]
     assert body["dead_letter"] == 1
     assert body["workers"] == []  # no worker runs in this test
-    assert body["last_hour"] == {"processed": 1, "failed": 1}
+    assert body["last_hour"] == {"processed": 1, "succeeded": 0, "failed": 1}

@@ -12,6 +12,7 @@ from tests.api_coverage import COVERED
 from tests.integration import (  # noqa: F401  (@covers)
     test_bulk_submit,
     test_client_api,
+    test_dashboard,
     test_management_api,
     test_submit_api,
 )
@@ -83,10 +84,11 @@ def test_every_operation_answers_as_the_schema_documents(client_for, broker):
 
 
 def _job_for(path: str, *, owner):
-    """A job of `owner` the operation applies to: a waiting one to cancel, a dead one for everything else."""
+    """A job of `owner` the operation applies to: a waiting one to cancel or run now, a dead one for
+    everything else."""
     job, _ = services.job_submit(type="test.fail", payload={"fail": True}, max_retries=0, delay=60, owner=owner)
     JobArtifact.objects.create(job=job, name="low", content=b"a file", size=6)
-    if path.endswith(("/cancel/", "/cancel")):
+    if path.endswith(("/cancel/", "/cancel", "/run-now/")):
         return job
     services.jobs_transition(states.BECOME_DUE, job_ids=[job.id])
     claim = services.job_claim(job_id=job.id, worker="w1")

@@ -1,5 +1,5 @@
-"""The store's behaviour on both databases: the service, queue, submission and management API
-tests, which run on PostgreSQL in this session, run again on the embedded SQLite default in a
+"""The store's behaviour on both databases: the service, queue, submission, management API and
+dashboard tests, which run on PostgreSQL in this session, run again on the embedded SQLite default in a
 pytest of their own (JQ_TEST_DATABASE=sqlite), where the services take their portable paths."""
 
 import os
@@ -15,6 +15,7 @@ STORE_TESTS = [
     "tests/integration/test_management_api.py",
     "tests/integration/test_access_matrix.py",
     "tests/integration/test_client_api.py",
+    "tests/integration/test_dashboard.py",
 ]
 
 

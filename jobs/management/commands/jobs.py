@@ -40,7 +40,7 @@ QUEUE_HEADERS = ("QUEUE", "STATE", "DEPTH", "QUEUED", "RUNNING", "LATENCY")
 NEEDS: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(("submit", "demo"), None),
     **dict.fromkeys(("status", "list", "stats"), VIEW_JOBS),  # stats as GET /api/stats/
-    **dict.fromkeys(("retry", "resubmit", "cancel"), CHANGE_JOBS),
+    **dict.fromkeys(("retry", "resubmit", "cancel", "run-now"), CHANGE_JOBS),
     **dict.fromkeys(("delete", "purge"), DELETE_JOBS),
     **dict.fromkeys(("pause", "resume"), CHANGE_QUEUES),
 }
@@ -165,6 +165,7 @@ class Command(BaseCommand):
         retry.add_argument("--payload", help="corrected payload, JSON object")
         action("resubmit", "submit a copy of a job as a new job").add_argument("id")
         action("cancel", "cancel a scheduled, queued or retrying job").add_argument("id")
+        action("run-now", "queue a scheduled or retrying job at once").add_argument("id")
         delete = action("delete", "delete a job that is not running")
         delete.add_argument("id")
         purge = action("purge", "delete dead jobs")
@@ -188,7 +189,7 @@ class Command(BaseCommand):
                 raise _fail(
                     f"`jobs {action}` makes a change: name who acts with --as USER (JOB_CLI_REQUIRE_ACTOR is set)"
                 )
-            getattr(self, f"do_{action}")(**options)
+            getattr(self, f"do_{action.replace('-', '_')}")(**options)
         except (JobNotFound, UnknownQueue) as exc:
             raise _fail(str(exc), NOT_FOUND) from None
         except InvalidPayload as exc:
@@ -276,6 +277,11 @@ class Command(BaseCommand):
         self.log(obj=job.resubmitted_from, message=f"Resubmitted as {job.pk}")
         self.emit_job(job)
 
+    def do_run_now(self, *, id: str, **_: Any) -> None:
+        job = services.job_run_now(job_id=id)
+        self.log(obj=job, message="Queued now")
+        self.emit_job(job)
+
     def do_cancel(self, *, id: str, **_: Any) -> None:
         job = services.job_cancel(job_id=id)
         self.log(obj=job, message="Cancelled")
@@ -359,6 +365,8 @@ class Command(BaseCommand):
             "",
             f"dead-letter list: {'-' if stats['dead_letter'] is None else stats['dead_letter']} messages",
             f"workers online: {'unknown' if workers is None else len(workers)} {' '.join(workers or [])}".rstrip(),
-            f"last hour: {stats['last_hour']['processed']} processed, {stats['last_hour']['failed']} failed",
+            "last hour: {processed} attempts finished, {succeeded} succeeded, {failed} failed".format(
+                **stats["last_hour"]
+            ),
         ]
         self.emit(stats, "\n".join(lines))

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0004_job_serial'),
+        ('jobs', '0005_queue_sample'),
     ]
 
     operations = [
