@@ -1,4 +1,6 @@
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 from rest_framework.test import APIClient
 
 
@@ -17,3 +19,13 @@ def client_for(make_user):
         return client
 
     return make
+
+
+@pytest.fixture
+def operator(db) -> Client:
+    """The admin, logged in as a superuser."""
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    client.user = user
+    return client

@@ -28,15 +28,6 @@ def dead(payload: dict | None = None, message: str = "boom") -> Job:
     return job
 
 
-@pytest.fixture
-def operator() -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    client.user = user
-    return client
-
-
 def html(response) -> str:
     assert response.status_code == 200, response.status_code
     return response.content.decode()

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -39,14 +38,6 @@ def finished_attempt(job_type: str, seconds: float, *, ok: bool = True, ago: flo
     JobAttempt.objects.filter(job=job).update(started_at=end - timedelta(seconds=seconds), finished_at=end)
     Job.objects.filter(pk=job.pk).update(finished_at=end)
     return job
-
-
-@pytest.fixture
-def operator() -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def history(job: Job) -> list[str]:
