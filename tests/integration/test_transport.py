@@ -191,4 +191,4 @@ def test_the_celery_apps_redis_url_keeps_its_scheme_and_gets_this_transport(redi
 
     with app.connection_for_write() as connection:
         assert type(connection.transport) is Transport
-        assert connection.as_uri().startswith("redis://127.0.0.1:")
+        assert connection.as_uri().startswith("redis://")
