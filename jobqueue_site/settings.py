@@ -385,7 +385,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Where the layers below the site find the Celery app (jobs.dispatch.celery_app).
 JOB_CELERY_APP = "jobqueue_site.celery.app"
 CELERY_BROKER_URL = REDIS_URL
-CELERY_BROKER_TRANSPORT = "jobqueue_site.transport:Transport"  # Redis, one client per channel
+# The transport is ours (jobqueue_site/transport.py), registered for redis:// in jobqueue_site/celery.py.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # BRPOP the queues in the order the worker lists them (-Q high,medium,low): strict priority.

@@ -1,6 +1,7 @@
 """kombu's Redis transport with a cheaper bookkeeping of unacknowledged messages.
 
-Messages and keys are those of kombu's Redis transport; selected by CELERY_BROKER_TRANSPORT.
+Messages and keys are those of kombu's Redis transport; the transport of redis:// URLs
+(jobqueue_site/celery.py registers it under kombu's `redis` and `rediss` names).
 It relies on kombu's private `Channel._pool` and `_create_client` (tests/integration/
 test_transport.py fails on an upgrade that changes them). Three changes, the last two on the
 worker's path for every message:

@@ -71,7 +71,7 @@ def queue_paused(queue: str) -> bool:
     return queue in paused_queues() and queue in paused_queues(fresh=True)
 
 
-Dispatch = tuple[Any, str, int | None]  # (job id, queue, timeout seconds)
+Dispatch = tuple[Any, str, int | None, str]  # (job id, queue, timeout seconds, job type)
 
 
 def _unpaused(job_id: Any, queue: str) -> bool:
@@ -83,12 +83,12 @@ def _unpaused(job_id: Any, queue: str) -> bool:
     return True
 
 
-def send_job(*, job_id: Any, queue: str, timeout: int | None) -> bool:
+def send_job(*, job_id: Any, queue: str, timeout: int | None, job_type: str) -> bool:
     """Publish the message that makes a worker run the job; False if its queue is paused.
 
     Only ids travel, never objects.
     """
-    return send_jobs([(job_id, queue, timeout)]) == 1
+    return send_jobs([(job_id, queue, timeout, job_type)]) == 1
 
 
 def send_jobs(jobs: Iterable[Dispatch]) -> int:
@@ -99,13 +99,13 @@ def send_jobs(jobs: Iterable[Dispatch]) -> int:
     times more per message than the rest of a submission. They are the messages `send_task`
     would publish on the Redis broker; only Celery's task-sent event (for Flower) is not sent.
     """
-    ready = [(job_id, queue, timeout) for job_id, queue, timeout in jobs if _unpaused(job_id, queue)]
+    ready = [job for job in jobs if _unpaused(job[0], job[1])]
     if not ready:
         return 0
     with _channel() as (channel, origin):
         pipe = channel.client.pipeline(transaction=False)  # kombu's client: it adds the key prefix
-        for job_id, queue, timeout in ready:
-            pipe.lpush(queue, _envelope(channel, origin, job_id, queue, timeout))
+        for job_id, queue, timeout, job_type in ready:
+            pipe.lpush(queue, _envelope(channel, origin, job_id, queue, timeout, job_type))
             if len(pipe) >= BATCH:
                 pipe.execute()
         pipe.execute()
@@ -122,10 +122,16 @@ def _channel() -> Iterator[tuple[Any, str]]:
         yield producer.channel, anon_nodename()
 
 
-def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int | None, **headers: str) -> str:
+def _envelope(
+    channel: Any, origin: str, job_id: Any, queue: str, timeout: int | None, job_type: str, **headers: str
+) -> str:
     """The Redis list entry of one job's message: Celery's task message (protocol 2) in kombu's
     envelope, as `send_task` and kombu's Redis transport make it (priority 0, so the list is
-    the queue's own name)."""
+    the queue's own name).
+
+    The job type is the message's `shadow` name: the worker reports the task under it (its
+    task-received event, its log lines), so Flower lists `email_welcome`, not the one task's name.
+    """
     task_id, seconds = uuid(), timeout or settings.JOB_DEFAULT_TIMEOUT
     args = [str(job_id)]
     message = celery_app().amqp.as_task_v2(
@@ -139,6 +145,7 @@ def _envelope(channel: Any, origin: str, job_id: Any, queue: str, timeout: int |
         kwargsrepr="{}",
         origin=origin,
         ignore_result=None,
+        shadow=job_type or None,
     )
     properties = {**message.properties, "delivery_mode": DELIVERY_MODE}
     envelope = channel.prepare_message(
@@ -175,7 +182,7 @@ def publish_or_defer(jobs: list[Dispatch]) -> int:
 def _defer(jobs: list[Dispatch], *, reason: str) -> None:
     from jobs.models import PendingDispatch
 
-    rows = [PendingDispatch(job_id=job_id, queue=queue, timeout=timeout) for job_id, queue, timeout in jobs]
+    rows = [PendingDispatch(job_id=job_id, queue=queue, timeout=timeout) for job_id, queue, timeout, _ in jobs]
     try:
         PendingDispatch.objects.bulk_create(rows, ignore_conflicts=True)
     except Exception as exc:
@@ -211,7 +218,7 @@ def send_dead_letter_on_commit(*, job_id: str, job_type: str, reason: str) -> No
         headers = {"x-job-type": job_type, "x-dead-reason": reason}
         try:
             with _channel() as (channel, origin):
-                message = _envelope(channel, origin, job_id, DEAD_LETTER_QUEUE, None, **headers)
+                message = _envelope(channel, origin, job_id, DEAD_LETTER_QUEUE, None, job_type, **headers)
             broker.park_dead_letter(job_id, message)
         except Exception as exc:
             broker_breaker.trip(exc)

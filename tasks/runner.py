@@ -7,7 +7,10 @@ main process), a hard time limit. Outcomes call the services; nothing here write
 The task itself returns None, so Celery has nothing to format or hand back to the pool's parent.
 """
 
+import time
+
 from celery import shared_task
+from celery.worker.request import Request
 
 from jobs import registry
 from jobs.dispatch import RUN_JOB_TASK
@@ -16,7 +19,17 @@ from . import outcomes, worker
 from .context import JobContext
 
 
-@shared_task(name=RUN_JOB_TASK, bind=True)
+class JobRequest(Request):
+    """Celery's request, its task-failed event carrying the attempt's runtime as task-succeeded
+    does (Celery sends none on a failure), so Flower shows how long a failed job ran."""
+
+    def send_event(self, type: str, **fields: object) -> None:
+        if type == "task-failed" and self.time_start and "runtime" not in fields:
+            fields["runtime"] = max(time.time() - self.time_start, 0.0)
+        super().send_event(type, **fields)
+
+
+@shared_task(name=RUN_JOB_TASK, bind=True, Request=JobRequest)
 def run_job(self, job_id: str) -> None:
     claim = worker.claim_when_reachable(job_id=job_id, worker=self.request.hostname or "", request=self.request)
     if claim is None:

@@ -197,7 +197,7 @@ def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_
             job_id=job_id, serial=serial, outcome=outcome, when=now, error_type=error_type, error_message=reason
         )
         job = Job.objects.only("type", "priority", "attempts", "timeout").get(pk=job_id)
-        dispatch.send_jobs_on_commit([(job_id, job.priority, job.timeout)])
+        dispatch.send_jobs_on_commit([(job_id, job.priority, job.timeout, job.type)])
         facts = JobFacts(job_id, job.type, job.priority, job.attempts)
         if outcome == Outcome.LOST:
             # A failed attempt in the metrics, as when the lease finds it: who saw it die is no matter.

@@ -77,7 +77,7 @@ def job_run_now(*, job_id: Any) -> Job:
             raise InvalidTransition(
                 f"job {job.pk} is {_get(job.pk).status}; only scheduled or retrying jobs can be run now"
             )
-        dispatch.send_jobs_on_commit([(job.pk, job.priority, job.timeout)])
+        dispatch.send_jobs_on_commit([(job.pk, job.priority, job.timeout, job.type)])
     job.refresh_from_db()
     return job
 
@@ -110,8 +110,8 @@ def _retry_dead(jobs: QuerySet[Job], **edit: Any) -> list[Any]:
     returned are exactly those that moved; their messages go out after the commit."""
     with transaction.atomic():
         dead = jobs.filter(status__in=states.RETRY_DEAD.sources).select_for_update(skip_locked=True)
-        rows = list(dead.values_list("pk", "priority", "timeout"))
-        ids = [pk for pk, _, _ in rows]
+        rows = list(dead.values_list("pk", "priority", "timeout", "type"))
+        ids = [row[0] for row in rows]
         resets = {"attempts": 0, "run_at": None, "finished_at": None, "result": None, "reason": ""}
         jobs_transition(states.RETRY_DEAD, job_ids=ids, **resets, **edit)
         dispatch.send_jobs_on_commit(rows)

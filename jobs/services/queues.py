@@ -58,7 +58,7 @@ def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
     dispatch.forget_paused_queues()
     # Read after the resume is committed: a job queued later is published by its own dispatch.
     waiting = Job.objects.filter(status=Status.QUEUED, priority=queue).order_by("created_at")
-    rows = list(waiting.values_list("pk", "priority", "timeout")) if resumed else []
+    rows = list(waiting.values_list("pk", "priority", "timeout", "type")) if resumed else []
     # In pipelined batches; while Redis is away they wait in the pending table for the mover.
     published = dispatch.publish_or_defer(rows)
     if resumed:

@@ -31,11 +31,11 @@ def jobs_release_due(*, limit: int | None = None) -> int:
             Job.objects.select_for_update(skip_locked=True)
             .filter(status__in=WAITING, run_at__lte=now)
             .order_by("run_at")
-            .values_list("pk", "priority", "timeout")[:limit]
+            .values_list("pk", "priority", "timeout", "type")[:limit]
         )
         if not due:
             return 0
-        jobs_transition(states.BECOME_DUE, job_ids=[pk for pk, _, _ in due])
+        jobs_transition(states.BECOME_DUE, job_ids=[row[0] for row in due])
         dispatch.send_jobs_on_commit(due)
     return len(due)
 
@@ -73,13 +73,13 @@ def jobs_redispatch_missing() -> int:
     stale = Job.objects.filter(
         status=Status.QUEUED, priority__in=empty, updated_at__lt=timezone.now() - timedelta(seconds=window)
     )
-    candidates = list(stale.values_list("pk", "priority", "timeout")[:1000])
+    candidates = list(stale.values_list("pk", "priority", "timeout", "type")[:1000])
     if not candidates:
         return 0
     in_flight = broker.in_flight_job_ids(delivered_after=time.time() - window)
-    missing = [(pk, priority, timeout) for pk, priority, timeout in candidates if str(pk) not in in_flight]
+    missing = [row for row in candidates if str(row[0]) not in in_flight]
     dispatch.send_jobs(missing)
-    Job.objects.filter(pk__in=[pk for pk, _, _ in missing], status=Status.QUEUED).update(updated_at=timezone.now())
+    Job.objects.filter(pk__in=[row[0] for row in missing], status=Status.QUEUED).update(updated_at=timezone.now())
     if missing:
         log.warning("sent %d queued jobs again that the broker did not hold", len(missing))
     return len(missing)
@@ -105,10 +105,10 @@ def jobs_dispatch_pending(*, limit: int = 1000) -> int:
     Raises while the broker is still unreachable (the mover tries again next round). A pending
     job that moved on meanwhile (cancelled, or run from another message) is just forgotten.
     """
-    rows = list(PendingDispatch.objects.values_list("job_id", "queue", "timeout", "job__status")[:limit])
+    rows = list(PendingDispatch.objects.values_list("job_id", "queue", "timeout", "job__type", "job__status")[:limit])
     if not rows:
         return 0
-    due = [(job_id, queue, timeout) for job_id, queue, timeout, status in rows if status == Status.QUEUED]
+    due = [row[:4] for row in rows if row[4] == Status.QUEUED]
     sent = dispatch.send_jobs(due)
     PendingDispatch.objects.filter(job_id__in=[row[0] for row in rows]).delete()
     if sent:

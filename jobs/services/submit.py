@@ -179,7 +179,7 @@ def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
     with transaction.atomic():
         store().insert_jobs(fresh)
         dispatch.send_jobs_on_commit(
-            (job.id, job.priority, job.timeout) for job in fresh if job.status == Status.QUEUED
+            (job.id, job.priority, job.timeout, job.type) for job in fresh if job.status == Status.QUEUED
         )
         for job in fresh:
             events.submitted(events.JobFacts(job.id, job.type, job.priority, 0), status=str(job.status))

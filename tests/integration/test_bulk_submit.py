@@ -70,8 +70,8 @@ def test_bulk_messages_are_the_ones_send_task_would_publish(broker):
     from jobs import dispatch
 
     job_id = "5d3c1a52-0000-4000-8000-000000000001"
-    app.send_task(dispatch.RUN_JOB_TASK, args=[job_id], queue="low", soft_time_limit=30, time_limit=35)
-    dispatch.send_jobs([(job_id, "low", 30)])
+    app.send_task(dispatch.RUN_JOB_TASK, args=[job_id], queue="low", soft_time_limit=30, time_limit=35, shadow="noop")
+    dispatch.send_jobs([(job_id, "low", 30, "noop")])
 
     theirs, ours = (json.loads(raw) for raw in broker.lrange("low", 0, -1)[::-1])
     varying = ("correlation_id", "delivery_tag", "reply_to")

@@ -28,6 +28,7 @@ def test_submit_stores_the_job_and_puts_its_id_on_the_priority_queue(client_for,
     assert body["history"] == [] and body["error"] is None
     [message] = queued_messages(broker, "high")
     assert message["headers"]["task"] == "jobqueue.run_job"
+    assert message["headers"]["shadow"] == WELCOME["type"]  # the name the worker reports (Flower)
     assert message["headers"]["argsrepr"] == f"['{body['id']}']"
     assert broker.llen("medium") == 0 and broker.llen("low") == 0
 

@@ -182,3 +182,13 @@ def test_a_dead_letter_copy_is_dropped_by_its_job_id_under_the_prefix(broker, pr
     assert broker.hkeys(f"{PREFIX}dead_letter_index") and broker_view.dead_letter_length() == 2
     assert broker_view.forget_dead_letters(["j1", "j3"]) == 2
     assert broker_view.dead_letter_length() == 0 and not broker.exists(f"{PREFIX}dead_letter_index")
+
+
+def test_the_celery_apps_redis_url_keeps_its_scheme_and_gets_this_transport(redis_server):
+    # Flower picks its Broker tab's client by the URL's scheme; the workers must still use ours.
+    from jobqueue_site.celery import app
+    from jobqueue_site.transport import Transport
+
+    with app.connection_for_write() as connection:
+        assert type(connection.transport) is Transport
+        assert connection.as_uri().startswith("redis://")
