@@ -180,8 +180,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         self.as_json = options.pop("json")
-        if options["verbosity"] < 2:  # the job log's INFO lines are for services, not a shell (-v 2 shows them)
+        quiet = options["verbosity"] < 2  # the job log's INFO lines are for services, not a shell (-v 2 shows them)
+        before = logging.root.manager.disable
+        if quiet:
             logging.disable(logging.INFO)
+        try:
+            self.act(action, **options)
+        finally:
+            logging.disable(before)
+
+    def act(self, action: str, **options: Any) -> None:
         name = options.pop("actor") or settings.JOB_CLI_USER
         try:
             self.actor = self.authorised(name, action) if name else None
