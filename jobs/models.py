@@ -200,3 +200,109 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"queue {self.queue} at {self.at.isoformat()}: {self.queued} queued, {self.latency_seconds:.1f}s"
+
+
+# Recurring jobs
+
+
+class MissedPolicy(models.TextChoices):
+    """What to fire of the ticks that fell while no mover ran."""
+
+    SKIP = "skip"  # only the latest missed tick
+    ALL_WITHIN = "all_within"  # every missed tick within catch_up_seconds of now
+    NONE = "none"  # none of them
+
+
+class OverlapPolicy(models.TextChoices):
+    """Whether a tick fires while the previous run of its schedule has not finished."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+
+
+class ScheduleSource(models.TextChoices):
+    CODE = "code"  # declared next to its job type, synced when a mover starts; read-only
+    RUNTIME = "runtime"  # made through the admin, the API or the CLI
+
+
+class TickOutcome(models.TextChoices):
+    FIRED = "fired"
+    MISSED = "missed"
+    SKIPPED_OVERLAP = "skipped_overlap"
+
+
+class Schedule(models.Model):
+    """A recurring job: a cron expression or a fixed interval, in a time zone."""
+
+    name = models.CharField(max_length=100, unique=True)
+    job_type = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict, blank=True)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
+    max_retries = models.PositiveIntegerField(null=True, blank=True, help_text="None: the job type's default.")
+    cron = models.CharField(max_length=100, blank=True, help_text="Five fields, or an alias such as @hourly.")
+    interval_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Fire every this many seconds (instead of cron)."
+    )
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone of the cron expression.")
+    enabled = models.BooleanField(default=True, help_text="Off: paused.")
+    missed = models.CharField(max_length=12, choices=MissedPolicy.choices, default=MissedPolicy.SKIP)
+    catch_up_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The window of missed ticks fired by all_within."
+    )
+    overlap = models.CharField(max_length=8, choices=OverlapPolicy.choices, default=OverlapPolicy.ALLOW)
+    source = models.CharField(max_length=8, choices=ScheduleSource.choices, default=ScheduleSource.RUNTIME)
+    next_tick_at = models.DateTimeField(null=True, blank=True, help_text="The next tick to fire (UTC).")
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["next_tick_at"], name="schedule_due", condition=models.Q(enabled=True)),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(~models.Q(cron="") & models.Q(interval_seconds__isnull=True))
+                | (models.Q(cron="") & models.Q(interval_seconds__isnull=False)),
+                name="schedule_cron_xor_interval",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(interval_seconds__isnull=True) | models.Q(interval_seconds__gte=1),
+                name="schedule_interval_positive",
+            ),
+            models.CheckConstraint(condition=models.Q(priority__in=Priority.values), name="schedule_priority_valid"),
+            models.CheckConstraint(condition=models.Q(missed__in=MissedPolicy.values), name="schedule_missed_valid"),
+            models.CheckConstraint(condition=models.Q(overlap__in=OverlapPolicy.values), name="schedule_overlap_valid"),
+            models.CheckConstraint(condition=models.Q(source__in=ScheduleSource.values), name="schedule_source_valid"),
+        ]
+
+    def __str__(self) -> str:
+        every = self.cron or f"every {self.interval_seconds}s"
+        return f"schedule {self.name} ({every})"
+
+
+class ScheduleRun(models.Model):
+    """One tick of a schedule: the job it fired, or why it fired none."""
+
+    # Lookups by schedule are served by the (schedule, -tick_at) index.
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="runs", db_index=False)
+    tick_at = models.DateTimeField(help_text="The tick's nominal time (UTC).")
+    outcome = models.CharField(max_length=16, choices=TickOutcome.choices)
+    job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedule_run")
+    recorded_at = models.DateTimeField(help_text="When a mover fired or recorded the tick.")
+    lateness_seconds = models.FloatField(null=True, blank=True, help_text="recorded_at - tick_at of a fired tick.")
+
+    class Meta:
+        ordering = ["schedule", "-tick_at"]
+        indexes = [models.Index(fields=["schedule", "-tick_at"], name="schedulerun_schedule_tick")]
+        constraints = [
+            # A tick is fired at most once, by any number of movers.
+            models.UniqueConstraint(fields=["schedule", "tick_at"], name="schedulerun_schedule_tick_unique"),
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=TickOutcome.values), name="schedulerun_outcome_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"tick {self.tick_at.isoformat()} of schedule {self.schedule_id}: {self.outcome}"

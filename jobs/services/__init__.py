@@ -33,6 +33,17 @@ from .recovery import (
     jobs_release_due,
     jobs_requeue_lost,
 )
+from .schedules import (
+    SyncResult,
+    schedule_create,
+    schedule_delete,
+    schedule_pause,
+    schedule_resume,
+    schedule_trigger,
+    schedule_update,
+    schedules_fire_due,
+    schedules_sync_code,
+)
 from .submit import job_submit, jobs_submit_many
 
 __all__ = [
@@ -68,4 +79,13 @@ __all__ = [
     "queue_resume",
     "queue_state",
     "queues_sample",
+    "schedule_create",
+    "schedule_delete",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_trigger",
+    "schedule_update",
+    "schedules_fire_due",
+    "schedules_sync_code",
+    "SyncResult",
 ]
