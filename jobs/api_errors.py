@@ -16,6 +16,8 @@ from .exceptions import (
     InvalidTransition,
     JobNotFound,
     JobQueueError,
+    ScheduleNotFound,
+    ScheduleReadOnly,
     UnknownJobType,
     UnknownQueue,
     error_detail,
@@ -25,6 +27,8 @@ from .outages import unavailable_answer, unavailable_response
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),
     (UnknownQueue, status.HTTP_404_NOT_FOUND),
+    (ScheduleNotFound, status.HTTP_404_NOT_FOUND),
+    (ScheduleReadOnly, status.HTTP_409_CONFLICT),
     (UnknownJobType, status.HTTP_400_BAD_REQUEST),
     (InvalidTransition, status.HTTP_409_CONFLICT),
     (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from . import api_management as views
+from . import api_schedules as schedules
 
 urlpatterns = [
     path("jobs/", views.JobListView.as_view(), name="api-jobs"),
@@ -18,4 +19,10 @@ urlpatterns = [
     path("queues/<str:name>/pause/", views.QueuePauseView.as_view(), name="api-queue-pause"),
     path("queues/<str:name>/resume/", views.QueueResumeView.as_view(), name="api-queue-resume"),
     path("stats/", views.StatsView.as_view(), name="api-stats"),
+    path("schedules/", schedules.ScheduleListView.as_view(), name="api-schedules"),
+    path("schedules/<str:name>/", schedules.ScheduleDetailView.as_view(), name="api-schedule"),
+    path("schedules/<str:name>/pause/", schedules.SchedulePauseView.as_view(), name="api-schedule-pause"),
+    path("schedules/<str:name>/resume/", schedules.ScheduleResumeView.as_view(), name="api-schedule-resume"),
+    path("schedules/<str:name>/trigger/", schedules.ScheduleTriggerView.as_view(), name="api-schedule-trigger"),
+    path("schedules/<str:name>/runs/", schedules.ScheduleRunsView.as_view(), name="api-schedule-runs"),
 ]

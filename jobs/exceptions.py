@@ -76,3 +76,11 @@ class PermanentError(Exception):
 
 class UnknownQueue(JobQueueError):
     """No such queue."""
+
+
+class ScheduleNotFound(JobQueueError):
+    """No such schedule."""
+
+
+class ScheduleReadOnly(JobQueueError):
+    """This schedule is defined in code: change or remove it there; here it may only be paused or resumed."""

@@ -3,12 +3,12 @@
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 
 from .models import Job
 
-__all__ = ["CHANGE", "DELETION", "record", "record_jobs"]
+__all__ = ["ADDITION", "CHANGE", "DELETION", "record", "record_jobs"]
 
 
 def record(*, user: Any, obj: Any, message: str, flag: int = CHANGE) -> None:

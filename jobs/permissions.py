@@ -11,6 +11,10 @@ CHANGE_JOBS = ("jobs.change_job",)
 DELETE_JOBS = ("jobs.delete_job",)
 VIEW_QUEUES = ("jobs.view_queuestate",)
 CHANGE_QUEUES = ("jobs.change_queuestate",)
+VIEW_SCHEDULES = ("jobs.view_schedule",)
+ADD_SCHEDULES = ("jobs.add_schedule",)
+CHANGE_SCHEDULES = ("jobs.change_schedule",)
+DELETE_SCHEDULES = ("jobs.delete_schedule",)
 
 
 def may_operate(user: Any, needed: tuple[str, ...]) -> bool:

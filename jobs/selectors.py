@@ -13,8 +13,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from . import broker, internals
-from .exceptions import JobNotFound
-from .models import Job, JobArtifact, JobAttempt, Outcome, QueueSample, QueueState
+from .exceptions import JobNotFound, ScheduleNotFound
+from .models import Job, JobArtifact, JobAttempt, Outcome, QueueSample, QueueState, Schedule, ScheduleRun
 from .states import QUEUES, WAITING, Status
 from .store import store
 
@@ -324,3 +324,30 @@ def queue_history(*, minutes: int = 60, now: datetime | None = None) -> dict[str
     for sample in QueueSample.objects.filter(at__gte=since).order_by("at"):
         history.setdefault(sample.queue, []).append(sample)
     return history
+
+
+# Schedules
+
+
+def schedules_overview() -> QuerySet[Schedule]:
+    """Schedules by name, each with its last run: the tick, its outcome, its job and the job's status."""
+    last = ScheduleRun.objects.filter(schedule=OuterRef("pk")).order_by("-tick_at")
+    return Schedule.objects.annotate(
+        last_run_tick_at=Subquery(last.values("tick_at")[:1]),
+        last_run_outcome=Subquery(last.values("outcome")[:1]),
+        last_run_job_id=Subquery(last.values("job_id")[:1]),
+        last_run_job_status=Subquery(last.values("job__status")[:1]),
+    ).order_by("name")
+
+
+def schedule_by_name(*, name: str) -> Schedule:
+    """The schedule with its last run (as schedules_overview); ScheduleNotFound for an unknown name."""
+    schedule = schedules_overview().filter(name=name).first()
+    if schedule is None:
+        raise ScheduleNotFound(f"no schedule named {name!r}")
+    return schedule
+
+
+def schedule_runs(*, schedule: Schedule) -> QuerySet[ScheduleRun]:
+    """The ticks of a schedule, newest first, with their jobs."""
+    return ScheduleRun.objects.filter(schedule=schedule).select_related("job").order_by("-tick_at")

@@ -5,7 +5,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import Job, JobAttempt
+from .models import Job, JobAttempt, MissedPolicy, OverlapPolicy, Schedule, ScheduleRun
 from .states import Priority, Status
 
 
@@ -284,3 +284,97 @@ class StatsSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+# --- Schedules (management API) ----------------------------------------------------------------
+
+
+class ScheduleWriteSerializer(StrictSerializer):
+    """The shape of a schedule's fields; the rules (cron, time zone, type, payload, policies) live
+    in schedule_create and schedule_update, which name the bad field."""
+
+    name = serializers.CharField(max_length=100)
+    job_type = serializers.CharField(max_length=100)
+    payload = serializers.JSONField(required=False, validators=[json_object])
+    priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+    max_retries = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, help_text="null: the job type's default."
+    )
+    cron = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="Five fields or an alias (@hourly, @daily...)."
+    )
+    interval_seconds = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="Instead of cron: fire every this many seconds."
+    )
+    timezone = serializers.CharField(required=False, max_length=64, help_text="IANA name, e.g. Europe/Berlin.")
+    enabled = serializers.BooleanField(required=False, help_text="false: paused.")
+    missed = serializers.ChoiceField(choices=MissedPolicy.choices, required=False)
+    catch_up_seconds = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="The window of missed ticks `all_within` fires."
+    )
+    overlap = serializers.ChoiceField(choices=OverlapPolicy.choices, required=False)
+
+
+class ScheduleUpdateSerializer(ScheduleWriteSerializer):
+    """Only the fields given change; a schedule keeps its name."""
+
+    name = None
+    job_type = serializers.CharField(max_length=100, required=False)
+
+
+class ScheduleLastRunSerializer(serializers.Serializer):
+    tick_at = serializers.DateTimeField()
+    outcome = serializers.CharField()
+    job = serializers.UUIDField(allow_null=True)
+    job_status = serializers.CharField(allow_null=True, help_text="The status of the job the tick fired, if any.")
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    """A schedule with its next tick and its last run."""
+
+    last_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "name",
+            "job_type",
+            "payload",
+            "priority",
+            "max_retries",
+            "cron",
+            "interval_seconds",
+            "timezone",
+            "enabled",
+            "missed",
+            "catch_up_seconds",
+            "overlap",
+            "source",
+            "next_tick_at",
+            "last_tick_at",
+            "last_run",
+            "created_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field(ScheduleLastRunSerializer(allow_null=True))
+    def get_last_run(self, schedule: Schedule) -> dict | None:
+        tick_at = getattr(schedule, "last_run_tick_at", None)
+        if tick_at is None:
+            return None
+        return {
+            "tick_at": serializers.DateTimeField().to_representation(tick_at),
+            "outcome": schedule.last_run_outcome,
+            "job": str(schedule.last_run_job_id) if schedule.last_run_job_id else None,
+            "job_status": schedule.last_run_job_status,
+        }
+
+
+class ScheduleRunSerializer(serializers.ModelSerializer):
+    """One tick: fired (with its job and the job's status), or why not."""
+
+    job_status = serializers.CharField(source="job.status", allow_null=True, default=None)
+
+    class Meta:
+        model = ScheduleRun
+        fields = ["tick_at", "outcome", "job", "job_status", "recorded_at", "lateness_seconds"]
