@@ -65,7 +65,7 @@ class ScheduleListView(GenericAPIView):
     serializer_class = ScheduleSerializer
     pagination_class = JobPagination
 
-    @management_schema({200: ScheduleSerializer(many=True), 400: BAD_REQUEST}, parameters=[PageSerializer])
+    @management_schema({200: ScheduleSerializer(many=True), 400: BAD_REQUEST})
     def get(self, request: Request) -> Response:
         """Schedules by name: next tick, last run (its outcome and its job's status), source and state."""
         validated(PageSerializer, request.query_params)
@@ -143,9 +143,7 @@ class ScheduleTriggerView(ScheduleView):
         return Response(JobDetailSerializer(selectors.job_by_id(job_id=job.pk)).data, status=status.HTTP_201_CREATED)
 
 
-@management_schema(
-    {200: ScheduleRunSerializer(many=True), 400: BAD_REQUEST, **NOT_FOUND}, parameters=[NAME, PageSerializer]
-)
+@management_schema({200: ScheduleRunSerializer(many=True), 400: BAD_REQUEST, **NOT_FOUND}, parameters=[NAME])
 class ScheduleRunsView(ListAPIView):
     """The ticks of a schedule, newest first: fired (with the job and its status), missed or skipped."""
 

@@ -7,6 +7,7 @@ from jobs.models import QueueState
 from . import actions
 from .jobs import DeadJobAdmin, JobAdmin, ReadOnly
 from .login import LockoutAuthenticationForm
+from .schedules import ScheduleAdmin, ScheduleRunAdmin
 
 admin.site.site_header = "jobqueue"
 admin.site.site_title = "jobqueue admin"
@@ -42,4 +43,4 @@ class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
             actions.change_queue(self, request, state.name, "resume")
 
 
-__all__ = ["DeadJobAdmin", "JobAdmin", "QueueStateAdmin"]
+__all__ = ["DeadJobAdmin", "JobAdmin", "QueueStateAdmin", "ScheduleAdmin", "ScheduleRunAdmin"]

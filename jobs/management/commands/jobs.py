@@ -2,7 +2,7 @@
 
 Exit codes: 0 done; 1 refused or invalid input (bad JSON, unknown type, a job in the wrong
 state, an actor without the permission); 2 bad usage (unknown option, missing argument); 3 no
-such job, queue or user; 4 the database or Redis does not answer. Errors are one line on stderr.
+such job, queue, schedule or user; 4 the database or Redis does not answer. Errors are one line on stderr.
 
 `--as USER` (or JOB_CLI_USER) names the actor: the command then needs the permissions the admin
 and the management API ask of that user, and each change is written to the admin's history
@@ -26,11 +26,13 @@ from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError
 
 from jobs import history, registry, selectors, services
-from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, UnknownQueue
+from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, ScheduleNotFound, UnknownQueue
 from jobs.formatting import age, duration, plain, shorten, table
 from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, may_operate
 from jobs.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.states import Priority, Status
+
+from ._schedules import SCHEDULE_NEEDS, SCHEDULE_READS, ScheduleCommands, add_schedule_parser
 
 REFUSED, USAGE, NOT_FOUND, UNAVAILABLE = 1, 2, 3, 4
 LIST_HEADERS = ("ID", "TYPE", "STATUS", "QUEUE", "ATTEMPTS", "PROGRESS", "AGE", "REASON")
@@ -43,8 +45,9 @@ NEEDS: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(("retry", "resubmit", "cancel", "run-now"), CHANGE_JOBS),
     **dict.fromkeys(("delete", "purge"), DELETE_JOBS),
     **dict.fromkeys(("pause", "resume"), CHANGE_QUEUES),
+    **SCHEDULE_NEEDS,
 }
-READS = {"status", "list", "stats"}
+READS = {"status", "list", "stats", *SCHEDULE_READS}
 VIA = "from the CLI"
 
 
@@ -126,8 +129,9 @@ def _days(text: str) -> float:
     return days
 
 
-class Command(BaseCommand):
-    help = "Submit, inspect, retry, cancel and purge jobs; pause and resume queues."
+class Command(ScheduleCommands, BaseCommand):
+    help = "Submit, inspect, retry, cancel and purge jobs; pause and resume queues; manage recurring jobs."
+    json_object = staticmethod(_json_object)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -177,6 +181,7 @@ class Command(BaseCommand):
         for name, help in (("pause", "pause a queue: nothing of it runs until resumed"), ("resume", "resume a queue")):
             action(name, help).add_argument("queue", choices=Priority.values)
         action("stats", "counts by status, queues, dead letters, workers, the last hour")
+        add_schedule_parser(action, common)
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         self.as_json = options.pop("json")
@@ -191,14 +196,15 @@ class Command(BaseCommand):
 
     def act(self, action: str, **options: Any) -> None:
         name = options.pop("actor") or settings.JOB_CLI_USER
+        what = f"schedules {options['schedule_action']}" if action == "schedules" else action
         try:
-            self.actor = self.authorised(name, action) if name else None
-            if self.actor is None and action not in READS and settings.JOB_CLI_REQUIRE_ACTOR:
+            self.actor = self.authorised(name, what) if name else None
+            if self.actor is None and what not in READS and settings.JOB_CLI_REQUIRE_ACTOR:
                 raise _fail(
-                    f"`jobs {action}` makes a change: name who acts with --as USER (JOB_CLI_REQUIRE_ACTOR is set)"
+                    f"`jobs {what}` makes a change: name who acts with --as USER (JOB_CLI_REQUIRE_ACTOR is set)"
                 )
             getattr(self, f"do_{action.replace('-', '_')}")(**options)
-        except (JobNotFound, UnknownQueue) as exc:
+        except (JobNotFound, UnknownQueue, ScheduleNotFound) as exc:
             raise _fail(str(exc), NOT_FOUND) from None
         except InvalidPayload as exc:
             raise _invalid_payload(exc) from None
