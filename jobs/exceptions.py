@@ -13,6 +13,10 @@ class JobQueueError(Exception):
         super().__init__(self.message)
 
 
+class ScheduleNotFound(JobQueueError):
+    """No such schedule."""
+
+
 class InvalidTransition(JobQueueError):
     """The job is not in a state that allows this change."""
 
