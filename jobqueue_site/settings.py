@@ -346,6 +346,12 @@ JOB_FINISH_WINDOW = env_float("JOB_FINISH_WINDOW", 0.02)
 # The mover: how often it looks for due jobs (it also wakes exactly when the next one is due).
 JOB_MOVER_INTERVAL = env_float("JOB_MOVER_INTERVAL", 0.5)
 JOB_MOVER_BATCH = env_int("JOB_MOVER_BATCH", 500)
+# Recurring jobs: a tick fired more than this late is missed (every mover was down) and its
+# schedule's missed-run policy decides; a mover locks this many due schedules per transaction;
+# at most this many missed ticks of one schedule are recorded per round (the rest only counted).
+JOB_SCHEDULE_GRACE_SECONDS = env_float("JOB_SCHEDULE_GRACE_SECONDS", 30.0)
+JOB_SCHEDULE_BATCH = env_int("JOB_SCHEDULE_BATCH", 100)
+JOB_SCHEDULE_MAX_MISSED_ROWS = env_int("JOB_SCHEDULE_MAX_MISSED_ROWS", 100)
 JOB_LOST_CHECK_SECONDS = env_float("JOB_LOST_CHECK_SECONDS", 5.0)
 # Queued jobs missing from the broker (Redis lost data) are sent again after this long.
 JOB_REDISPATCH_AFTER = env_float("JOB_REDISPATCH_AFTER", 30.0)

@@ -17,12 +17,12 @@ from .exceptions import (
     JobNotFound,
     JobQueueError,
     ScheduleNotFound,
-    ScheduleReadOnly,
     UnknownJobType,
     UnknownQueue,
     error_detail,
 )
 from .outages import unavailable_answer, unavailable_response
+from .services.schedules import ScheduleReadOnly
 
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),

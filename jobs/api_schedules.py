@@ -1,5 +1,7 @@
 """Recurring jobs in the staff-only management API: thin views over the schedule selectors and services."""
 
+import copy
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
@@ -10,7 +12,6 @@ from rest_framework.views import APIView
 
 from . import history, selectors, services
 from .api_management import BAD_REQUEST, management_schema
-from .exceptions import JobQueueError, UnknownJobType
 from .models import Schedule
 from .pagination import JobPagination
 from .permissions import ADD_SCHEDULES, CHANGE_SCHEDULES, DELETE_SCHEDULES, VIEW_SCHEDULES, OperatorPermission
@@ -30,7 +31,9 @@ NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, descrip
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such schedule.")}
 READ_ONLY = {
     409: OpenApiResponse(
-        ErrorSerializer, description="The schedule is defined in code: change it there (pause and resume work)."
+        OpenApiTypes.OBJECT,
+        description="The schedule is defined in code: change it there (pause and resume work). "
+        'The body names the field: {"source": ["..."]}.',
     )
 }
 
@@ -51,12 +54,7 @@ class ScheduleView(APIView):
 
 def _fresh(schedule: Schedule) -> dict:
     """The schedule as the API shows it, read again with its last run."""
-    return ScheduleSerializer(selectors.schedule_by_name(name=schedule.name)).data
-
-
-def _job_type_field(exc: JobQueueError) -> JobQueueError:
-    """An unknown type is reported under the schedule's field name, `job_type`."""
-    return type(exc)(exc.message, field="job_type") if isinstance(exc, UnknownJobType) else exc
+    return ScheduleSerializer(selectors.schedule_with_last_run(name=schedule.name)).data
 
 
 class ScheduleListView(GenericAPIView):
@@ -76,10 +74,7 @@ class ScheduleListView(GenericAPIView):
     def post(self, request: Request) -> Response:
         """Create a run-time schedule: a cron expression or an interval, a time zone and its policies."""
         fields = validated(ScheduleWriteSerializer, request.data)
-        try:
-            schedule = services.schedule_create(**fields)
-        except UnknownJobType as exc:
-            raise _job_type_field(exc) from None
+        schedule = services.schedule_create(**fields)
         history.record(user=request.user, obj=schedule, message="Created through the API", flag=history.ADDITION)
         return Response(_fresh(schedule), status=status.HTTP_201_CREATED)
 
@@ -88,7 +83,7 @@ class ScheduleDetailView(ScheduleView):
     @management_schema({200: ScheduleSerializer, **NOT_FOUND}, parameters=[NAME])
     def get(self, request: Request, name: str) -> Response:
         """One schedule with its next tick and last run."""
-        return Response(ScheduleSerializer(selectors.schedule_by_name(name=name)).data)
+        return Response(ScheduleSerializer(selectors.schedule_with_last_run(name=name)).data)
 
     @management_schema(
         {200: ScheduleSerializer, 400: BAD_REQUEST, **NOT_FOUND, **READ_ONLY},
@@ -99,10 +94,7 @@ class ScheduleDetailView(ScheduleView):
         """Change the fields given of a run-time schedule; a code-defined one only takes `enabled`."""
         schedule = selectors.schedule_by_name(name=name)
         changes = validated(ScheduleUpdateSerializer, request.data)
-        try:
-            schedule = services.schedule_update(schedule=schedule, **changes)
-        except UnknownJobType as exc:
-            raise _job_type_field(exc) from None
+        schedule = services.schedule_update(schedule=schedule, **changes)
         history.record(user=request.user, obj=schedule, message=f"Changed {', '.join(sorted(changes))} through the API")
         return Response(_fresh(schedule))
 
@@ -110,7 +102,7 @@ class ScheduleDetailView(ScheduleView):
     def delete(self, request: Request, name: str) -> Response:
         """Delete a run-time schedule and its runs (their jobs stay); a code-defined one is 409."""
         schedule = selectors.schedule_by_name(name=name)
-        services.schedule_delete(schedule=schedule)
+        services.schedule_delete(schedule=copy.copy(schedule))  # deleting clears the pk the history needs
         history.record(user=request.user, obj=schedule, message="Deleted through the API", flag=history.DELETION)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -154,4 +146,4 @@ class ScheduleRunsView(ListAPIView):
 
     def get_queryset(self):
         validated(PageSerializer, self.request.query_params)
-        return selectors.schedule_runs(schedule=selectors.schedule_by_name(name=self.kwargs["name"]))
+        return selectors.schedule_runs(schedule=selectors.schedule_by_name(name=self.kwargs["name"]), limit=None)

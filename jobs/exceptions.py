@@ -13,6 +13,10 @@ class JobQueueError(Exception):
         super().__init__(self.message)
 
 
+class ScheduleNotFound(JobQueueError):
+    """No such schedule."""
+
+
 class InvalidTransition(JobQueueError):
     """The job is not in a state that allows this change."""
 
@@ -76,11 +80,3 @@ class PermanentError(Exception):
 
 class UnknownQueue(JobQueueError):
     """No such queue."""
-
-
-class ScheduleNotFound(JobQueueError):
-    """No such schedule."""
-
-
-class ScheduleReadOnly(JobQueueError):
-    """This schedule is defined in code: change or remove it there; here it may only be paused or resumed."""

@@ -1,7 +1,9 @@
-"""The mover process: hands due jobs to their queue, runs the recovery sweeps and samples the queues.
+"""The mover process: hands due jobs to their queue, fires due schedule ticks, runs the recovery
+sweeps and samples the queues.
 
-It sleeps until the next job is due (at most JOB_MOVER_INTERVAL), so delayed jobs start on
-time without sitting in any worker's memory. Any number of movers may run at once.
+It sleeps until the next job or tick is due (at most JOB_MOVER_INTERVAL), so delayed jobs and
+recurring ones start on time without sitting in any worker's memory. Any number of movers may
+run at once.
 """
 
 import logging
@@ -51,16 +53,18 @@ class Mover:
     def tick(self) -> int:
         """One round: release what is due and run the sweeps that are due; returns jobs released."""
         released = services.jobs_release_due()
+        services.schedules_fire_due()
         now = time.monotonic()
         for sweep in self.sweeps:
             sweep.maybe_run(now)
         return released
 
     def pause(self) -> float:
-        """Seconds to sleep: until the next job is due, at most the poll interval."""
-        next_due = selectors.next_due_at()
-        if next_due is None:
+        """Seconds to sleep: until the next job or schedule tick is due, at most the poll interval."""
+        due = [at for at in (selectors.next_due_at(), selectors.next_schedule_tick_at()) if at is not None]
+        if not due:
             return self.interval
+        next_due = min(due)
         return max(0.0, min(self.interval, (next_due - timezone.now()).total_seconds()))
 
     def run(self, stop: threading.Event) -> None:

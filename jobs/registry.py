@@ -77,6 +77,76 @@ def job_type(
     return register
 
 
+@dataclass(frozen=True)
+class ScheduleDeclaration:
+    """A recurring job declared in code; schedules_sync_code writes it to the database."""
+
+    name: str
+    job_type: str
+    cron: str = ""
+    interval_seconds: int | None = None
+    timezone: str = "UTC"
+    payload: dict | None = None
+    priority: str = "medium"
+    max_retries: int | None = None
+    missed: str = "skip"
+    catch_up_seconds: int | None = None
+    overlap: str = "allow"
+
+
+_schedules: dict[str, ScheduleDeclaration] = {}
+
+
+def schedule(
+    name: str,
+    *,
+    job_type: str,
+    cron: str = "",
+    interval_seconds: int | None = None,
+    timezone: str = "UTC",
+    payload: dict | None = None,
+    priority: str = "medium",
+    max_retries: int | None = None,
+    missed: str = "skip",
+    catch_up_seconds: int | None = None,
+    overlap: str = "allow",
+) -> ScheduleDeclaration:
+    """Declare a recurring job next to its type, e.g. after `@job_type("report")`:
+    `schedule("nightly-report", job_type="report", cron="0 3 * * *", timezone="Europe/Berlin")`.
+
+    The mover writes the declared schedules to the database when it starts (code-defined
+    schedules are read-only elsewhere); it checks them then, as schedule_create does.
+    """
+    if not name or len(name) > 100:
+        raise ValueError("a schedule name must have 1 to 100 characters")
+    if name in _schedules:
+        raise ValueError(f"schedule {name!r} is already declared")
+    declaration = ScheduleDeclaration(
+        name=name,
+        job_type=job_type,
+        cron=cron,
+        interval_seconds=interval_seconds,
+        timezone=timezone,
+        payload=payload,
+        priority=priority,
+        max_retries=max_retries,
+        missed=missed,
+        catch_up_seconds=catch_up_seconds,
+        overlap=overlap,
+    )
+    _schedules[name] = declaration
+    return declaration
+
+
+def declared_schedules() -> dict[str, ScheduleDeclaration]:
+    return dict(_schedules)
+
+
+def undeclare(name: str) -> None:
+    """Remove a declared schedule (for tests)."""
+    _schedules.pop(name, None)
+
+
 def get(name: str) -> JobType:
     try:
         return _registry[name]

@@ -237,6 +237,12 @@ def next_due_at() -> datetime | None:
     return waiting.order_by("run_at").values_list("run_at", flat=True).first()
 
 
+def next_schedule_tick_at() -> datetime | None:
+    """When the earliest tick of an enabled schedule is due."""
+    due = Schedule.objects.filter(enabled=True, next_tick_at__isnull=False)
+    return due.order_by("next_tick_at").values_list("next_tick_at", flat=True).first()
+
+
 def queue_latencies(*, now: datetime) -> dict[str, float]:
     """Seconds the oldest queued job of each queue has waited since it was queued (0 for none)."""
     oldest = dict(
@@ -326,28 +332,39 @@ def queue_history(*, minutes: int = 60, now: datetime | None = None) -> dict[str
     return history
 
 
-# Schedules
+# Recurring jobs
 
 
-def schedules_overview() -> QuerySet[Schedule]:
-    """Schedules by name, each with its last run: the tick, its outcome, its job and the job's status."""
-    last = ScheduleRun.objects.filter(schedule=OuterRef("pk")).order_by("-tick_at")
-    return Schedule.objects.annotate(
-        last_run_tick_at=Subquery(last.values("tick_at")[:1]),
-        last_run_outcome=Subquery(last.values("outcome")[:1]),
-        last_run_job_id=Subquery(last.values("job_id")[:1]),
-        last_run_job_status=Subquery(last.values("job__status")[:1]),
-    ).order_by("name")
+def schedules_overview(schedules: QuerySet[Schedule] | None = None) -> QuerySet[Schedule]:
+    """Schedules with their last run: `last_run_tick_at`, `last_run_outcome`, `last_run_job_id`
+    and `last_run_job_status` (None before the first run); `next_tick_at` is the next run."""
+    latest = ScheduleRun.objects.filter(schedule=OuterRef("pk")).order_by("-tick_at")
+    schedules = Schedule.objects.all() if schedules is None else schedules
+    return schedules.annotate(
+        last_run_tick_at=Subquery(latest.values("tick_at")[:1]),
+        last_run_outcome=Subquery(latest.values("outcome")[:1]),
+        last_run_job_id=Subquery(latest.values("job_id")[:1]),
+        last_run_job_status=Subquery(latest.values("job__status")[:1]),
+    )
 
 
 def schedule_by_name(*, name: str) -> Schedule:
-    """The schedule with its last run (as schedules_overview); ScheduleNotFound for an unknown name."""
-    schedule = schedules_overview().filter(name=name).first()
+    """The schedule `name`; raises ScheduleNotFound."""
+    try:
+        return Schedule.objects.get(name=name)
+    except Schedule.DoesNotExist:
+        raise ScheduleNotFound(f"no schedule named {name!r}") from None
+
+
+def schedule_runs(*, schedule: Schedule, limit: int | None = 100) -> QuerySet[ScheduleRun]:
+    """The runs of a schedule, newest tick first, with their jobs' status."""
+    runs = ScheduleRun.objects.filter(schedule=schedule).select_related("job").order_by("-tick_at")
+    return runs[:limit] if limit else runs
+
+
+def schedule_with_last_run(*, name: str) -> Schedule:
+    """The schedule `name` with its last run, as schedules_overview annotates it; raises ScheduleNotFound."""
+    schedule = schedules_overview(Schedule.objects.filter(name=name)).first()
     if schedule is None:
         raise ScheduleNotFound(f"no schedule named {name!r}")
     return schedule
-
-
-def schedule_runs(*, schedule: Schedule) -> QuerySet[ScheduleRun]:
-    """The ticks of a schedule, newest first, with their jobs."""
-    return ScheduleRun.objects.filter(schedule=schedule).select_related("job").order_by("-tick_at")

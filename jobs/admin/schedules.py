@@ -99,7 +99,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return selectors.schedules_overview()
+        return selectors.schedules_overview(super().get_queryset(request))
 
     def get_fieldsets(self, request: HttpRequest, obj=None):
         return self.fieldsets if obj is None else self.fieldsets + self.state_fieldsets
@@ -194,7 +194,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.display(description="runs")
     def runs(self, schedule: Schedule) -> str:
         """The latest runs with links to their jobs, and a link to all of them."""
-        recent = list(selectors.schedule_runs(schedule=schedule)[:RECENT_RUNS])
+        recent = list(selectors.schedule_runs(schedule=schedule, limit=RECENT_RUNS))
         if not recent:
             return "No runs yet."
         rows = format_html_join(

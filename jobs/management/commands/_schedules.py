@@ -4,6 +4,7 @@ A mixin of the `jobs` command: the same --json, --as, exit codes and one-line er
 """
 
 import argparse
+import copy
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -104,7 +105,7 @@ class ScheduleCommands:
         getattr(self, f"schedules_{schedule_action}")(**options)
 
     def emit_schedule(self, schedule: Any) -> None:
-        data = ScheduleSerializer(selectors.schedule_by_name(name=schedule.name)).data
+        data = ScheduleSerializer(selectors.schedule_with_last_run(name=schedule.name)).data
         lines = [f"{key:>16}: {plain(value)}" for key, value in data.items()]
         self.emit(data, "\n".join(lines))
 
@@ -136,7 +137,7 @@ class ScheduleCommands:
         self.emit(ScheduleSerializer(schedules, many=True).data, table(rows, LIST_HEADERS))
 
     def schedules_show(self, *, name: str, **_: Any) -> None:
-        self.emit_schedule(selectors.schedule_by_name(name=name))
+        self.emit_schedule(selectors.schedule_with_last_run(name=name))
 
     def schedules_create(self, *, name: str, paused: bool, **options: Any) -> None:
         schedule = services.schedule_create(name=name, enabled=not paused, **self.schedule_fields(options))
@@ -172,14 +173,14 @@ class ScheduleCommands:
         schedule = selectors.schedule_by_name(name=name)
         if not self.confirmed(f"Delete schedule {name} ({schedule.job_type}, {_every(schedule)})?", yes=yes):
             raise _fail("not deleted", REFUSED)
-        services.schedule_delete(schedule=schedule)
+        services.schedule_delete(schedule=copy.copy(schedule))  # deleting clears the pk the history needs
         self.log(obj=schedule, message="Deleted", flag=history.DELETION)
         self.emit({"deleted": name}, f"deleted schedule {name}")
 
     def schedules_runs(self, *, name: str, limit: int, **_: Any) -> None:
         if limit < 1:
             raise _fail("--limit must be at least 1")
-        runs = list(selectors.schedule_runs(schedule=selectors.schedule_by_name(name=name))[:limit])
+        runs = list(selectors.schedule_runs(schedule=selectors.schedule_by_name(name=name), limit=limit))
         rows = [
             (
                 run.tick_at.isoformat(),

@@ -5,18 +5,23 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from prometheus_client import REGISTRY
 
-from jobs import metrics, metrics_http
+from jobs import metrics, metrics_http, services
 from jobs.mover import Mover
 
 
 class Command(BaseCommand):
-    help = "Hand due scheduled and retrying jobs to their queue; recover lost and missing jobs. Safe to run several."
+    help = (
+        "Hand due scheduled and retrying jobs to their queue, fire due schedule ticks; recover lost and missing"
+        " jobs. Safe to run several."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--interval", type=float, default=None, help="poll interval in seconds")
         parser.add_argument("--once", action="store_true", help="run one round and exit")
 
     def handle(self, *args, interval: float | None, once: bool, **options):
+        # The schedules declared next to the job types this deploy brings.
+        services.schedules_sync_code()
         mover = Mover(interval=interval)
         if once:
             released = mover.tick()
@@ -29,5 +34,6 @@ class Command(BaseCommand):
             # Lost attempts are failed here: the mover's counters are only seen on its own endpoint.
             addr, port = settings.JOB_MOVER_METRICS_ADDR, settings.JOB_MOVER_METRICS_PORT
             metrics.start_at_zero(metrics.MOVER_METRICS)
+            metrics.start_schedule_metrics_at_zero()
             metrics_http.serve(name="mover", addr=addr, port=port, registry=REGISTRY, health=mover.health)
         mover.run(stop)
