@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from jobs import services
 from jobs.management.commands.jobs import NEEDS, READS
-from jobs.models import Job
+from jobs.models import Job, Schedule
 
 from .test_cli import cli, dead, submit
 
@@ -34,6 +34,11 @@ def _paused(queue: str) -> str:
     return queue
 
 
+def _schedule(name: str, *, enabled: bool = True) -> str:
+    services.schedule_create(name=name, job_type="noop", interval_seconds=60, enabled=enabled)
+    return name
+
+
 # Each subcommand that changes something, with a function that prepares a job or queue of its
 # own for it and returns the arguments (called just before the command runs).
 WRITES = {
@@ -47,12 +52,23 @@ WRITES = {
     "purge": lambda: (dead(), ["purge"])[1],
     "pause": lambda: ["pause", "low"],
     "resume": lambda: ["resume", _paused("medium")],
+    "schedules create": lambda: ["schedules", "create", "made", "--type", "noop", "--every", "60"],
+    "schedules update": lambda: ["schedules", "update", _schedule("changed"), "--every", "120"],
+    "schedules pause": lambda: ["schedules", "pause", _schedule("paused")],
+    "schedules resume": lambda: ["schedules", "resume", _schedule("resumed", enabled=False)],
+    "schedules trigger": lambda: ["schedules", "trigger", _schedule("triggered")],
+    "schedules delete": lambda: ["schedules", "delete", _schedule("deleted")],
 }
+
+
+def _subcommand(args: list[str]) -> str:
+    """`retry`, or `schedules create`: what the refusal names."""
+    return " ".join(args[:2]) if args[0] == "schedules" else args[0]
 
 
 def test_the_writes_tested_are_every_write_the_cli_has():
     # `demo` submits as `submit` does, with the demonstration types (tests/e2e/test_dev_stack.py).
-    assert {name.split()[0] for name in WRITES} == set(NEEDS) - READS - {"demo"}
+    assert {_subcommand(name.split()) for name in WRITES} == set(NEEDS) - READS - {"demo"}
 
 
 def test_a_view_only_actor_can_read_but_every_cli_write_is_refused_and_changes_nothing(make_user, broker):
@@ -64,10 +80,12 @@ def test_a_view_only_actor_can_read_but_every_cli_write_is_refused_and_changes_n
             continue  # any active user may submit, as through the API
         args = prepare()
         jobs_before = sorted(Job.objects.values_list("pk", "status"))
+        schedules_before = sorted(Schedule.objects.values_list("name", "enabled", "interval_seconds"))
         error = refusal("--as", "viewer", *args)
         assert error.returncode == 1, name
-        assert f"user 'viewer' may not run `jobs {args[0]}`" in str(error) and "jobs." in str(error), name
+        assert f"user 'viewer' may not run `jobs {_subcommand(args)}`" in str(error) and "jobs." in str(error), name
         assert sorted(Job.objects.values_list("pk", "status")) == jobs_before, name
+        assert sorted(Schedule.objects.values_list("name", "enabled", "interval_seconds")) == schedules_before, name
     assert LogEntry.objects.count() == 0
 
 
