@@ -95,7 +95,8 @@ class ScheduleDetailView(ScheduleView):
         schedule = selectors.schedule_by_name(name=name)
         changes = validated(ScheduleUpdateSerializer, request.data)
         schedule = services.schedule_update(schedule=schedule, **changes)
-        history.record(user=request.user, obj=schedule, message=f"Changed {', '.join(sorted(changes))} through the API")
+        changed = f"Changed {', '.join(sorted(changes))}" if changes else "Saved (no field given)"
+        history.record(user=request.user, obj=schedule, message=f"{changed} through the API")
         return Response(_fresh(schedule))
 
     @management_schema({204: None, **NOT_FOUND, **READ_ONLY}, parameters=[NAME])

@@ -7,15 +7,23 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from jobs import services
-from jobs.models import JobArtifact
+from jobs.models import JobArtifact, Schedule
 
 ROLES = ("anonymous", "owner", "other", "viewer", "staff")
-VIEW_ONLY = ("view_job", "view_queuestate", "view_deadjob")
-METHODS = {"get", "post", "delete"}
+VIEW_ONLY = ("view_job", "view_queuestate", "view_deadjob", "view_schedule", "view_schedulerun")
+METHODS = {"get", "post", "patch", "delete"}
 BODIES = {
     "/submit-job": {"type": "noop", "payload": {}},
     "/submit-jobs": {"jobs": [{"type": "noop", "payload": {}}]},
+    "/api/schedules/": {"name": "made", "job_type": "noop", "interval_seconds": 60},
 }
+
+
+def a_schedule_named_low() -> None:
+    """The schedule `{name}` stands for, made again when an operation deleted it."""
+    Schedule.objects.filter(name="made").delete()
+    if not Schedule.objects.filter(name="low").exists():
+        services.schedule_create(name="low", job_type="noop", interval_seconds=60)
 
 
 @pytest.fixture
@@ -67,8 +75,10 @@ def test_every_api_operation_answers_each_role_as_expected(world):
             # A fresh job of the owner's each time: a DELETE or a cancel must not change the next answer.
             job, _ = services.job_submit(type="noop", payload={}, owner=world["users"]["owner"], delay=3600)
             JobArtifact.objects.create(job=job, name="low", content=b"a file", size=6)
+            a_schedule_named_low()
             path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
-            response = getattr(api_client(world, role), method)(path, BODIES.get(template), format="json")
+            body = None if method == "get" else BODIES.get(template)
+            response = getattr(api_client(world, role), method)(path, body, format="json")
             if response.status_code not in expected(method, template, role):
                 problems.append(f"{method.upper()} {template} as {role}: {response.status_code}")
     assert not problems, "\n".join(problems)
@@ -82,6 +92,10 @@ ADMIN_PAGES = (
     "/admin/jobs/job/{job_id}/change/",
     "/admin/jobs/deadjob/",
     "/admin/jobs/job/{job_id}/edit-retry/",
+    "/admin/jobs/schedule/",
+    "/admin/jobs/schedule/add/",
+    "/admin/jobs/schedule/{schedule_id}/change/",
+    "/admin/jobs/schedulerun/",
 )
 
 
@@ -93,7 +107,8 @@ def logged_in(user) -> Client:
 
 @pytest.mark.parametrize("page", ADMIN_PAGES)
 def test_admin_pages_need_a_staff_login_and_the_jobs_permissions(world, page, make_user):
-    path = page.replace("{job_id}", str(world["job"].pk))
+    nightly = services.schedule_create(name="nightly", job_type="noop", cron="@daily")
+    path = page.replace("{job_id}", str(world["job"].pk)).replace("{schedule_id}", str(nightly.pk))
     operator = world["users"]["staff"]
     bare_staff, _ = make_user("bare-staff", staff=True, perms=())
 
@@ -150,9 +165,10 @@ def test_every_api_write_by_staff_with_the_permissions_is_in_the_admin_history(w
         job = waiting if template.endswith(("/cancel/", "/run-now/")) else dead
         if template.endswith("/resume/"):
             services.queue_pause(queue="low", by="test")
+        a_schedule_named_low()
         path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
         before = LogEntry.objects.count()
-        response = getattr(client, method)(path, None, format="json")
+        response = getattr(client, method)(path, BODIES.get(template), format="json")
         new = list(LogEntry.objects.order_by("pk")[before:])
         if response.status_code not in (200, 201, 204):
             problems.append(f"{method.upper()} {template}: {response.status_code}")
