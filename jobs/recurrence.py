@@ -108,6 +108,8 @@ def ticks_after(
     if interval_seconds:
         if anchor is None:
             raise ValueError("an interval schedule's ticks need an anchor tick")
+        # In UTC: arithmetic on datetimes of a zone with DST would count wall-clock time.
+        anchor, after = anchor.astimezone(UTC), after.astimezone(UTC)
         step = timedelta(seconds=interval_seconds)
         k = (after - anchor) // step + 1
         tick = anchor + k * step
@@ -149,6 +151,7 @@ def count_interval_ticks(*, interval_seconds: int, anchor: datetime, start: date
     """How many interval ticks fall in [start, end], without listing them."""
     if end < start:
         return 0
+    anchor, start, end = anchor.astimezone(UTC), start.astimezone(UTC), end.astimezone(UTC)
     step = timedelta(seconds=interval_seconds)
     first = -((anchor - start) // step)  # ceil((start - anchor) / step)
     last = (end - anchor) // step

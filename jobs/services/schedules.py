@@ -44,9 +44,9 @@ FIELDS = (
 )
 # Changing one of these moves the schedule's next tick.
 TIMING = ("cron", "interval_seconds", "timezone")
-# Missed ticks further back than this before the firing window are neither recorded nor counted:
-# an outage of weeks costs one bounded scan, not one step per minute that passed.
-MISSED_SCAN = timedelta(days=7)
+# Missed cron ticks further back than this before the firing window are neither recorded nor counted:
+# an outage of weeks costs one bounded scan, not one step per minute that passed (intervals are counted).
+MISSED_SCAN = timedelta(days=1)
 
 
 class ScheduleReadOnly(JobQueueError):
