@@ -4,7 +4,7 @@ import argparse
 import subprocess
 import sys
 
-from . import scheduling, submit_api, throughput, workloads
+from . import schedules_api, scheduling, submit_api, throughput, workloads
 
 SCENARIOS = {
     "throughput": (
@@ -38,6 +38,11 @@ SCENARIOS = {
         {"jobs": 5_000},
     ),
     "memory": (workloads.memory, "7: worker RSS across many jobs", {"jobs": 100_000}),
+    "schedules-api": (
+        schedules_api.run,
+        "8: the schedule list (next and last run) against the job list, under gunicorn",
+        {"schedules": 10_000, "runs": 5, "requests": 200},
+    ),
 }
 
 
