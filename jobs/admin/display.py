@@ -53,6 +53,16 @@ def age(when: datetime | None) -> str:
     )
 
 
+def due(when: datetime | None) -> str:
+    """How long until, and when to the second (a time already passed reads as due)."""
+    if when is None:
+        return "-"
+    seconds = (when - timezone.now()).total_seconds()
+    at = formats.date_format(timezone.localtime(when), "DATETIME_FORMAT")
+    soon = f"in {formatting.duration(seconds)}" if seconds >= 1 else "due"
+    return format_html('<span title="{}">{}</span> <span class="jq-quiet">{}</span>', when.isoformat(), soon, at)
+
+
 def pretty_json(value: Any) -> str:
     return "-" if value is None else pre(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 

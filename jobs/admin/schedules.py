@@ -178,7 +178,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="next run", ordering="next_tick_at")
     def next_run(self, schedule: Schedule) -> str:
-        return display.age(schedule.next_tick_at) if schedule.enabled else "paused"
+        return display.due(schedule.next_tick_at) if schedule.enabled else "paused"
 
     @admin.display(description="last run", ordering="last_run_tick_at")
     def last_run(self, schedule: Schedule) -> str:

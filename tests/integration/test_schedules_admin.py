@@ -52,13 +52,14 @@ def test_the_list_shows_type_timing_next_and_last_run_with_its_outcome(operator)
     busy = schedule("busy", timezone="Europe/Berlin")
     job = services.schedule_trigger(schedule=busy)
     services.schedule_pause(schedule=schedule("resting", cron="", interval_seconds=90))
+    Schedule.objects.filter(pk=busy.pk).update(next_tick_at=timezone.now() + timedelta(minutes=10, seconds=30))
 
     text = html(operator.get(CHANGELIST))
 
     assert "*/5 * * * * (Europe/Berlin)" in text and "90s (UTC)" in text
     assert 'style="background:#198754">fired<' in text
     assert f'href="/admin/jobs/job/{job.pk}/change/"' in text
-    assert "paused" in text
+    assert "paused" in text and ">in 10m<" in text
     for column in ("job_type", "every", "next_run", "last_run", "last_outcome", "enabled"):
         assert f"column-{column}" in text, column
 
