@@ -289,6 +289,10 @@ class ErrorSerializer(serializers.Serializer):
 # --- Schedules (management API) ----------------------------------------------------------------
 
 
+# What the schedule's seconds columns hold (PositiveIntegerField): about 68 years.
+LARGEST_SECONDS = 2**31 - 1
+
+
 class ScheduleWriteSerializer(StrictSerializer):
     """The shape of a schedule's fields; the rules (cron, time zone, type, payload, policies) live
     in schedule_create and schedule_update, which name the bad field."""
@@ -304,13 +308,21 @@ class ScheduleWriteSerializer(StrictSerializer):
         required=False, allow_blank=True, max_length=100, help_text="Five fields or an alias (@hourly, @daily...)."
     )
     interval_seconds = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, help_text="Instead of cron: fire every this many seconds."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=LARGEST_SECONDS,
+        help_text="Instead of cron: fire every this many seconds.",
     )
     timezone = serializers.CharField(required=False, max_length=64, help_text="IANA name, e.g. Europe/Berlin.")
     enabled = serializers.BooleanField(required=False, help_text="false: paused.")
     missed = serializers.ChoiceField(choices=MissedPolicy.choices, required=False)
     catch_up_seconds = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, help_text="The window of missed ticks `all_within` fires."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=LARGEST_SECONDS,
+        help_text="The window of missed ticks `all_within` fires.",
     )
     overlap = serializers.ChoiceField(choices=OverlapPolicy.choices, required=False)
 

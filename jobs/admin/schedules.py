@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from jobs import registry, selectors, services
 from jobs.exceptions import JobQueueError
 from jobs.models import Schedule, ScheduleRun, ScheduleSource
+from jobs.serializers import LARGEST_SECONDS
 
 from . import display
 from .jobs import ReadOnly
@@ -55,6 +56,8 @@ class ScheduleForm(forms.ModelForm):
     """Saved by the services while it validates, so that their errors land on the field they name."""
 
     job_type = forms.ChoiceField()
+    interval_seconds = forms.IntegerField(required=False, min_value=1, max_value=LARGEST_SECONDS)
+    catch_up_seconds = forms.IntegerField(required=False, min_value=1, max_value=LARGEST_SECONDS)
 
     class Meta:
         model = Schedule
@@ -124,6 +127,9 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
         services.schedule_delete(schedule=obj)
+
+    def log_deletions(self, request: HttpRequest, queryset: QuerySet):
+        return super().log_deletions(request, queryset.exclude(source=ScheduleSource.CODE))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for schedule in queryset:

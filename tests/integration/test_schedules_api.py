@@ -124,6 +124,8 @@ BAD = [
     ({"overlap": "maybe"}, "overlap"),
     ({"missed": "all_within"}, "catch_up_seconds"),
     ({"cron": "", "interval_seconds": 0}, "interval_seconds"),
+    ({"cron": "", "interval_seconds": 10**12}, "interval_seconds"),
+    ({"missed": "all_within", "catch_up_seconds": 2**31}, "catch_up_seconds"),
     ({"max_retries": -1}, "max_retries"),
     ({"colour": "red"}, "colour"),
     ({"name": ""}, "name"),

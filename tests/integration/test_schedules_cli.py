@@ -201,8 +201,13 @@ def test_bad_input_exits_non_zero_with_a_one_line_error(args, code, message):
 
 @pytest.mark.parametrize(
     "args",
-    [("schedules", "frobnicate"), ("schedules", "create", "x", "--every", "soon"), ("schedules", "create", "x")],
-    ids=["unknown subcommand", "interval not a number", "no type"],
+    [
+        ("schedules", "frobnicate"),
+        ("schedules", "create", "x", "--every", "soon"),
+        ("schedules", "create", "x", "--type", "noop", "--every", str(10**12)),
+        ("schedules", "create", "x"),
+    ],
+    ids=["unknown subcommand", "interval not a number", "interval too large", "no type"],
 )
 def test_bad_arguments_are_usage_errors_without_a_traceback(args):
     result = cli(*args)

@@ -14,7 +14,7 @@ from jobs import history, selectors, services
 from jobs.formatting import age, plain, table
 from jobs.models import MissedPolicy, OverlapPolicy
 from jobs.permissions import ADD_SCHEDULES, CHANGE_SCHEDULES, DELETE_SCHEDULES, VIEW_SCHEDULES
-from jobs.serializers import ScheduleRunSerializer, ScheduleSerializer
+from jobs.serializers import LARGEST_SECONDS, ScheduleRunSerializer, ScheduleSerializer
 from jobs.states import Priority
 
 # What the actor needs for each `schedules` subcommand, as the management API asks.
@@ -55,9 +55,12 @@ def _nullable_int(text: str) -> int | None:
     if text.lower() in {"", "none", "null", "default"}:
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (or 'none')") from None
+    if not 0 <= value <= LARGEST_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {LARGEST_SECONDS}")
+    return value
 
 
 def add_schedule_parser(action: Any, common: argparse.ArgumentParser) -> None:
