@@ -479,3 +479,24 @@ def test_the_overview_shows_the_last_run_and_its_jobs_status():
     assert rows[idle.name].last_run_outcome is None
     assert [run.tick_at for run in selectors.schedule_runs(schedule=schedule)] == [minute(1)]
     assert selectors.next_schedule_tick_at() == minute(2)
+
+
+def test_a_schedule_whose_ticks_cannot_be_computed_does_not_hold_up_the_others():
+    broken, fine = make("broken"), make("fine")
+    Schedule.objects.filter(pk=broken.pk).update(timezone="Nowhere/Land")
+
+    assert services.schedules_fire_due(now=minute(1)) == 1
+
+    assert ticks(fine) == [minute(1)] and ticks(broken) == []
+    broken.refresh_from_db()
+    assert broken.next_tick_at == minute(2)
+
+
+def test_sync_treats_a_schedule_created_meanwhile_by_another_mover_as_created(declared):
+    from jobs.services.schedules import _create_declared
+
+    declared("nightly", cron="0 3 * * *")
+    services.schedules_sync_code(now=T0)
+
+    assert _create_declared("nightly", {"job_type": "noop", "cron": "0 3 * * *"}, now=T0) is False
+    assert Schedule.objects.filter(name="nightly").count() == 1
