@@ -272,16 +272,15 @@ class _Plan:
     missed: list[datetime]
     unrecorded: int
     next_tick_at: datetime
-    skipped: list[datetime] = field(default_factory=list)
 
 
 def plan_ticks(schedule: Schedule, *, now: datetime, grace: float, max_missed_rows: int) -> _Plan:
     """The due ticks of `schedule` (from its next_tick_at up to now) sorted by the missed-run policy.
 
-    A tick older than `grace` seconds is missed (every mover was down, or the schedule paused
-    and its ticks not skipped by resume). skip fires the latest missed tick; all_within fires the
-    missed ticks within catch_up_seconds of now; none fires none of them. At most
-    `max_missed_rows` missed ticks (the latest) are listed, the rest counted in `unrecorded`.
+    A tick older than `grace` seconds is missed: every mover was down (or too busy). skip fires
+    the latest missed tick; all_within fires the missed ticks within catch_up_seconds of now;
+    none fires none of them. At most `max_missed_rows` missed ticks (the latest) are listed,
+    the rest counted in `unrecorded`.
     """
     start = schedule.next_tick_at
     on_time_from = now - timedelta(seconds=grace)
@@ -317,8 +316,7 @@ def plan_ticks(schedule: Schedule, *, now: datetime, grace: float, max_missed_ro
         count_missed -= 1
     kept = list(missed)[-max_missed_rows:] if max_missed_rows > 0 else []
     unrecorded += count_missed - len(kept)
-    last = fire[-1] if fire else (kept[-1] if kept else now)
-    next_tick_at = recurrence.next_tick(**spec, anchor=schedule.next_tick_at, after=max(last, now))
+    next_tick_at = recurrence.next_tick(**spec, anchor=schedule.next_tick_at, after=now)
     return _Plan(fire=fire, missed=kept, unrecorded=unrecorded, next_tick_at=next_tick_at)
 
 

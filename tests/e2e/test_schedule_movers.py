@@ -129,7 +129,7 @@ def test_movers_fire_every_tick_once_on_time_and_apply_the_missed_run_policies(s
     stopped_at = datetime.now(UTC)
     for mover in movers:
         mover.stop()
-        assert "Traceback" not in mover.output(), mover.output()[-3000:]
+        assert "Traceback" not in mover.log_path.read_text(), mover.log_path.read_text()[-3000:]
 
     # Every tick up to 2 s before the stop fired exactly once (a tick in the last 2 s may or may not have).
     settled = stopped_at - timedelta(seconds=2)
