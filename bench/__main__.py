@@ -4,7 +4,7 @@ import argparse
 import subprocess
 import sys
 
-from . import schedules_api, scheduling, submit_api, throughput, workloads
+from . import recurring, schedules_api, scheduling, submit_api, throughput, workloads
 
 SCENARIOS = {
     "throughput": (
@@ -38,9 +38,14 @@ SCENARIOS = {
         {"jobs": 5_000},
     ),
     "memory": (workloads.memory, "7: worker RSS across many jobs", {"jobs": 100_000}),
+    "schedules": (
+        recurring.schedules,
+        "8: tick lateness of schedules firing every minute, 1 mover against 3, against delayed jobs",
+        {"schedules": 10_000, "minutes": 2, "movers": "1,3"},
+    ),
     "schedules-api": (
         schedules_api.run,
-        "8: the schedule list (next and last run) against the job list, under gunicorn",
+        "9: the schedule list (next and last run) against the job list, under gunicorn",
         {"schedules": 10_000, "runs": 5, "requests": 200},
     ),
 }

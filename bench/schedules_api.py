@@ -1,4 +1,4 @@
-"""Scenario 8: the staff's schedule list (next run, last run, its outcome and its job's status) under
+"""Scenario 9: the staff's schedule list (next run, last run, its outcome and its job's status) under
 gunicorn, against the job list of the same page size over the same jobs, measured in the same run."""
 
 import http.client

@@ -1,12 +1,14 @@
 """Job types and the Celery task that runs them.
 
-from tasks import job_type, PermanentError
+from tasks import job_type, schedule, PermanentError
 
 @job_type("email", max_retries=3, timeout=30)
 def send(payload, ctx): ...
+
+schedule("weekly-digest", job_type="email", cron="0 8 * * MON", timezone="Europe/Berlin", payload={...})
 """
 
 from jobs.exceptions import PermanentError
-from jobs.registry import job_type
+from jobs.registry import job_type, schedule
 
-__all__ = ["PermanentError", "job_type"]
+__all__ = ["PermanentError", "job_type", "schedule"]

@@ -47,6 +47,7 @@ TIMING = ("cron", "interval_seconds", "timezone")
 # Missed cron ticks further back than this before the firing window are neither recorded nor counted:
 # an outage of weeks costs one bounded scan, not one step per minute that passed (intervals are counted).
 MISSED_SCAN = timedelta(days=1)
+RETRY_BROKEN = timedelta(minutes=1)
 
 
 class ScheduleReadOnly(JobQueueError):
@@ -271,16 +272,15 @@ class _Plan:
     missed: list[datetime]
     unrecorded: int
     next_tick_at: datetime
-    skipped: list[datetime] = field(default_factory=list)
 
 
 def plan_ticks(schedule: Schedule, *, now: datetime, grace: float, max_missed_rows: int) -> _Plan:
     """The due ticks of `schedule` (from its next_tick_at up to now) sorted by the missed-run policy.
 
-    A tick older than `grace` seconds is missed (every mover was down, or the schedule paused
-    and its ticks not skipped by resume). skip fires the latest missed tick; all_within fires the
-    missed ticks within catch_up_seconds of now; none fires none of them. At most
-    `max_missed_rows` missed ticks (the latest) are listed, the rest counted in `unrecorded`.
+    A tick older than `grace` seconds is missed: every mover was down (or too busy). skip fires
+    the latest missed tick; all_within fires the missed ticks within catch_up_seconds of now;
+    none fires none of them. At most `max_missed_rows` missed ticks (the latest) are listed,
+    the rest counted in `unrecorded`.
     """
     start = schedule.next_tick_at
     on_time_from = now - timedelta(seconds=grace)
@@ -316,8 +316,7 @@ def plan_ticks(schedule: Schedule, *, now: datetime, grace: float, max_missed_ro
         count_missed -= 1
     kept = list(missed)[-max_missed_rows:] if max_missed_rows > 0 else []
     unrecorded += count_missed - len(kept)
-    last = fire[-1] if fire else (kept[-1] if kept else now)
-    next_tick_at = recurrence.next_tick(**spec, anchor=schedule.next_tick_at, after=max(last, now))
+    next_tick_at = recurrence.next_tick(**spec, anchor=schedule.next_tick_at, after=now)
     return _Plan(fire=fire, missed=kept, unrecorded=unrecorded, next_tick_at=next_tick_at)
 
 
@@ -366,7 +365,13 @@ def _plan_batch(schedules: list[Schedule], *, now: datetime) -> _Round:
     busy = _previous_unfinished(schedules)
     batch = _Round()
     for schedule in schedules:
-        plan = plan_ticks(schedule, now=now, grace=grace, max_missed_rows=cap)
+        try:
+            plan = plan_ticks(schedule, now=now, grace=grace, max_missed_rows=cap)
+        except Exception:
+            # A row edited by hand into something the tick math refuses must not hold up the others.
+            log.exception("schedule %s: its ticks cannot be computed; trying again in a minute", schedule.name)
+            schedule.next_tick_at = now + RETRY_BROKEN
+            continue
         for tick in plan.missed:
             batch.runs.append(_run(schedule, tick, TickOutcome.MISSED, now=now))
         batch.count_missed(schedule.job_type, TickOutcome.MISSED, len(plan.missed) + plan.unrecorded)
@@ -483,6 +488,17 @@ def _declared_values(declaration: registry.ScheduleDeclaration) -> dict[str, Any
     }
 
 
+def _create_declared(name: str, values: dict[str, Any], *, now: datetime) -> bool:
+    """Create a code-defined schedule; False if another mover, starting at the same time, just did."""
+    try:
+        schedule_create(name=name, **values, source=ScheduleSource.CODE, now=now)
+    except InvalidSubmission as exc:
+        if exc.field == "name" and Schedule.objects.filter(name=name, source=ScheduleSource.CODE).exists():
+            return False
+        raise
+    return True
+
+
 def schedules_sync_code(*, now: datetime | None = None) -> SyncResult:
     """Make the code-defined schedules in the database those declared in the registry: create the
     new, update the changed (a pause by an operator stays), delete the ones no longer declared.
@@ -497,8 +513,8 @@ def schedules_sync_code(*, now: datetime | None = None) -> SyncResult:
             schedule = existing.get(name)
             try:
                 if schedule is None:
-                    schedule_create(name=name, **values, source=ScheduleSource.CODE, now=now)
-                    result.created.append(name)
+                    if _create_declared(name, values, now=now):
+                        result.created.append(name)
                 elif schedule.source != ScheduleSource.CODE:
                     log.error("schedule %s is declared in code but was made at run time: left as it is", name)
                     result.conflicts.append(name)

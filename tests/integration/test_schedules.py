@@ -479,3 +479,52 @@ def test_the_overview_shows_the_last_run_and_its_jobs_status():
     assert rows[idle.name].last_run_outcome is None
     assert [run.tick_at for run in selectors.schedule_runs(schedule=schedule)] == [minute(1)]
     assert selectors.next_schedule_tick_at() == minute(2)
+
+
+def test_a_schedule_whose_ticks_cannot_be_computed_does_not_hold_up_the_others():
+    broken, fine = make("broken"), make("fine")
+    Schedule.objects.filter(pk=broken.pk).update(timezone="Nowhere/Land")
+
+    assert services.schedules_fire_due(now=minute(1)) == 1
+
+    assert ticks(fine) == [minute(1)] and ticks(broken) == []
+    broken.refresh_from_db()
+    assert broken.next_tick_at == minute(2)
+
+
+def test_sync_treats_a_schedule_created_meanwhile_by_another_mover_as_created(declared):
+    from jobs.services.schedules import _create_declared
+
+    declared("nightly", cron="0 3 * * *")
+    services.schedules_sync_code(now=T0)
+
+    assert _create_declared("nightly", {"job_type": "noop", "cron": "0 3 * * *"}, now=T0) is False
+    assert Schedule.objects.filter(name="nightly").count() == 1
+
+
+def test_ticks_are_counted_by_type_with_their_lateness_and_the_missed_by_reason():
+    from prometheus_client import REGISTRY
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        value("jobs_schedule_ticks_total", type="test.sleep"),
+        value("jobs_schedule_ticks_missed_total", type="test.sleep", reason="missed"),
+        value("jobs_schedule_ticks_missed_total", type="test.sleep", reason="skipped_overlap"),
+        value("job_schedule_lateness_seconds_count", type="test.sleep"),
+        value("job_schedule_lateness_seconds_sum", type="test.sleep"),
+    )
+    make(job_type="test.sleep", missed="skip", overlap="skip")
+
+    services.schedules_fire_due(now=minute(5) + timedelta(seconds=40))  # 4 missed, the 5th fires 40 s late
+    services.schedules_fire_due(now=minute(6))  # the first job has not run: skipped
+
+    after = (
+        value("jobs_schedule_ticks_total", type="test.sleep"),
+        value("jobs_schedule_ticks_missed_total", type="test.sleep", reason="missed"),
+        value("jobs_schedule_ticks_missed_total", type="test.sleep", reason="skipped_overlap"),
+        value("job_schedule_lateness_seconds_count", type="test.sleep"),
+        value("job_schedule_lateness_seconds_sum", type="test.sleep"),
+    )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 4, 1, 1, pytest.approx(40.0)]

@@ -1,3 +1,4 @@
+import logging
 import signal
 import threading
 
@@ -6,7 +7,10 @@ from django.core.management.base import BaseCommand
 from prometheus_client import REGISTRY
 
 from jobs import metrics, metrics_http, services
+from jobs.exceptions import JobQueueError
 from jobs.mover import Mover
+
+log = logging.getLogger("jobqueue.mover")
 
 
 class Command(BaseCommand):
@@ -20,8 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="run one round and exit")
 
     def handle(self, *args, interval: float | None, once: bool, **options):
-        # The schedules declared next to the job types this deploy brings.
-        services.schedules_sync_code()
+        # The schedules declared next to the job types this deploy brings. A declaration that is
+        # not valid is logged; the mover runs on, for delayed jobs and the other schedules.
+        try:
+            services.schedules_sync_code()
+        except JobQueueError as exc:
+            log.error("code-defined schedules not synced: %s", exc.message)
         mover = Mover(interval=interval)
         if once:
             released = mover.tick()
