@@ -200,3 +200,21 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"queue {self.queue} at {self.at.isoformat()}: {self.queued} queued, {self.latency_seconds:.1f}s"
+
+
+# --- Unique jobs ----------------------------------------------------------------------------
+
+
+class UniqueJobKey(models.Model):
+    """The job that holds a unique key (jobs.services.unique). The primary key is the constraint
+    that makes two racing submits one job. A key is released lazily: the next submit with it
+    takes it over once its job finished more than `unique_for` seconds ago; nothing changes when
+    a job finishes. Deleted with its job."""
+
+    key = models.CharField(primary_key=True, max_length=64, help_text="sha256 of type, owner and key material.")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    unique_for = models.PositiveIntegerField(help_text="Seconds the key stays taken after its job finished.")
+    taken_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"unique key {self.key[:12]} held by {self.job_id}"

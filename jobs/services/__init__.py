@@ -33,9 +33,10 @@ from .recovery import (
     jobs_release_due,
     jobs_requeue_lost,
 )
-from .submit import job_submit, jobs_submit_many
+from .submit import answered_with, job_submit, jobs_submit_many
 
 __all__ = [
+    "answered_with",
     "dead_letters_reconcile",
     "Claim",
     "Success",
