@@ -4,7 +4,7 @@ import argparse
 import subprocess
 import sys
 
-from . import scheduling, submit_api, throughput, workloads
+from . import scheduling, submit_api, throughput, unique_submit, workloads
 
 SCENARIOS = {
     "throughput": (
@@ -38,6 +38,11 @@ SCENARIOS = {
         {"jobs": 5_000},
     ),
     "memory": (workloads.memory, "7: worker RSS across many jobs", {"jobs": 100_000}),
+    "unique-submit": (
+        unique_submit.run,
+        "unique submits (new keys, one key) against plain submits on the submit API",
+        {"seconds": 10, "connections": 2, "rounds": 3},
+    ),
 }
 
 
