@@ -123,15 +123,37 @@ def _take(pending: dict[str, tuple[Job, UniqueClaim]], *, now: datetime) -> dict
 def _settle(
     held: dict[str, tuple[Job, UniqueClaim]], answers: dict[Any, Job], *, now: datetime
 ) -> dict[str, tuple[Job, UniqueClaim]]:
-    """Decide the keys someone holds, their rows locked in key order: answer with a holder that
-    still holds, take over from one whose window is over. Returns the keys whose row vanished
-    (their job deleted meanwhile), to insert again."""
-    locked = UniqueJobKey.objects.select_for_update().filter(key__in=sorted(held)).order_by("key")
+    """Decide the keys someone holds: answer with a holder that still holds; take over from one
+    whose window is over. Returns the keys whose row vanished (their job deleted meanwhile), to
+    insert again. Read without a lock first: a holder that still holds answers as it is (a
+    duplicate creates nothing, so no race can make a second job of it); only take-overs lock."""
+    rows = {row.key: row for row in UniqueJobKey.objects.filter(key__in=held).select_related("job")}
+    vanished, over = {}, {}
+    for key, (job, claim) in held.items():
+        row = rows.get(key)
+        if row is None:
+            vanished[key] = (job, claim)
+        elif holds(job=row.job, unique_for=row.unique_for, now=now):
+            if not claim.if_free:
+                answers[job.id] = row.job
+        else:
+            over[key] = (job, claim)
+    if over:
+        vanished.update(_take_over(over, answers, now=now))
+    return vanished
+
+
+def _take_over(
+    over: dict[str, tuple[Job, UniqueClaim]], answers: dict[Any, Job], *, now: datetime
+) -> dict[str, tuple[Job, UniqueClaim]]:
+    """Take over keys whose holder's window seemed over, their rows locked in key order: the first
+    submit to lock one takes it; the others, once it commits, find the new holder and answer with it."""
+    locked = UniqueJobKey.objects.select_for_update().filter(key__in=sorted(over)).order_by("key")
     rows = {key: (job_id, window) for key, job_id, window in locked.values_list("key", "job_id", "unique_for")}
     # A statement of its own, after the lock: it sees the holder a concurrent take-over committed.
     holders = Job.objects.in_bulk([job_id for job_id, _ in rows.values()])
     vanished = {}
-    for key, (job, claim) in held.items():
+    for key, (job, claim) in over.items():
         if key not in rows:
             vanished[key] = (job, claim)
             continue
