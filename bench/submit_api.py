@@ -66,7 +66,9 @@ def wrk_single(address: str, key: str, seconds: int, connections: int, *, body: 
     unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
     def latency(pct: str) -> float:
-        value, suffix = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        assert found, out
+        value, suffix = found.groups()
         return float(value) * unit[suffix]
 
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

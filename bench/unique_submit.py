@@ -2,7 +2,8 @@
 
 Three loads, in alternating rounds on one gunicorn: plain submits (a new payload each), unique
 submits that each make a job (a new key each: the key's INSERT), and unique submits of one job
-(every request but the first answered with the existing job: the key's lock and the holder's read).
+(every request but the first answered with the existing job: the key's INSERT and the holder's
+read). For reference, a repeated idempotency key: the older way to be answered with an existing job.
 """
 
 import itertools
@@ -19,8 +20,16 @@ LOADS = (
     ("plain", '{{"type":"noop","payload":{{"r":{round},"t":{thread},"n":{n}}}}}'),
     ("unique, new key each", '{{"type":"noop","payload":{{"r":{round},"t":{thread},"n":{n}}},"unique_for":60}}'),
     ("unique, one key (answered 200)", None),
+    ("reference: one idempotency key (answered 200)", None),
 )
-SAME = json.dumps({"type": "noop", "payload": {"report": "monthly"}, "unique_for": 3600})
+SAME = {
+    "unique, one key (answered 200)": json.dumps(
+        {"type": "noop", "payload": {"report": "monthly"}, "unique_for": 3600}
+    ),
+    "reference: one idempotency key (answered 200)": json.dumps(
+        {"type": "noop", "payload": {"report": "daily"}, "idempotency_key": "bench-once"}
+    ),
+}
 
 
 def _lua(template: str, round: int) -> str:
@@ -34,13 +43,14 @@ def _lua(template: str, round: int) -> str:
     )
 
 
-def _measure(address: str, key: str, template: str | None, round: int, seconds: int, connections: int) -> dict:
+def _measure(address: str, key: str, load: str, round: int, seconds: int, connections: int) -> dict:
+    template = dict(LOADS)[load]
     if have_wrk():
         if template is None:
-            return wrk_single(address, key, seconds, connections, body=SAME)
+            return wrk_single(address, key, seconds, connections, body=SAME[load])
         return wrk_single(address, key, seconds, connections, lua=_lua(template, round))
     if template is None:
-        return python_single(address, key, seconds, connections, body=SAME)
+        return python_single(address, key, seconds, connections, body=SAME[load])
     bodies = map(lambda n: template.format(round=round, thread=0, n=n), itertools.count())
     return python_single(address, key, seconds, connections, bodies=bodies)
 
@@ -53,8 +63,8 @@ def run(*, seconds: int = 10, connections: int = WORKERS, rounds: int = 3) -> di
         key = token()
         runs: dict[str, list[dict]] = {name: [] for name, _ in LOADS}
         for round in range(rounds):
-            for name, template in LOADS:
-                runs[name].append(_measure(address, key, template, round, seconds, connections))
+            for name, _ in LOADS:
+                runs[name].append(_measure(address, key, name, round, seconds, connections))
     medians = {
         name: {measure: statistics.median(one[measure] for one in each) for measure in ("requests_per_s", "p50", "p99")}
         for name, each in runs.items()
