@@ -66,7 +66,7 @@ def wrk_single(address: str, key: str, seconds: int, connections: int, *, body: 
     unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
     def latency(pct: str) -> float:
-        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         assert found, out
         value, suffix = found.groups()
         return float(value) * unit[suffix]
