@@ -88,7 +88,7 @@ class SubmitJobView(APIView):
             raise ValidationError({"Idempotency-Key": ["must be at most 255 characters"]})
         fields["idempotency_key"] = fields.get("idempotency_key") or header_key or None
         job, created = services.job_submit(owner=request.user, **fields)
-        body = represent(JobStatusSerializer, selectors.with_empty_history(job) if created else job)
+        body = represent(JobStatusSerializer, selectors.as_answered(job))
         body["duplicate"] = services.answered_with(created=created, job=job, idempotency_key=fields["idempotency_key"])
         return Response(for_client(body, request), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

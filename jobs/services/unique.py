@@ -127,15 +127,14 @@ def _settle(
     whose window is over. Returns the keys whose row vanished (their job deleted meanwhile), to
     insert again. Read without a lock first: a holder that still holds answers as it is (a
     duplicate creates nothing, so no race can make a second job of it); only take-overs lock."""
-    rows = {row.key: row for row in UniqueJobKey.objects.filter(key__in=held).select_related("job")}
+    rows = store().unique_holders(sorted(held))
     vanished, over = {}, {}
     for key, (job, claim) in held.items():
-        row = rows.get(key)
-        if row is None:
+        if key not in rows:
             vanished[key] = (job, claim)
-        elif holds(job=row.job, unique_for=row.unique_for, now=now):
+        elif holds(job=rows[key][1], unique_for=rows[key][0], now=now):
             if not claim.if_free:
-                answers[job.id] = row.job
+                answers[job.id] = rows[key][1]
         else:
             over[key] = (job, claim)
     if over:

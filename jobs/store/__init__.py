@@ -116,6 +116,11 @@ class PortableStore:
             cursor.execute(statement, params)
             return {row[0] for row in cursor.fetchall()}
 
+    def unique_holders(self, keys: list[str]) -> dict[str, tuple[int, Job]]:
+        """key -> (its unique_for, the job that holds it), for the keys of `keys` that exist."""
+        rows = UniqueJobKey.objects.filter(key__in=keys).select_related("job")
+        return {row.key: (row.unique_for, row.job) for row in rows}
+
     def token_owner(self, key: str) -> Any:
         """The API token `key` with its user (`token.user`), or None."""
         from rest_framework.authtoken.models import Token

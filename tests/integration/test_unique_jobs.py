@@ -55,10 +55,21 @@ def test_a_second_submit_with_the_same_payload_is_answered_with_the_unfinished_j
 
     assert (first.status_code, first.json()["duplicate"]) == (201, None)
     assert (second.status_code, second.json()["duplicate"]) == (200, "unique_key")
-    assert second.json()["id"] == first.json()["id"]
+    assert second.json() == {**first.json(), "duplicate": "unique_key"}  # the job as stored, payload and all
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
     assert Job.objects.count() == 2
     assert duplicates() == before + 1
+
+
+def test_a_finished_holder_answers_with_its_history(client_for):
+    client = client_for()
+    held = client.post("/submit-job", SPEC, format="json").json()
+    finish(held["id"])
+
+    again = client.post("/submit-job", SPEC, format="json").json()
+
+    assert (again["id"], again["status"], again["duplicate"]) == (held["id"], "succeeded", "unique_key")
+    assert [attempt["outcome"] for attempt in again["history"]] == ["succeeded"]
 
 
 def test_the_key_is_per_owner(make_user):
