@@ -72,13 +72,24 @@ def _material(payload: dict, unique_key: Any) -> dict:
     if isinstance(unique_key, str):
         if not 1 <= len(unique_key) <= MAX_EXPLICIT_KEY:
             raise InvalidSubmission(f"unique_key must have 1 to {MAX_EXPLICIT_KEY} characters", field="unique_key")
+        _check_text([unique_key])
         return {"key": unique_key}
     if not isinstance(unique_key, list | tuple) or not unique_key or not all(isinstance(f, str) for f in unique_key):
         raise InvalidSubmission("unique_key must be a string or a list of payload field names", field="unique_key")
+    _check_text(unique_key)
     missing = [field for field in unique_key if field not in payload]
     if missing:
         raise InvalidSubmission(f"unique_key names {', '.join(missing)}, which the payload lacks", field="unique_key")
     return {"fields": {field: payload[field] for field in unique_key}}
+
+
+def _check_text(texts: Any) -> None:
+    """Refuse a lone surrogate (JSON's "\\ud800"): no UTF-8 answer could name it back."""
+    try:
+        for text in texts:
+            text.encode()
+    except UnicodeEncodeError:
+        raise InvalidSubmission("unique_key contains text that is not valid Unicode", field="unique_key") from None
 
 
 def holds(*, job: Job, unique_for: int, now: datetime) -> bool:

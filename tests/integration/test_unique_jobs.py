@@ -217,6 +217,8 @@ def test_an_idempotency_key_answers_first_and_says_so(client_for):
         ({"unique_key": [1]}, "unique_key", "a string or a list"),
         ({"unique_key": []}, "unique_key", "a string or a list"),
         ({"unique_key": ""}, "unique_key", "1 to 255 characters"),
+        ({"unique_key": "k" * 256}, "unique_key", "1 to 255 characters"),
+        ({"unique_for": True}, "unique_for", "valid integer"),
         ({"unique_for": None, "unique_key": ["to"]}, "unique_key", "needs unique_for"),
     ],
 )
@@ -227,6 +229,16 @@ def test_bad_uniqueness_is_a_400_naming_the_field(client_for, change, field, tex
     assert list(response.json()) == [field]
     assert text in " ".join(response.json()[field])
     assert not Job.objects.exists() and not UniqueJobKey.objects.exists()
+
+
+@pytest.mark.parametrize("unique_key", ['"\\ud800"', '["\\ud800"]'])
+def test_a_unique_key_with_a_lone_surrogate_is_a_400(client_for, unique_key):
+    body = f'{{"type": "noop", "payload": {{}}, "unique_for": 5, "unique_key": {unique_key}}}'
+
+    response = client_for().post("/submit-job", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"unique_key": ["unique_key contains text that is not valid Unicode"]}
 
 
 def test_a_bad_item_names_its_field_in_a_bulk_submit(client_for):
