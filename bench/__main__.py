@@ -4,7 +4,7 @@ import argparse
 import subprocess
 import sys
 
-from . import recurring, schedules_api, scheduling, submit_api, throughput, workloads
+from . import recurring, schedules_api, scheduling, submit_api, throughput, unique_submit, workloads
 
 SCENARIOS = {
     "throughput": (
@@ -47,6 +47,11 @@ SCENARIOS = {
         schedules_api.run,
         "9: the schedule list (next and last run) against the job list, under gunicorn",
         {"schedules": 10_000, "runs": 5, "requests": 200},
+    ),
+    "unique-submit": (
+        unique_submit.run,
+        "10: unique submits (new keys, one key) against plain submits on the submit API",
+        {"seconds": 10, "connections": 2, "rounds": 3},
     ),
 }
 

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from tests import servers as svc
@@ -39,12 +40,13 @@ def token() -> str:
     return Token.objects.get_or_create(user=user)[0].key
 
 
-def wrk_single(address: str, key: str, seconds: int, connections: int) -> dict:
+def wrk_single(address: str, key: str, seconds: int, connections: int, *, body: str = BODY, lua: str = "") -> dict:
+    """`lua`: more of wrk's script (a `request` function that makes each body, say)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\n'
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
             f'wrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.headers["Authorization"] = "Token {key}"\n'
+            f'wrk.headers["Authorization"] = "Token {key}"\n{lua}'
         )
     out = subprocess.run(
         [
@@ -64,7 +66,9 @@ def wrk_single(address: str, key: str, seconds: int, connections: int) -> dict:
     unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
     def latency(pct: str) -> float:
-        value, suffix = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert found, out
+        value, suffix = found.groups()
         return float(value) * unit[suffix]
 
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -89,8 +93,11 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def python_single(address: str, key: str, seconds: int, connections: int) -> dict:
-    """Fallback load generator when wrk is not installed: threads posting in a loop."""
+def python_single(
+    address: str, key: str, seconds: int, connections: int, *, body: str = BODY, bodies: Iterator[str] | None = None
+) -> dict:
+    """Fallback load generator when wrk is not installed: threads posting in a loop (`bodies`: one
+    body per request instead of `body`; an answer other than 200 or 201 counts as an error)."""
     host, port = address.split(":")
     latencies: list[float] = []
     errors = [0]
@@ -101,11 +108,14 @@ def python_single(address: str, key: str, seconds: int, connections: int) -> dic
             conn = http.client.HTTPConnection(host, int(port), timeout=10)
             started = time.perf_counter()
             conn.request(
-                "POST", "/submit-job", BODY, {"Content-Type": "application/json", "Authorization": f"Token {key}"}
+                "POST",
+                "/submit-job",
+                body if bodies is None else next(bodies),
+                {"Content-Type": "application/json", "Authorization": f"Token {key}"},
             )
             status = conn.getresponse().status
             latencies.append(time.perf_counter() - started)
-            errors[0] += status != 201
+            errors[0] += status not in (200, 201)
             conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(connections)]

@@ -329,6 +329,8 @@ JOB_MAX_ARTIFACT_BYTES = env_int("JOB_MAX_ARTIFACT_BYTES", 10 * 1024 * 1024)
 JOB_MAX_DELAY_SECONDS = env_int("JOB_MAX_DELAY_SECONDS", 365 * 24 * 3600)
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
 JOB_MAX_RETRIES_LIMIT = env_int("JOB_MAX_RETRIES_LIMIT", 100)
+# The longest window a unique job's key may stay taken after the job finished (unique_for).
+JOB_UNIQUE_MAX_SECONDS = env_int("JOB_UNIQUE_MAX_SECONDS", 30 * 24 * 3600)
 # Most jobs one POST /submit-jobs may carry (the request body limit applies too).
 JOB_BULK_MAX = env_int("JOB_BULK_MAX", 1000)
 JOB_DEFAULT_TIMEOUT = env_int("JOB_DEFAULT_TIMEOUT", 600)

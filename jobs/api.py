@@ -21,6 +21,7 @@ from .serializers import (
     JobFilterSerializer,
     JobStatusSerializer,
     JobSummarySerializer,
+    SubmitAnswerSerializer,
     SubmitJobsAnswerSerializer,
     SubmitJobSerializer,
     SubmitJobsSerializer,
@@ -65,8 +66,12 @@ class SubmitJobView(APIView):
             OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, description="Submit once.")
         ],
         responses={
-            200: OpenApiResponse(JobStatusSerializer, description="The job submitted earlier with this key."),
-            201: OpenApiResponse(JobStatusSerializer, description="The new job."),
+            200: OpenApiResponse(
+                SubmitAnswerSerializer,
+                description="The job submitted earlier with this idempotency key, or the job that holds this "
+                "submission's unique key; `duplicate` says which.",
+            ),
+            201: OpenApiResponse(SubmitAnswerSerializer, description="The new job (`duplicate` is null)."),
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid submission, naming each bad field."),
             401: UNAUTHENTICATED,
             413: OpenApiResponse(ErrorSerializer, description="Request body too large."),
@@ -83,7 +88,8 @@ class SubmitJobView(APIView):
             raise ValidationError({"Idempotency-Key": ["must be at most 255 characters"]})
         fields["idempotency_key"] = fields.get("idempotency_key") or header_key or None
         job, created = services.job_submit(owner=request.user, **fields)
-        body = represent(JobStatusSerializer, selectors.with_empty_history(job) if created else job)
+        body = represent(JobStatusSerializer, selectors.as_answered(job))
+        body["duplicate"] = services.answered_with(created=created, job=job, idempotency_key=fields["idempotency_key"])
         return Response(for_client(body, request), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -97,7 +103,18 @@ class SubmitJobsView(APIView):
     def post(self, request: Request) -> Response:
         submissions = validated(SubmitJobsSerializer, request.data)["jobs"]
         results = services.jobs_submit_many(submissions=submissions, owner=request.user)
-        body = {"jobs": [{**represent(SubmittedJobSerializer, job), "created": created} for job, created in results]}
+        body = {
+            "jobs": [
+                {
+                    **represent(SubmittedJobSerializer, job),
+                    "created": created,
+                    "duplicate": services.answered_with(
+                        created=created, job=job, idempotency_key=item.get("idempotency_key")
+                    ),
+                }
+                for item, (job, created) in zip(submissions, results, strict=True)
+            ]
+        }
         created = any(created for _, created in results)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

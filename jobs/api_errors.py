@@ -17,6 +17,7 @@ from .exceptions import (
     JobNotFound,
     JobQueueError,
     ScheduleNotFound,
+    UniqueKeyContended,
     UnknownJobType,
     UnknownQueue,
     error_detail,
@@ -32,6 +33,7 @@ STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (UnknownJobType, status.HTTP_400_BAD_REQUEST),
     (InvalidTransition, status.HTTP_409_CONFLICT),
     (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),
+    (UniqueKeyContended, status.HTTP_409_CONFLICT),
 ]
 
 

@@ -55,6 +55,12 @@ class IdempotencyKeyReused(JobQueueError):
     field = "idempotency_key"
 
 
+class UniqueKeyContended(JobQueueError):
+    """The unique key changed hands repeatedly during this submit; submit again."""
+
+    field = "unique_key"
+
+
 class InvalidBulkSubmission(JobQueueError):
     """Some jobs of the batch are not valid; nothing was stored."""
 

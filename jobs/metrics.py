@@ -23,6 +23,9 @@ PROCESSED = Counter("jobs_processed", "Attempts that succeeded.", LABELS)
 FAILED = Counter("jobs_failed", "Attempts that failed: an exception, a time limit, or a lost worker.", LABELS)
 RETRIED = Counter("jobs_retried", "Failed attempts after which the job waits to be retried.", LABELS)
 DEAD_LETTERED = Counter("jobs_dead_lettered", "Jobs that went to the dead-letter queue.", LABELS)
+UNIQUE_DUPLICATES = Counter(
+    "jobs_unique_duplicates", "Submits answered with the existing job that holds their unique key.", LABELS
+)
 DURATION = Histogram(
     "job_processing_duration_seconds",
     "Time from the claim of an attempt to its recorded outcome (succeeded or failed; lost attempts excluded).",
@@ -47,10 +50,10 @@ SCHEDULE_LATENESS = Histogram(
     buckets=LATENESS_BUCKETS,
 )
 SCHEDULE_METRICS = (SCHEDULE_TICKS, SCHEDULE_LATENESS)
-JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
+JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION, UNIQUE_DUPLICATES)
 # Which process counts what: the web app submissions, a worker node the attempts' outcomes, the
 # mover the attempts it finds lost (and what their failure leads to).
-WEB_METRICS = (SUBMITTED,)
+WEB_METRICS = (SUBMITTED, UNIQUE_DUPLICATES)
 WORKER_METRICS = (PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
 MOVER_METRICS = (FAILED, RETRIED, DEAD_LETTERED, SUBMITTED)
 
@@ -66,6 +69,10 @@ def start_at_zero(families: tuple) -> None:
 
 def record_submitted(*, type: str, queue: str) -> None:
     SUBMITTED.labels(type, queue).inc()
+
+
+def record_unique_duplicate(*, type: str, queue: str) -> None:
+    UNIQUE_DUPLICATES.labels(type, queue).inc()
 
 
 def record_succeeded(*, type: str, queue: str, duration: float) -> None:

@@ -306,3 +306,21 @@ class ScheduleRun(models.Model):
 
     def __str__(self) -> str:
         return f"tick {self.tick_at.isoformat()} of schedule {self.schedule_id}: {self.outcome}"
+
+
+# --- Unique jobs ----------------------------------------------------------------------------
+
+
+class UniqueJobKey(models.Model):
+    """The job that holds a unique key (jobs.services.unique). The primary key is the constraint
+    that makes two racing submits one job. A key is released lazily: the next submit with it
+    takes it over once its job finished more than `unique_for` seconds ago; nothing changes when
+    a job finishes. Deleted with its job."""
+
+    key = models.CharField(primary_key=True, max_length=64, help_text="sha256 of type, owner and key material.")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    unique_for = models.PositiveIntegerField(help_text="Seconds the key stays taken after its job finished.")
+    taken_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"unique key {self.key[:12]} held by {self.job_id}"

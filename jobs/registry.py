@@ -26,6 +26,10 @@ class JobType:
     max_retries: int
     timeout: int | None
     validator: Validator | None = None
+    # Uniqueness (jobs.services.unique): on when unique_for is set; the key is made from the
+    # payload fields named, an explicit string, or (None) the whole payload.
+    unique_for: int | None = None
+    unique_key: str | tuple[str, ...] | None = None
 
     def validate(self, payload: dict) -> dict:
         if self.validator is None:
@@ -54,10 +58,16 @@ def job_type(
     max_retries: int | None = None,
     timeout: int | None = None,
     validator: Validator | None = None,
+    unique_for: int | None = None,
+    unique_key: str | list[str] | tuple[str, ...] | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once."""
+    """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once.
+
+    `unique_for` (seconds) makes its jobs unique: see jobs.services.unique.
+    """
     if not name or len(name) > 100:
         raise ValueError("a job type name must have 1 to 100 characters")
+    key = _unique_key_option(unique_for, unique_key)
 
     def register(handler: Handler) -> Handler:
         if name in _registry:
@@ -71,6 +81,8 @@ def job_type(
             max_retries=settings.JOB_DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
             timeout=timeout,
             validator=validator,
+            unique_for=unique_for,
+            unique_key=key,
         )
         return handler
 
@@ -145,6 +157,26 @@ def declared_schedules() -> dict[str, ScheduleDeclaration]:
 def undeclare(name: str) -> None:
     """Remove a declared schedule (for tests)."""
     _schedules.pop(name, None)
+
+
+def _unique_key_option(
+    unique_for: int | None, unique_key: str | list[str] | tuple[str, ...] | None
+) -> str | tuple[str, ...] | None:
+    """The declared uniqueness checked at import time: a bad declaration fails the deploy, not a submit."""
+    if unique_for is not None and (isinstance(unique_for, bool) or not isinstance(unique_for, int) or unique_for < 0):
+        raise ValueError("unique_for must be a whole number of seconds, 0 or more")
+    if unique_key is None:
+        return None
+    if unique_for is None:
+        raise ValueError("unique_key needs unique_for")
+    if isinstance(unique_key, str):
+        if not unique_key:
+            raise ValueError("unique_key must not be empty")
+        return unique_key
+    fields = tuple(unique_key)
+    if not fields or not all(isinstance(field, str) and field for field in fields):
+        raise ValueError("unique_key must be a string or a non-empty list of payload field names")
+    return fields
 
 
 def get(name: str) -> JobType:

@@ -62,6 +62,12 @@ def with_empty_history(job: Job) -> Job:
     return job
 
 
+def as_answered(job: Job) -> Job:
+    """A job to answer a submit with: one that no attempt has started yet (serial 0, a new job or a
+    waiting one) has an empty history, known without a query."""
+    return with_empty_history(job) if job.serial == 0 else job
+
+
 def job_by_id(*, job_id: Any, among: QuerySet[Job] | None = None) -> Job:
     """The job with its attempt history; JobNotFound for an unknown id or one not `among` these."""
     try:

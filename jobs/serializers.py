@@ -43,6 +43,21 @@ class AwareDateTimeField(serializers.DateTimeField):
         return super().enforce_timezone(value)
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": 255},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        ],
+        "nullable": True,
+        "description": "What makes two jobs the same: a list of payload field names, or an explicit key. "
+        "Default: the whole payload. Keys are per type and per owner.",
+    }
+)
+class UniqueKeyField(serializers.JSONField):
+    """A string or a list of field names; its meaning is checked by the submit (jobs.services.unique)."""
+
+
 class SubmitJobSerializer(StrictSerializer):
     """The shape of a submission; the business rules (type, payload, limits) live in job_submit."""
 
@@ -54,6 +69,13 @@ class SubmitJobSerializer(StrictSerializer):
     max_retries = serializers.IntegerField(required=False, allow_null=True)
     timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=24 * 3600)
     idempotency_key = serializers.CharField(required=False, allow_null=True, max_length=255)
+    unique_for = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="Seconds: make the job unique (see unique_key); its key stays taken while it is unfinished "
+        "and this long after it finished. Overrides the type's.",
+    )
+    unique_key = UniqueKeyField(required=False, allow_null=True)
 
     def validate_delay(self, value):
         if value is not None and value != value:  # NaN
@@ -71,6 +93,16 @@ class SubmitJobsSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+DUPLICATE_HELP = (
+    "Why the answer is an existing job: `idempotency_key` (the key was used before) or `unique_key` "
+    "(this job holds the unique key); null for a new job."
+)
+
+
+def duplicate_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(choices=["idempotency_key", "unique_key"], allow_null=True, help_text=DUPLICATE_HELP)
+
+
 class SubmittedJobSerializer(serializers.ModelSerializer):
     """The short form a bulk submission answers with, one per job in submission order."""
 
@@ -83,10 +115,11 @@ class SubmitJobsAnswerSerializer(serializers.Serializer):
     """The answer to a bulk submission (for the schema; the view builds it from SubmittedJobSerializer)."""
 
     class Item(SubmittedJobSerializer):
-        created = serializers.BooleanField(help_text="False when an idempotency key matched a known job.")
+        created = serializers.BooleanField(help_text="False when an idempotency or unique key matched a known job.")
+        duplicate = duplicate_field()
 
         class Meta(SubmittedJobSerializer.Meta):
-            fields = [*SubmittedJobSerializer.Meta.fields, "created"]
+            fields = [*SubmittedJobSerializer.Meta.fields, "created", "duplicate"]
 
     jobs = Item(many=True)
 
@@ -152,6 +185,15 @@ class JobStatusSerializer(serializers.ModelSerializer):
 
     def get_progress(self, job: Job) -> dict:
         return {"percent": job.progress, "message": job.progress_message}
+
+
+class SubmitAnswerSerializer(JobStatusSerializer):
+    """A job as a submit answers it (for the schema; the view adds `duplicate` to the job's status)."""
+
+    duplicate = duplicate_field()
+
+    class Meta(JobStatusSerializer.Meta):
+        fields = [*JobStatusSerializer.Meta.fields, "duplicate"]
 
 
 # --- Management API (staff) ------------------------------------------------------------------

@@ -44,9 +44,10 @@ from .schedules import (
     schedules_fire_due,
     schedules_sync_code,
 )
-from .submit import job_submit, jobs_submit_many
+from .submit import answered_with, job_submit, jobs_submit_many
 
 __all__ = [
+    "answered_with",
     "dead_letters_reconcile",
     "Claim",
     "Success",

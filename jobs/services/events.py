@@ -56,6 +56,11 @@ def submitted(facts: JobFacts, *, status: str) -> None:
     )
 
 
+def answered_by_unique(facts: JobFacts) -> None:
+    """A submit answered with the job that holds its unique key (`facts.job_id`)."""
+    _on_commit(partial(metrics.record_unique_duplicate, type=facts.type, queue=facts.queue))
+
+
 def started(facts: JobFacts, *, worker: str) -> None:
     _on_commit(partial(_line, logging.INFO, "job started", facts, "started", worker=worker))
 

@@ -42,7 +42,8 @@ def job_retry(*, job_id: Any, payload: dict | None = None) -> Job:
 
 
 def job_resubmit(*, job_id: Any, payload: dict | None = None) -> Job:
-    """Submit a new job with the type, payload and options of an existing one, linked to it."""
+    """Submit a new job with the type, payload and options of an existing one, linked to it. It is
+    always a new job: it takes its type's unique key only if no job holds it."""
     original = _get(job_id)
     job, _ = job_submit(
         type=original.type,
@@ -52,6 +53,7 @@ def job_resubmit(*, job_id: Any, payload: dict | None = None) -> Job:
         max_retries=original.max_retries,
         timeout=original.timeout,
         resubmitted_from=original,
+        unique_if_free=True,
     )
     return job
 

@@ -22,6 +22,7 @@ from jobs.states import Priority, Status
 from jobs.store import store
 
 from . import events
+from .unique import UniqueClaim, take_keys, unique_claim
 
 
 def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetime) -> datetime | None:
@@ -110,14 +111,24 @@ def build_job(
     )
 
 
+def _build(
+    *, unique_for: Any = None, unique_key: Any = None, unique_if_free: bool = False, **fields: Any
+) -> tuple[Job, UniqueClaim | None]:
+    """`build_job` and the unique key the job asks for (jobs.services.unique)."""
+    job = build_job(**fields)
+    return job, unique_claim(job=job, unique_for=unique_for, unique_key=unique_key, if_free=unique_if_free)
+
+
 def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **fields: Any) -> tuple[Job, bool]:
     """Validate and store a job, dispatching it on commit; returns (job, created).
 
-    Takes the keyword arguments of `build_job`. A repeated idempotency key of the same owner
+    Takes the keyword arguments of `build_job`, and `unique_for`, `unique_key` (see
+    jobs.services.unique; `unique_if_free`: take the key only if free, never be answered with
+    its holder). A repeated idempotency key of the same owner, or a unique key held by a job,
     returns the existing job and creates nothing.
     """
-    job = build_job(owner=owner, idempotency_key=idempotency_key, **fields)
-    [result] = _store(built=[job], owner=owner)
+    built = _build(owner=owner, idempotency_key=idempotency_key, **fields)
+    [result] = _store(built=[built], owner=owner)
     return result
 
 
@@ -126,7 +137,9 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
 
     Every submission is validated before anything is stored; one bad item rejects the batch
     with the errors of each item. The jobs are stored in one statement (COPY on PostgreSQL) and published
-    in pipelined batches after the commit. Idempotency keys work as for `job_submit`.
+    in pipelined batches after the commit. Idempotency keys and unique keys work as for
+    `job_submit`, item by item: an item whose unique key an earlier item of the batch took is
+    answered with that item's job.
     """
     if not submissions or len(submissions) > settings.JOB_BULK_MAX:
         raise InvalidSubmission(f"give 1 to {settings.JOB_BULK_MAX} jobs", field="jobs")
@@ -134,7 +147,7 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
     built, errors = [], []
     for item in submissions:
         try:
-            built.append(build_job(owner=owner, now=now, **item))
+            built.append(_build(owner=owner, now=now, **item))
             errors.append({})
         except JobQueueError as exc:
             errors.append(error_detail(exc))
@@ -143,14 +156,23 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
     return _store(built=built, owner=owner)
 
 
+def answered_with(*, created: bool, job: Job, idempotency_key: str | None) -> str | None:
+    """Why a submit was answered with an existing job: "idempotency_key" or "unique_key"; None for
+    a new job. A submit that creates nothing matched one of the two, the idempotency key first."""
+    if created:
+        return None
+    return "idempotency_key" if idempotency_key and job.idempotency_key == idempotency_key else "unique_key"
+
+
 # What a submission that repeats an idempotency key must repeat to be answered with the job it names.
 SAME_SUBMISSION = ("type", "payload", "priority")
 KEY_FIELDS = f"{', '.join(SAME_SUBMISSION[:-1])} or {SAME_SUBMISSION[-1]}"
 
 
-def _store(*, built: list[Job], owner: Any) -> list[tuple[Job, bool]]:
-    """Store new jobs, (job, True); a job whose idempotency key its owner already used is the
-    existing one, (job, False). The one algorithm of idempotency, for one job or many."""
+def _store(*, built: list[tuple[Job, UniqueClaim | None]], owner: Any) -> list[tuple[Job, bool]]:
+    """Store new jobs, (job, True); a job whose idempotency key its owner already used, or whose
+    unique key a job holds, is the existing one, (job, False). The one algorithm of idempotency
+    and uniqueness, for one job or many."""
     try:
         return _store_many(built, owner=owner)
     except IntegrityError:
@@ -158,14 +180,15 @@ def _store(*, built: list[Job], owner: Any) -> list[tuple[Job, bool]]:
         return _store_many(built, owner=owner)
 
 
-def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
-    keys = {job.idempotency_key for job in built if job.idempotency_key}
+def _store_many(built: list[tuple[Job, UniqueClaim | None]], *, owner: Any) -> list[tuple[Job, bool]]:
+    keys = {job.idempotency_key for job, _ in built if job.idempotency_key}
     known = (
         {job.idempotency_key: job for job in Job.objects.filter(owner=owner, idempotency_key__in=keys)} if keys else {}
     )
     results: list[tuple[Job, bool]] = []
     fresh: list[Job] = []
-    for job in built:
+    claimed: list[tuple[Job, UniqueClaim]] = []
+    for job, claim in built:
         key = job.idempotency_key
         if key and key in known:
             if any(getattr(known[key], name) != getattr(job, name) for name in SAME_SUBMISSION):
@@ -176,8 +199,18 @@ def _store_many(built: list[Job], *, owner: Any) -> list[tuple[Job, bool]]:
             known[key] = job
         fresh.append(job)
         results.append((job, True))
+        if claim is not None:
+            claimed.append((job, claim))
     with transaction.atomic():
-        store().insert_jobs(fresh)
+        if claimed:
+            answers = take_keys(claimed, now=timezone.now())
+            fresh = [job for job in fresh if job.id not in answers]
+            results = [(answers.get(job.id, job), created and job.id not in answers) for job, created in results]
+            for job, _ in claimed:
+                if job.id in answers:
+                    events.answered_by_unique(events.JobFacts(answers[job.id].id, job.type, job.priority, 0))
+        if fresh:
+            store().insert_jobs(fresh)
         dispatch.send_jobs_on_commit(
             (job.id, job.priority, job.timeout, job.type) for job in fresh if job.status == Status.QUEUED
         )

@@ -17,7 +17,7 @@ from django.db.models import DateTimeField, Exists, F, OuterRef, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.models import Job, JobAttempt, Outcome, QueueState
+from jobs.models import Job, JobAttempt, Outcome, QueueState, UniqueJobKey
 from jobs.states import CLAIM, SUCCEED, Transition
 
 # What a claim resets, a success writes, and an opened attempt starts with.
@@ -92,6 +92,34 @@ class PortableStore:
     def insert_jobs(self, jobs: list[Job]) -> None:
         """Store new jobs."""
         Job.objects.bulk_create(jobs)
+
+    def insert_unique_keys(self, rows: list[tuple[str, Any, int, datetime]]) -> set[str]:
+        """Insert (key, job id, unique_for, taken at) rows whose key nobody holds; the keys inserted.
+
+        One INSERT ... ON CONFLICT DO NOTHING RETURNING (PostgreSQL, and SQLite since 3.35): a key
+        another transaction inserted and has not committed makes this one wait for its outcome.
+        """
+        if not rows:
+            return set()
+        fields = [UniqueJobKey._meta.get_field(name) for name in ("key", "job", "unique_for", "taken_at")]
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(rows))
+        params = [
+            field.get_db_prep_save(value, connection) for row in rows for field, value in zip(fields, row, strict=True)
+        ]
+        key = connection.ops.quote_name(fields[0].column)
+        statement = (
+            f"INSERT INTO {connection.ops.quote_name(UniqueJobKey._meta.db_table)} ({columns}) VALUES {values} "
+            f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return {row[0] for row in cursor.fetchall()}
+
+    def unique_holders(self, keys: list[str]) -> dict[str, tuple[int, Job]]:
+        """key -> (its unique_for, the job that holds it), for the keys of `keys` that exist."""
+        rows = UniqueJobKey.objects.filter(key__in=keys).select_related("job")
+        return {row.key: (row.unique_for, row.job) for row in rows}
 
     def token_owner(self, key: str) -> Any:
         """The API token `key` with its user (`token.user`), or None."""

@@ -26,7 +26,7 @@ from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from jobs import internals
-from jobs.models import Job, JobAttempt, Outcome, QueueState
+from jobs.models import Job, JobAttempt, Outcome, QueueState, UniqueJobKey
 from jobs.states import CLAIM, SUCCEED
 
 from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS, TIMED_OUTCOMES, Finished, PortableStore
@@ -34,6 +34,7 @@ from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS, TIMED_OUTCOMES, Finishe
 JOB = Job._meta.db_table
 ATTEMPT = JobAttempt._meta.db_table
 QUEUE = QueueState._meta.db_table
+UNIQUE = UniqueJobKey._meta.db_table
 
 
 # The guards: the sources of the state machine's moves, written into the statements.
@@ -155,6 +156,12 @@ JOB_FIELDS = Job._meta.concrete_fields
 JOB_COLUMNS = ", ".join(f'"{field.column}"' for field in JOB_FIELDS)
 _JSON_FIELDS = frozenset(field.attname for field in JOB_FIELDS if isinstance(field, models.JSONField))
 INSERT_JOB = f"INSERT INTO {JOB} ({JOB_COLUMNS}) VALUES ({', '.join(['%s'] * len(JOB_FIELDS))})"
+JOB_NAMES = [field.attname for field in JOB_FIELDS]
+HOLDER_COLUMNS = ", ".join(f'j."{field.column}"' for field in JOB_FIELDS)
+UNIQUE_HOLDERS = (
+    f"SELECT k.key, k.unique_for, {HOLDER_COLUMNS} "
+    f"FROM {UNIQUE} k JOIN {JOB} j ON j.id = k.job_id WHERE k.key = ANY(%s::text[])"
+)
 
 
 def _job_row(job: Job) -> list[Any]:
@@ -213,6 +220,18 @@ class PostgresStore(PortableStore):
                     copy.write_row(_job_row(job))
         for job in jobs:
             internals.mark_saved(job, connection.alias)
+
+    def unique_holders(self, keys: list[str]) -> dict[str, tuple[int, Job]]:
+        """In one prepared statement: the ORM's join compiles every column of the job on each call."""
+        holders = {}
+        for key, unique_for, *values in _execute(UNIQUE_HOLDERS, [keys], prepare=True):
+            # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
+            decoded = [
+                json.loads(value) if name in _JSON_FIELDS and isinstance(value, str) else value
+                for name, value in zip(JOB_NAMES, values, strict=True)
+            ]
+            holders[key] = (unique_for, Job.from_db(connection.alias, JOB_NAMES, decoded))
+        return holders
 
     def token_owner(self, key: str) -> Any:
         """In one prepared statement; by the ORM for a user model with fields that convert what

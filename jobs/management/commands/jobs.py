@@ -153,6 +153,10 @@ class Command(ScheduleCommands, BaseCommand):
         submit.add_argument("--run-at", help="ISO 8601 time")
         submit.add_argument("--max-retries", type=int)
         submit.add_argument("--idempotency-key")
+        submit.add_argument("--unique-for", type=int, metavar="SECONDS", help="make the job unique for this long")
+        unique = submit.add_mutually_exclusive_group()
+        unique.add_argument("--unique-fields", metavar="A,B", help="payload fields that make the unique key")
+        unique.add_argument("--unique-key", metavar="TEXT", help="an explicit unique key")
         submit.add_argument("--owner", help="username owning the job")
         action("status", "show one job: payload, result, error, traceback, history").add_argument("id")
         listing = action("list", "list jobs, newest first")
@@ -252,9 +256,15 @@ class Command(ScheduleCommands, BaseCommand):
 
     def do_submit(self, *, type: str, payload: str, run_at: str | None, owner: str | None, **options: Any) -> None:
         user = _user(owner) if owner else self.actor
-        fields = {k: options[k] for k in ("priority", "delay", "max_retries", "idempotency_key")}
+        fields = {k: options[k] for k in ("priority", "delay", "max_retries", "idempotency_key", "unique_for")}
+        fields["unique_key"] = options["unique_key"]
+        if options["unique_fields"] is not None:
+            fields["unique_key"] = [name.strip() for name in options["unique_fields"].split(",") if name.strip()]
         when = _time(run_at, "--run-at")
-        job, _ = services.job_submit(type=type, payload=_json_object(payload), owner=user, run_at=when, **fields)
+        job, created = services.job_submit(type=type, payload=_json_object(payload), owner=user, run_at=when, **fields)
+        answered = services.answered_with(created=created, job=job, idempotency_key=fields["idempotency_key"])
+        if answered and not self.as_json:
+            self.stdout.write(f"existing job {job.pk} answered (same {answered.replace('_', ' ')})")
         self.emit_job(job)
 
     def do_status(self, *, id: str, **_: Any) -> None:
