@@ -10,6 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from jobs.exceptions import DuplicateJobType, InvalidPayload, UnknownJobType
+from jobs.rates import UNLIMITED, Limit, make_limit
 
 log = logging.getLogger("jobqueue.registry")
 
@@ -26,6 +27,8 @@ class JobType:
     max_retries: int
     timeout: int | None
     validator: Validator | None = None
+    # Cluster-wide limits declared with the type (a run-time JobLimit overrides them).
+    limit: Limit = UNLIMITED
 
     def validate(self, payload: dict) -> dict:
         if self.validator is None:
@@ -54,10 +57,19 @@ def job_type(
     max_retries: int | None = None,
     timeout: int | None = None,
     validator: Validator | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
+    limit_key: str | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once."""
+    """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once.
+
+    `concurrency` (at most N running at once across every worker node), `rate` (at most N starts
+    per period: "60/minute") and `limit_key` (a payload field, each of whose values gets its own
+    limits) limit the type across the cluster; a job over a limit waits in the database.
+    """
     if not name or len(name) > 100:
         raise ValueError("a job type name must have 1 to 100 characters")
+    limit = make_limit(concurrency=concurrency, rate=rate, limit_key=limit_key)  # LimitProblem: a ValueError
 
     def register(handler: Handler) -> Handler:
         if name in _registry:
@@ -71,6 +83,7 @@ def job_type(
             max_retries=settings.JOB_DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
             timeout=timeout,
             validator=validator,
+            limit=limit,
         )
         return handler
 

@@ -48,8 +48,8 @@ def test_the_named_moves_are_exactly_the_table():
 
 
 def test_the_sets_callers_ask_about_follow_from_the_moves():
-    from jobs.states import CANCEL, FINISHED, WAITING
+    from jobs.states import CANCEL, FINISHED, WAITING_FOR_TIME
 
     assert CANCEL.sources == {Status.SCHEDULED, Status.QUEUED, Status.RETRYING}
-    assert WAITING == {Status.SCHEDULED, Status.RETRYING}
+    assert WAITING_FOR_TIME == {Status.SCHEDULED, Status.RETRYING}
     assert FINISHED == {Status.SUCCEEDED, Status.CANCELLED, Status.DEAD}
