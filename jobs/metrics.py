@@ -29,7 +29,10 @@ DURATION = Histogram(
     LABELS,
     buckets=BUCKETS,
 )
-JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
+LIMIT_WAITS = Counter(
+    "jobs_limit_waits", "Claims of a job that found its type's concurrency or rate limit reached: it waits.", ["type"]
+)
+JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION, LIMIT_WAITS)
 # Which process counts what: the web app submissions, a worker node the attempts' outcomes, the
 # mover the attempts it finds lost (and what their failure leads to).
 WEB_METRICS = (SUBMITTED,)
@@ -61,6 +64,10 @@ def record_failed(*, type: str, queue: str, duration: float | None, dead: bool) 
     if duration is not None:
         DURATION.labels(type, queue).observe(max(duration, 0.0))
     (DEAD_LETTERED if dead else RETRIED).labels(type, queue).inc()
+
+
+def record_limit_wait(*, type: str) -> None:
+    LIMIT_WAITS.labels(type).inc()
 
 
 def use_multiprocess(path: str) -> None:

@@ -57,7 +57,16 @@ CANCEL = Transition(
 # An operator retries a dead job under the same id.
 RETRY_DEAD = Transition("retry_dead", frozenset({Status.DEAD}), Status.QUEUED)
 NAMED: tuple[Transition, ...] = (
-    CLAIM, SUCCEED, FAIL_AND_RETRY, DIE, REQUEUE, BECOME_DUE, WAIT, WAKE, CANCEL, RETRY_DEAD
+    CLAIM,
+    SUCCEED,
+    FAIL_AND_RETRY,
+    DIE,
+    REQUEUE,
+    BECOME_DUE,
+    WAIT,
+    WAKE,
+    CANCEL,
+    RETRY_DEAD,
 )
 
 # Derived from the moves: source -> allowed targets, and the sets callers ask about.
