@@ -17,5 +17,7 @@ urlpatterns = [
     path("queues/", views.QueueListView.as_view(), name="api-queues"),
     path("queues/<str:name>/pause/", views.QueuePauseView.as_view(), name="api-queue-pause"),
     path("queues/<str:name>/resume/", views.QueueResumeView.as_view(), name="api-queue-resume"),
+    path("limits/", views.LimitListView.as_view(), name="api-limits"),
+    path("limits/<str:type>/", views.LimitView.as_view(), name="api-limit"),
     path("stats/", views.StatsView.as_view(), name="api-stats"),
 ]

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError
 
-from jobs import history, registry, selectors, services
+from jobs import history, limit_selectors, registry, selectors, services
 from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, UnknownQueue
 from jobs.formatting import age, duration, plain, shorten, table
 from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, may_operate
@@ -34,6 +34,7 @@ from jobs.states import Priority, Status
 
 REFUSED, USAGE, NOT_FOUND, UNAVAILABLE = 1, 2, 3, 4
 LIST_HEADERS = ("ID", "TYPE", "STATUS", "QUEUE", "ATTEMPTS", "PROGRESS", "AGE", "REASON")
+LIMIT_HEADERS = ("TYPE", "SOURCE", "LIMITS", "RUNNING", "STARTS IN WINDOW", "WAITING")
 QUEUE_HEADERS = ("QUEUE", "STATE", "DEPTH", "QUEUED", "RUNNING", "LATENCY")
 # What the actor needs for each subcommand, as the management API asks for the same operation
 # (None: any active user, as for the submit endpoint).
@@ -42,7 +43,7 @@ NEEDS: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(("status", "list", "stats"), VIEW_JOBS),  # stats as GET /api/stats/
     **dict.fromkeys(("retry", "resubmit", "cancel", "run-now"), CHANGE_JOBS),
     **dict.fromkeys(("delete", "purge"), DELETE_JOBS),
-    **dict.fromkeys(("pause", "resume"), CHANGE_QUEUES),
+    **dict.fromkeys(("pause", "resume", "limits"), CHANGE_QUEUES),
 }
 READS = {"status", "list", "stats"}
 VIA = "from the CLI"
@@ -177,6 +178,12 @@ class Command(BaseCommand):
         for name, help in (("pause", "pause a queue: nothing of it runs until resumed"), ("resume", "resume a queue")):
             action(name, help).add_argument("queue", choices=Priority.values)
         action("stats", "counts by status, queues, dead letters, workers, the last hour")
+        limits = action("limits", "list, set or clear the cluster-wide concurrency and rate limits of job types")
+        limits.add_argument("operation", choices=("list", "set", "clear"))
+        limits.add_argument("type", nargs="?", help="the job type (for set and clear)")
+        limits.add_argument("--concurrency", type=int, help="at most this many running at once")
+        limits.add_argument("--rate", help="at most this many starts per period: 60/minute, 5/second, 10/30s")
+        limits.add_argument("--key", dest="limit_key", help="payload field that partitions the limits (customer_id)")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         self.as_json = options.pop("json")
@@ -378,3 +385,25 @@ class Command(BaseCommand):
             ),
         ]
         self.emit(stats, "\n".join(lines))
+
+    def do_limits(
+        self, *, operation: str, type: str | None, concurrency: int | None, rate: str | None, limit_key: str | None, **_
+    ) -> None:
+        if operation != "list" and not type:
+            raise _fail(f"`jobs limits {operation}` needs a job type", USAGE)
+        if operation == "set":
+            if concurrency is None and not rate:
+                raise _fail("`jobs limits set` needs --concurrency or --rate (`jobs limits clear` drops an override)")
+            override = services.limit_set(
+                type=type, concurrency=concurrency, rate=rate, limit_key=limit_key, by=self.by()
+            )
+            self.log(obj=override, message="Set")
+        elif operation == "clear":
+            services.limit_clear(type=type, by=self.by())
+        rows = (
+            limit_selectors.limits_overview() if operation == "list" else [limit_selectors.limit_detail(job_type=type)]
+        )
+        lines = [
+            (r["type"], r["source"], r["describe"], r["running"], r["starts_in_window"], r["waiting"]) for r in rows
+        ]
+        self.emit(rows if operation == "list" else rows[0], table(lines, LIMIT_HEADERS))
