@@ -243,5 +243,7 @@ class LimitView(QueueView):
     @management_schema({200: LimitSerializer, 400: BAD_REQUEST}, parameters=[LIMIT_TYPE])
     def delete(self, request: Request, type: str) -> Response:
         """Drop the type's override: the limits declared in code apply again."""
-        services.limit_clear(type=type, by=_actor(request))
+        override = services.limit_clear(type=type, by=_actor(request))
+        if override is not None:
+            history.record(user=request.user, obj=override, message="Cleared through the API", flag=history.DELETION)
         return Response(LimitSerializer(limit_selectors.limit_detail(job_type=type)).data)

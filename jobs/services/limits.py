@@ -16,7 +16,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
@@ -42,11 +42,7 @@ LOCK_SPACE = "jobqueue.limit"
 
 def _serialise(job_type: str, key: str) -> None:
     """Take the (type, partition)'s lock until the transaction ends: one limited claim at a time."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{LOCK_SPACE}\x1f{job_type}\x1f{key}"]
-            )
+    store().serialise(f"{LOCK_SPACE}\x1f{job_type}\x1f{key}")
 
 
 def _for(key: str) -> str:
@@ -199,11 +195,14 @@ def limit_set(
     return override
 
 
-def limit_clear(*, type: str, by: str = "") -> bool:
-    """Drop the run-time override of `type`: its code's limits apply again; False if there was none."""
+def limit_clear(*, type: str, by: str = "") -> JobLimit | None:
+    """Drop the run-time override of `type`: its code's limits apply again. The override dropped
+    (unsaved now, for the history), or None if there was none."""
     registry.get(type)
-    deleted, _ = JobLimit.objects.filter(type=type).delete()
+    override = JobLimit.objects.filter(type=type).first()
+    if override is None:
+        return None
+    JobLimit.objects.filter(pk=override.pk).delete()
     limit_selectors.forget_overrides()
-    if deleted:
-        log.warning("limits of %s back to the code's by %s", type, by or "unknown")
-    return bool(deleted)
+    log.warning("limits of %s back to the code's by %s", type, by or "unknown")
+    return override

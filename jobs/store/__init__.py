@@ -117,6 +117,10 @@ class PortableStore:
             for job_type, values in durations.items()
         }
 
+    def serialise(self, name: str) -> None:
+        """Hold the lock named `name` until the transaction ends, so that one of the processes that
+        ask for it goes at a time. SQLite serialises every writing transaction already."""
+
     def ping(self, *, timeout: float) -> None:
         """Ask the database a trivial question, bounded by `timeout` seconds where it can be."""
         with transaction.atomic(), connection.cursor() as cursor:

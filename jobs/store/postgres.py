@@ -238,5 +238,9 @@ class PostgresStore(PortableStore):
         rows = _execute(DURATION_PERCENTILES, params, prepare=False)
         return {job_type: tuple(float(value) for value in values) for job_type, values in rows}
 
+    def serialise(self, name: str) -> None:
+        """A transaction-scoped advisory lock on the 64-bit hash of `name`."""
+        _execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name], prepare=True)
+
     def _bound(self, cursor: Any, timeout: float) -> None:
         cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")

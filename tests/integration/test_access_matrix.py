@@ -67,7 +67,7 @@ def test_every_api_operation_answers_each_role_as_expected(world):
             # A fresh job of the owner's each time: a DELETE or a cancel must not change the next answer.
             job, _ = services.job_submit(type="noop", payload={}, owner=world["users"]["owner"], delay=3600)
             JobArtifact.objects.create(job=job, name="low", content=b"a file", size=6)
-            path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
+            path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low").replace("{type}", "test.limited")
             response = getattr(api_client(world, role), method)(path, BODIES.get(template), format="json")
             if response.status_code not in expected(method, template, role):
                 problems.append(f"{method.upper()} {template} as {role}: {response.status_code}")
@@ -150,7 +150,9 @@ def test_every_api_write_by_staff_with_the_permissions_is_in_the_admin_history(w
         job = waiting if template.endswith(("/cancel/", "/run-now/")) else dead
         if template.endswith("/resume/"):
             services.queue_pause(queue="low", by="test")
-        path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
+        if template.startswith("/api/limits/"):
+            services.limit_set(type="test.limited", concurrency=2, by="test")  # clear needs an override
+        path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low").replace("{type}", "test.limited")
         before = LogEntry.objects.count()
         response = getattr(client, method)(path, None, format="json")
         new = list(LogEntry.objects.order_by("pk")[before:])

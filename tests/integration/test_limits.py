@@ -13,6 +13,7 @@ from jobs import limit_selectors, services
 from jobs.models import Job, JobLimit, JobStart
 from jobs.rates import LimitProblem, Rate, make_limit, parse_rate
 from jobs.states import Status
+from tests.api_coverage import covers
 
 
 def submit(job_type: str, **fields):
@@ -221,6 +222,7 @@ def staff(client_for):
         ("no.such.type", {"concurrency": 1}, "type"),
     ],
 )
+@covers("PUT", "/api/limits/{type}/")
 def test_bad_limits_are_a_400_naming_the_field(staff, job_type, body, field):
     answer = staff.put(f"/api/limits/{job_type}/", body, format="json")
     assert answer.status_code == 400, answer.content
@@ -228,6 +230,10 @@ def test_bad_limits_are_a_400_naming_the_field(staff, job_type, body, field):
     assert not JobLimit.objects.exists()
 
 
+@covers("GET", "/api/limits/")
+@covers("GET", "/api/limits/{type}/")
+@covers("PUT", "/api/limits/{type}/")
+@covers("DELETE", "/api/limits/{type}/")
 def test_the_api_lists_sets_and_clears_limits(staff, client_for):
     listed = staff.get("/api/limits/").json()
     assert {row["type"] for row in listed} >= {"test.limited", "test.per_key", "test.rated"}
