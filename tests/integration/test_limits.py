@@ -268,3 +268,34 @@ def test_the_cli_sets_lists_and_clears_limits(capsys):
 
     with pytest.raises(CommandError, match="rate"):
         call_command("jobs", "limits", "set", "test.sleep", "--rate", "often")
+
+
+def test_the_admin_overview_shows_each_limited_type_with_its_usage_and_the_job_page_its_reason(operator):
+    claim(submit("test.limited")), claim(submit("test.limited"))
+    waiter = submit("test.limited")
+    claim(waiter)
+
+    page = operator.get("/admin/jobs/job/overview/").content.decode()
+    row = page[page.index('data-type="test.limited"') :].split("</tr>")[0]
+    assert "concurrency 2" in row and "2 of 2" in row and ">1</a>" in row
+    assert 'data-type="test.rated"' in page and "rate 60/minute" in page
+
+    job_page = operator.get(f"/admin/jobs/job/{waiter.pk}/change/").content.decode()
+    assert "Waiting for a limit" in job_page and "concurrency 2 of test.limited reached" in job_page
+
+
+def test_the_admin_sets_and_clears_an_override_through_the_services(operator):
+    refused = operator.post("/admin/jobs/joblimit/add/", {"type": "test.sleep", "concurrency": "", "rate": "often"})
+    assert refused.status_code == 200 and "does not parse" in refused.content.decode()
+    assert not JobLimit.objects.exists()
+
+    added = operator.post("/admin/jobs/joblimit/add/", {"type": "test.sleep", "concurrency": "1", "rate": "5/second"})
+    assert added.status_code == 302
+    override = JobLimit.objects.get(type="test.sleep")
+    assert override.changed_by == "admin:root"
+    assert limit_selectors.effective_limit("test.sleep").concurrency == 1
+    assert "concurrency 1, rate 5/second" in operator.get("/admin/jobs/joblimit/").content.decode()
+
+    operator.post(f"/admin/jobs/joblimit/{override.pk}/delete/", {"post": "yes"})
+    assert not JobLimit.objects.exists()
+    assert not limit_selectors.effective_limit("test.sleep").limits
