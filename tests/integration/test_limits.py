@@ -299,3 +299,16 @@ def test_the_admin_sets_and_clears_an_override_through_the_services(operator):
     operator.post(f"/admin/jobs/joblimit/{override.pk}/delete/", {"post": "yes"})
     assert not JobLimit.objects.exists()
     assert not limit_selectors.effective_limit("test.sleep").limits
+
+
+def test_waits_are_counted_and_the_waiting_jobs_are_a_gauge_by_type():
+    from django.test import Client
+    from prometheus_client import REGISTRY
+
+    before = REGISTRY.get_sample_value("jobs_limit_waits_total", {"type": "test.limited"}) or 0.0
+    claim(submit("test.limited")), claim(submit("test.limited"))
+    claim(submit("test.limited")), claim(submit("test.limited"))
+
+    assert REGISTRY.get_sample_value("jobs_limit_waits_total", {"type": "test.limited"}) == before + 2
+    text = Client().get("/metrics").content.decode()
+    assert 'jobs_waiting_on_limit{type="test.limited"} 2.0' in text
