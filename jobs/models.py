@@ -72,11 +72,13 @@ class Job(models.Model):
             models.Index(fields=["lease_expires_at"], name="job_running_lease", condition=models.Q(status="running")),
             models.Index(fields=["priority", "updated_at"], name="job_queued_age", condition=models.Q(status="queued")),
             models.Index(fields=["-finished_at"], name="job_dead_finished", condition=models.Q(status="dead")),
-            # Limits: the running jobs of a limited (type, partition), and the jobs waiting for a slot.
+            # Limits: the running and queued jobs of a limited (type, partition) (a job gets its
+            # partition at its first limited claim, so no job of a type without limits is in this
+            # index), and the jobs waiting for a slot.
             models.Index(
-                fields=["type", "limit_key"],
-                name="job_limit_running",
-                condition=models.Q(status="running", limit_key__isnull=False),
+                fields=["type", "limit_key", "status"],
+                name="job_limit_slots",
+                condition=models.Q(status__in=["queued", "running"], limit_key__isnull=False),
             ),
             models.Index(
                 fields=["type", "limit_key", "created_at"],

@@ -94,6 +94,9 @@ def claim_or_wait(
 def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
     """Queue again as many waiting jobs of (type, partition) as its limits have room for, best
     first; those left that were due (`run_at` passed) wait for the next free time. How many woke."""
+    waiting = Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=key)
+    if not waiting.exists():
+        return 0  # the usual case after an attempt: nobody waits
     limit = limit_selectors.effective_limit(job_type)
     room = WAKE_BATCH
     next_free: datetime | None = None
@@ -106,7 +109,6 @@ def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
             room = min(room, limit.rate.count - len(starts) - queued)
             if len(starts) >= limit.rate.count:
                 next_free = starts[len(starts) - limit.rate.count] + timedelta(seconds=limit.rate.seconds)
-    waiting = Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=key)
     woken: list[tuple] = []
     if room > 0:
         best = waiting.select_for_update(skip_locked=True).order_by(PRIORITY_RANK, "created_at")
