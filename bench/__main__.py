@@ -4,7 +4,7 @@ import argparse
 import subprocess
 import sys
 
-from . import scheduling, submit_api, throughput, workloads
+from . import limits, scheduling, submit_api, throughput, workloads
 
 SCENARIOS = {
     "throughput": (
@@ -38,6 +38,11 @@ SCENARIOS = {
         {"jobs": 5_000},
     ),
     "memory": (workloads.memory, "7: worker RSS across many jobs", {"jobs": 100_000}),
+    "limits": (
+        limits.run,
+        "8: a concurrency-limited type (2x the worker slots) against the same type unlimited",
+        {"jobs": 5_000, "concurrency": 2, "ms": 10, "repeats": 3},
+    ),
 }
 
 

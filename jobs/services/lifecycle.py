@@ -83,7 +83,9 @@ def job_claim(*, job_id: Any, worker: str, job_type: str | None = None) -> Claim
     limit = limit_selectors.effective_limit(job_type) if job_type else None
     key = None
     if limit is not None and limit.limits:
-        row, key = cluster_limits.claim_or_wait(job_id=job_id, worker=worker, limit=limit, now=now, lease=lease)
+        row, key = cluster_limits.claim_or_wait(
+            job_id=job_id, worker=worker, job_type=job_type, limit=limit, now=now, lease=lease
+        )
     else:
         row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease)
     if row is None:

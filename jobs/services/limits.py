@@ -63,29 +63,27 @@ def _verdict(*, job_type: str, key: str, limit: Limit, now: datetime) -> tuple[s
 
 
 def claim_or_wait(
-    *, job_id: Any, worker: str, limit: Limit, now: datetime, lease: datetime
+    *, job_id: Any, worker: str, job_type: str, limit: Limit, now: datetime, lease: datetime
 ) -> tuple[tuple | None, str]:
     """The limited claim: (the store's claim row, or None when the job waits or is not queued,
-    the job's partition)."""
+    the job's partition). Only a limit with a key reads the job (its payload) first."""
     with transaction.atomic():
-        found = Job.objects.filter(pk=job_id).values_list("type", "payload", "status", "limit_key").first()
-        if found is None or found[2] != Status.QUEUED:
-            return None, ""
-        job_type, payload, _, stored_key = found
-        key = limit.partition(payload)
+        key = ""
+        if limit.key:
+            payload = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", flat=True).first()
+            if payload is None:
+                return None, ""  # not queued any more: another delivery has it, or it was cancelled
+            key = limit.partition(payload)
         _serialise(job_type, key)
         verdict = _verdict(job_type=job_type, key=key, limit=limit, now=now)
         if verdict is not None:
             reason, frees_at = verdict
             changes = {"reason": reason[:200], "run_at": frees_at, "limit_key": key, "worker": ""}
-            rows = Job.objects.filter(pk=job_id)
-            if store().transition(rows, move=states.WAIT, where=None, changes=changes):
+            if store().transition(Job.objects.filter(pk=job_id), move=states.WAIT, where=None, changes=changes):
                 transaction.on_commit(lambda: metrics.record_limit_wait(type=job_type))
                 log.info("job %s waits: %s", job_id, reason)
             return None, key
-        if stored_key != key:
-            Job.objects.filter(pk=job_id, status=Status.QUEUED).update(limit_key=key)
-        row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease)
+        row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease, limit_key=key)
         if row is not None and limit.rate is not None:
             JobStart.objects.create(type=job_type, limit_key=key, at=now)
         return row, key
@@ -135,6 +133,8 @@ def wake_after(*, job_type: str, job_id: Any = None, key: str | None = None) -> 
         key = Job.objects.filter(pk=job_id).values_list("limit_key", flat=True).first()
     if key is None:
         return 0  # claimed before the type had limits: it held no slot
+    if not Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=key).exists():
+        return 0  # the usual case: nobody waits (looked at outside a transaction of its own)
     with transaction.atomic():
         return _wake_group(job_type=job_type, key=key, now=timezone.now())
 
