@@ -130,7 +130,7 @@ class JobResubmitView(StaffView):
 class JobCancelView(StaffView):
     @management_schema({200: JobDetailSerializer, **NOT_FOUND, **CONFLICT}, request=None, parameters=[JOB_ID])
     def post(self, request: Request, job_id: str) -> Response:
-        """Cancel a scheduled, queued or retrying job."""
+        """Cancel a scheduled, queued, waiting or retrying job."""
         job = services.job_cancel(job_id=job_id)
         history.record(user=request.user, obj=job, message="Cancelled through the API")
         return Response(JobDetailSerializer(job).data)

@@ -113,7 +113,10 @@ def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
         woken = list(best.values_list("pk", "priority", "timeout", "type")[:room])
     if woken:
         store().transition(
-            Job.objects.filter(pk__in=[row[0] for row in woken]), move=states.WAKE, where=None, changes={"run_at": None}
+            Job.objects.filter(pk__in=[row[0] for row in woken]),
+            move=states.WAKE,
+            where=None,
+            changes={"run_at": None, "reason": ""},
         )
         dispatch.send_jobs_on_commit(woken)
     # Due waits that found no room: not due again until the window frees (or a slot's wake).

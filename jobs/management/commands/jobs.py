@@ -165,7 +165,7 @@ class Command(BaseCommand):
         retry.add_argument("--all-dead", action="store_true")
         retry.add_argument("--payload", help="corrected payload, JSON object")
         action("resubmit", "submit a copy of a job as a new job").add_argument("id")
-        action("cancel", "cancel a scheduled, queued or retrying job").add_argument("id")
+        action("cancel", "cancel a scheduled, queued, waiting or retrying job").add_argument("id")
         action("run-now", "queue a scheduled or retrying job at once").add_argument("id")
         delete = action("delete", "delete a job that is not running")
         delete.add_argument("id")
