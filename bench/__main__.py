@@ -4,7 +4,7 @@ import argparse
 import subprocess
 import sys
 
-from . import recurring, schedules_api, scheduling, submit_api, throughput, unique_submit, workloads
+from . import limits, recurring, schedules_api, scheduling, submit_api, throughput, unique_submit, workloads
 
 SCENARIOS = {
     "throughput": (
@@ -52,6 +52,11 @@ SCENARIOS = {
         unique_submit.run,
         "10: unique submits (new keys, one key) against plain submits on the submit API",
         {"seconds": 10, "connections": 2, "rounds": 3},
+    ),
+    "limits": (
+        limits.run,
+        "11: a concurrency-limited type (2x the worker slots) against the same type unlimited",
+        {"jobs": 5_000, "concurrency": 2, "ms": 10, "repeats": 3},
     ),
 }
 

@@ -360,6 +360,10 @@ JOB_REDISPATCH_AFTER = env_float("JOB_REDISPATCH_AFTER", 30.0)
 JOB_REDISPATCH_CHECK_SECONDS = env_float("JOB_REDISPATCH_CHECK_SECONDS", 10.0)
 # How long a process trusts its cached list of paused queues; a pause is never missed by the claim.
 JOB_PAUSE_CACHE_SECONDS = env_float("JOB_PAUSE_CACHE_SECONDS", 1.0)
+# Limits: how long a process trusts its cached run-time overrides of the types' limits, and how
+# often the mover wakes waiting jobs whose limit has room (the safety net of the wake on finish).
+JOB_LIMIT_CACHE_SECONDS = env_float("JOB_LIMIT_CACHE_SECONDS", 2.0)
+JOB_LIMIT_SWEEP_SECONDS = env_float("JOB_LIMIT_SWEEP_SECONDS", 2.0)
 # After a publish to Redis failed, a process sends its next publishes straight to the pending
 # table for this long instead of waiting on Redis again; the mover publishes pending jobs every
 # JOB_PENDING_DISPATCH_SECONDS once Redis answers.

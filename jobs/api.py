@@ -186,7 +186,7 @@ class ClientJobCancelView(APIView):
         },
     )
     def post(self, request: Request, job_id: str) -> Response:
-        """Cancel one of your jobs that has not started (scheduled, queued or waiting to retry)."""
+        """Cancel one of your jobs that has not started (scheduled, queued, waiting for a limit or to retry)."""
         selectors.job_owned_by(job_id=job_id, user=request.user)
         job = services.job_cancel(job_id=job_id)
         history.record(user=request.user, obj=job, message="Cancelled by its owner through the API")

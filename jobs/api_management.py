@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import history, selectors, services
+from . import history, limit_selectors, selectors, services
 from .pagination import JobPagination
 from .permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, VIEW_QUEUES, OperatorPermission
 from .serializers import (
@@ -23,6 +23,8 @@ from .serializers import (
     JobFilterSerializer,
     JobRetrySerializer,
     JobSummarySerializer,
+    LimitChangeSerializer,
+    LimitSerializer,
     PurgedSerializer,
     PurgeSerializer,
     QueueResumedSerializer,
@@ -42,6 +44,7 @@ NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such job.")}
 QUEUE_NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such queue.")}
 CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="The job's status does not allow this.")}
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
+LIMIT_TYPE = OpenApiParameter("type", OpenApiTypes.STR, OpenApiParameter.PATH, description="The job type.")
 QUEUE = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(QUEUES), description="The queue.")
 
 
@@ -127,7 +130,7 @@ class JobResubmitView(StaffView):
 class JobCancelView(StaffView):
     @management_schema({200: JobDetailSerializer, **NOT_FOUND, **CONFLICT}, request=None, parameters=[JOB_ID])
     def post(self, request: Request, job_id: str) -> Response:
-        """Cancel a scheduled, queued or retrying job."""
+        """Cancel a scheduled, queued, waiting or retrying job."""
         job = services.job_cancel(job_id=job_id)
         history.record(user=request.user, obj=job, message="Cancelled through the API")
         return Response(JobDetailSerializer(job).data)
@@ -204,3 +207,43 @@ class StatsView(StaffView):
     def get(self, request: Request) -> Response:
         """Jobs per status, queues, dead letters, workers online and the last hour's throughput."""
         return Response(StatsSerializer(selectors.job_stats()).data)
+
+
+class LimitListView(QueueView):
+    @management_schema({200: LimitSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        """Each type with a concurrency or rate limit (in code or overridden): the limit in force,
+        where it comes from, and its usage now."""
+        return Response(LimitSerializer(limit_selectors.limits_overview(), many=True).data)
+
+
+class LimitView(QueueView):
+    required_permissions = {"GET": VIEW_QUEUES, "PUT": CHANGE_QUEUES, "DELETE": CHANGE_QUEUES}
+
+    @management_schema({200: LimitSerializer, 400: BAD_REQUEST}, parameters=[LIMIT_TYPE])
+    def get(self, request: Request, type: str) -> Response:
+        """One type's limits and usage; an unknown type is a 400 naming `type`."""
+        return Response(LimitSerializer(limit_selectors.limit_detail(job_type=type)).data)
+
+    @management_schema({200: LimitSerializer, 400: BAD_REQUEST}, parameters=[LIMIT_TYPE], request=LimitChangeSerializer)
+    def put(self, request: Request, type: str) -> Response:
+        """Override the type's limits at run time, across the cluster; the override replaces all the
+        code's limits (a field left out is not limited)."""
+        body = validated(LimitChangeSerializer, request.data)
+        override = services.limit_set(
+            type=type,
+            concurrency=body.get("concurrency"),
+            rate=body.get("rate") or None,
+            limit_key=body.get("limit_key") or None,
+            by=_actor(request),
+        )
+        history.record(user=request.user, obj=override, message="Set through the API")
+        return Response(LimitSerializer(limit_selectors.limit_detail(job_type=type)).data)
+
+    @management_schema({200: LimitSerializer, 400: BAD_REQUEST}, parameters=[LIMIT_TYPE])
+    def delete(self, request: Request, type: str) -> Response:
+        """Drop the type's override: the limits declared in code apply again."""
+        override = services.limit_clear(type=type, by=_actor(request))
+        if override is not None:
+            history.record(user=request.user, obj=override, message="Cleared through the API", flag=history.DELETION)
+        return Response(LimitSerializer(limit_selectors.limit_detail(job_type=type)).data)

@@ -86,3 +86,7 @@ class PermanentError(Exception):
 
 class UnknownQueue(JobQueueError):
     """No such queue."""
+
+
+class InvalidLimit(JobQueueError):
+    """The limit is not valid."""

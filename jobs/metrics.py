@@ -50,7 +50,10 @@ SCHEDULE_LATENESS = Histogram(
     buckets=LATENESS_BUCKETS,
 )
 SCHEDULE_METRICS = (SCHEDULE_TICKS, SCHEDULE_LATENESS)
-JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION, UNIQUE_DUPLICATES)
+LIMIT_WAITS = Counter(
+    "jobs_limit_waits", "Claims of a job that found its type's concurrency or rate limit reached: it waits.", ["type"]
+)
+JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION, UNIQUE_DUPLICATES, LIMIT_WAITS)
 # Which process counts what: the web app submissions, a worker node the attempts' outcomes, the
 # mover the attempts it finds lost (and what their failure leads to).
 WEB_METRICS = (SUBMITTED, UNIQUE_DUPLICATES)
@@ -104,6 +107,10 @@ def record_schedule_tick(*, type: str, lateness: float) -> None:
 
 def record_schedule_missed(*, type: str, reason: str, count: int = 1) -> None:
     SCHEDULE_TICKS_MISSED.labels(type, reason).inc(count)
+
+
+def record_limit_wait(*, type: str) -> None:
+    LIMIT_WAITS.labels(type).inc()
 
 
 def use_multiprocess(path: str) -> None:

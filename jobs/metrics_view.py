@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from . import broker, metrics, selectors
+from . import broker, limit_selectors, metrics, selectors
 
 log = logging.getLogger("jobqueue.metrics")
 
@@ -41,6 +41,12 @@ def _database() -> Iterator[GaugeMetricFamily]:
         family.add_metric([queue], seconds)
     yield family
     yield GaugeMetricFamily("jobs_scheduled", "Jobs waiting for their run_at.", selectors.scheduled_count())
+    waiting = GaugeMetricFamily(
+        "jobs_waiting_on_limit", "Jobs waiting for a slot of their type's concurrency or rate limit.", labels=["type"]
+    )
+    for job_type, count in sorted(limit_selectors.waiting_by_type().items()):
+        waiting.add_metric([job_type], count)
+    yield waiting
 
 
 class SystemCollector:

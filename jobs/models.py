@@ -39,6 +39,13 @@ class Job(models.Model):
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="A running job whose lease runs out is taken as lost."
     )
+    limit_key = models.CharField(
+        max_length=150,
+        null=True,
+        blank=True,
+        help_text="The partition of its type's limit (customer_id=7, or empty for the whole type); "
+        "set when a limited claim first sees the job, none for types without limits.",
+    )
     resubmitted_from = models.ForeignKey(
         "self",
         null=True,
@@ -65,6 +72,24 @@ class Job(models.Model):
             models.Index(fields=["lease_expires_at"], name="job_running_lease", condition=models.Q(status="running")),
             models.Index(fields=["priority", "updated_at"], name="job_queued_age", condition=models.Q(status="queued")),
             models.Index(fields=["-finished_at"], name="job_dead_finished", condition=models.Q(status="dead")),
+            # Limits: the running and queued jobs of a limited (type, partition) (a job gets its
+            # partition at its first limited claim, so no job of a type without limits is in this
+            # index), and the jobs waiting for a slot.
+            models.Index(
+                fields=["type", "limit_key", "status"],
+                name="job_limit_slots",
+                condition=models.Q(status__in=["queued", "running"], limit_key__isnull=False),
+            ),
+            models.Index(
+                fields=["type", "limit_key", "created_at"],
+                name="job_limit_waiting",
+                condition=models.Q(status="waiting"),
+            ),
+            models.Index(
+                fields=["run_at"],
+                name="job_limit_wait_until",
+                condition=models.Q(status="waiting", run_at__isnull=False),
+            ),
             models.Index(
                 fields=["resubmitted_from"],
                 name="job_resubmitted_from",
@@ -324,3 +349,57 @@ class UniqueJobKey(models.Model):
 
     def __str__(self) -> str:
         return f"unique key {self.key[:12]} held by {self.job_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster-wide limits: run-time overrides of a type's limits, and the log of limited starts.
+# ---------------------------------------------------------------------------------------------
+
+
+class JobLimit(models.Model):
+    """A run-time override of a job type's limits (admin, management API, CLI). While it exists
+    it replaces the limits declared in code, all of them: no concurrency and no rate here means
+    the type runs unlimited. Deleting it brings back the code's limits."""
+
+    type = models.CharField(max_length=100, unique=True)
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many running at once across every worker; empty: no limit."
+    )
+    rate = models.CharField(
+        max_length=30, blank=True, help_text="At most this many starts per period: 60/minute, 5/second, 10/30s."
+    )
+    limit_key = models.CharField(
+        max_length=100, blank=True, help_text="A payload field that partitions the limits (customer_id)."
+    )
+    changed_at = models.DateTimeField(auto_now=True)
+    changed_by = models.CharField(max_length=150, blank=True, help_text="Who set it, and how.")
+
+    class Meta:
+        ordering = ["type"]
+        verbose_name = "job limit"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(concurrency__isnull=True) | models.Q(concurrency__gte=1),
+                name="joblimit_concurrency_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"limits of {self.type}"
+
+
+class JobStart(models.Model):
+    """A start of a rate-limited job, the sliding window's log; the mover prunes old rows."""
+
+    type = models.CharField(max_length=100)
+    limit_key = models.CharField(max_length=150, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["type", "limit_key", "at"], name="jobstart_type_key_at"),
+            models.Index(fields=["at"], name="jobstart_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"start of {self.type} {self.limit_key} at {self.at.isoformat()}"

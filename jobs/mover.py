@@ -48,11 +48,16 @@ class Mover:
             Sweep(services.dead_letters_reconcile, settings.JOB_REDISPATCH_CHECK_SECONDS),
             # The queues' depth and latency over time, for the admin's charts.
             Sweep(services.queues_sample, settings.JOB_QUEUE_SAMPLE_SECONDS),
+            # Limits: wake waiting jobs whose limit has room (a lost wake only delays), and
+            # forget the starts older than any rate's window.
+            Sweep(services.jobs_wake_waiting, settings.JOB_LIMIT_SWEEP_SECONDS),
+            Sweep(services.job_starts_prune, 60.0),
         ]
 
     def tick(self) -> int:
         """One round: release what is due and run the sweeps that are due; returns jobs released."""
         released = services.jobs_release_due()
+        released += services.jobs_wake_due()
         services.schedules_fire_due()
         now = time.monotonic()
         for sweep in self.sweeps:

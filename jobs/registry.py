@@ -10,6 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from jobs.exceptions import DuplicateJobType, InvalidPayload, UnknownJobType
+from jobs.rates import UNLIMITED, Limit, make_limit
 
 log = logging.getLogger("jobqueue.registry")
 
@@ -30,6 +31,8 @@ class JobType:
     # payload fields named, an explicit string, or (None) the whole payload.
     unique_for: int | None = None
     unique_key: str | tuple[str, ...] | None = None
+    # Cluster-wide limits declared with the type (a run-time JobLimit overrides them).
+    limit: Limit = UNLIMITED
 
     def validate(self, payload: dict) -> dict:
         if self.validator is None:
@@ -60,14 +63,21 @@ def job_type(
     validator: Validator | None = None,
     unique_for: int | None = None,
     unique_key: str | list[str] | tuple[str, ...] | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
+    limit_key: str | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once.
 
     `unique_for` (seconds) makes its jobs unique: see jobs.services.unique.
+    `concurrency` (at most N running at once across every worker node), `rate` (at most N starts
+    per period: "60/minute") and `limit_key` (a payload field, each of whose values gets its own
+    limits) limit the type across the cluster; a job over a limit waits in the database.
     """
     if not name or len(name) > 100:
         raise ValueError("a job type name must have 1 to 100 characters")
     key = _unique_key_option(unique_for, unique_key)
+    limit = make_limit(concurrency=concurrency, rate=rate, limit_key=limit_key)  # LimitProblem: a ValueError
 
     def register(handler: Handler) -> Handler:
         if name in _registry:
@@ -83,6 +93,7 @@ def job_type(
             validator=validator,
             unique_for=unique_for,
             unique_key=key,
+            limit=limit,
         )
         return handler
 

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 from . import broker, internals
 from .exceptions import JobNotFound, ScheduleNotFound
 from .models import Job, JobArtifact, JobAttempt, Outcome, QueueSample, QueueState, Schedule, ScheduleRun
-from .states import QUEUES, WAITING, Status
+from .states import QUEUES, WAITING_FOR_LIMIT, WAITING_FOR_TIME, Status
 from .store import store
 
 log = logging.getLogger("jobqueue.jobs")
@@ -238,9 +238,16 @@ def running_on(*, worker: str) -> list[tuple[Any, int]]:
 
 
 def next_due_at() -> datetime | None:
-    """When the earliest scheduled or retrying job is due."""
-    waiting = Job.objects.filter(status__in=WAITING, run_at__isnull=False)
-    return waiting.order_by("run_at").values_list("run_at", flat=True).first()
+    """When the earliest scheduled or retrying job is due, or a rate limit's window frees for a
+    waiting one."""
+    times = [
+        Job.objects.filter(status__in=statuses, run_at__isnull=False)
+        .order_by("run_at")
+        .values_list("run_at", flat=True)
+        .first()
+        for statuses in (WAITING_FOR_TIME, WAITING_FOR_LIMIT)
+    ]
+    return min((when for when in times if when is not None), default=None)
 
 
 def next_schedule_tick_at() -> datetime | None:

@@ -432,3 +432,45 @@ class ScheduleRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = ScheduleRun
         fields = ["tick_at", "outcome", "job", "job_status", "recorded_at", "lateness_seconds"]
+
+
+class LimitValuesSerializer(serializers.Serializer):
+    concurrency = serializers.IntegerField(allow_null=True, help_text="At most this many running at once; null: none.")
+    rate = serializers.CharField(
+        allow_null=True, help_text="At most this many starts per period (60/minute); null: none."
+    )
+    limit_key = serializers.CharField(allow_null=True, help_text="The payload field that partitions the limits.")
+
+
+class LimitSerializer(LimitValuesSerializer):
+    type = serializers.CharField()
+    source = serializers.ChoiceField(
+        choices=["code", "override"], help_text="Whether a run-time override or the code's declaration applies."
+    )
+    describe = serializers.CharField(help_text="The effective limits in words.")
+    code = LimitValuesSerializer(help_text="The limits declared in code, which apply when no override is set.")
+    running = serializers.IntegerField(help_text="Jobs of the type running now under the limit.")
+    starts_in_window = serializers.IntegerField(help_text="Starts in the rate's window (0 without a rate).")
+    waiting = serializers.IntegerField(help_text="Jobs waiting for a slot.")
+    changed_by = serializers.CharField(allow_blank=True)
+    changed_at = serializers.DateTimeField(allow_null=True)
+
+
+class LimitChangeSerializer(serializers.Serializer):
+    """A run-time override: it replaces all the code's limits of the type (what is left out is not limited)."""
+
+    concurrency = serializers.IntegerField(required=False, allow_null=True, help_text="1 or more; null: no limit.")
+    rate = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=30,
+        help_text="N/second, N/minute, N/hour, N/day or N/Ks.",
+    )
+    limit_key = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=100,
+        help_text="A payload field, such as customer_id.",
+    )

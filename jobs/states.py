@@ -9,6 +9,8 @@ class Status(models.TextChoices):
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
+    # Over its type's concurrency or rate limit: queued again when a slot frees (`reason` says which).
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     RETRYING = "retrying"
     DEAD = "dead"
@@ -46,10 +48,26 @@ DIE = Transition("die", frozenset({Status.RUNNING}), Status.DEAD)
 REQUEUE = Transition("requeue", frozenset({Status.RUNNING}), Status.QUEUED)
 # A scheduled job's time, or a retry's backoff, has come.
 BECOME_DUE = Transition("become_due", frozenset({Status.SCHEDULED, Status.RETRYING}), Status.QUEUED)
-CANCEL = Transition("cancel", frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING}), Status.CANCELLED)
+# A queued job over its type's limit waits, in the database, until a slot frees (WAKE).
+WAIT = Transition("wait", frozenset({Status.QUEUED}), Status.WAITING)
+WAKE = Transition("wake", frozenset({Status.WAITING}), Status.QUEUED)
+CANCEL = Transition(
+    "cancel", frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.WAITING}), Status.CANCELLED
+)
 # An operator retries a dead job under the same id.
 RETRY_DEAD = Transition("retry_dead", frozenset({Status.DEAD}), Status.QUEUED)
-NAMED: tuple[Transition, ...] = (CLAIM, SUCCEED, FAIL_AND_RETRY, DIE, REQUEUE, BECOME_DUE, CANCEL, RETRY_DEAD)
+NAMED: tuple[Transition, ...] = (
+    CLAIM,
+    SUCCEED,
+    FAIL_AND_RETRY,
+    DIE,
+    REQUEUE,
+    BECOME_DUE,
+    WAIT,
+    WAKE,
+    CANCEL,
+    RETRY_DEAD,
+)
 
 # Derived from the moves: source -> allowed targets, and the sets callers ask about.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -59,4 +77,6 @@ TERMINAL: frozenset[str] = frozenset(s for s, targets in TRANSITIONS.items() if 
 # Nothing will run again unless an operator retries it: what retention may delete.
 FINISHED: frozenset[str] = TERMINAL | RETRY_DEAD.sources
 # Waiting for a time (run_at): what the mover makes due.
-WAITING: frozenset[str] = BECOME_DUE.sources
+WAITING_FOR_TIME: frozenset[str] = BECOME_DUE.sources
+# Waiting for a slot of its type's limit: what a wake queues again.
+WAITING_FOR_LIMIT: frozenset[str] = WAKE.sources

@@ -72,7 +72,8 @@ def claim_when_reachable(*, job_id: str, worker: str, request: Any) -> services.
     pause = 0.1
     while True:
         try:
-            return services.job_claim(job_id=job_id, worker=worker)
+            # The message names the job's type (its shadow name): a limited type's claim is the limited one.
+            return services.job_claim(job_id=job_id, worker=worker, job_type=getattr(request, "shadow", None))
         except DATABASE_ERRORS as exc:
             close_old_connections()  # the failed connection is dropped; the next try opens one
             if time.monotonic() + pause > deadline:

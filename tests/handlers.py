@@ -127,3 +127,26 @@ def effect(payload, ctx):
     finally:
         os.close(fd)
     return {"attempt": ctx.attempt}
+
+
+# Types with cluster-wide limits (tests/integration/test_limits.py, tests/e2e/test_limits_cluster.py).
+@job_type("test.limited", max_retries=0, timeout=60, concurrency=2)
+def limited(payload, ctx):
+    time.sleep(payload.get("ms", 300) / 1000)
+    return {"slept_ms": payload.get("ms", 300)}
+
+
+@job_type("test.per_key", max_retries=0, timeout=60, concurrency=1, limit_key="key")
+def per_key(payload, ctx):
+    time.sleep(payload.get("ms", 300) / 1000)
+    return {"key": payload.get("key")}
+
+
+@job_type("test.rated", max_retries=0, timeout=60, rate="60/minute")
+def rated(payload, ctx):
+    return {"n": payload.get("n")}
+
+
+@job_type("test.limited_fails", max_retries=0, timeout=60, concurrency=1)
+def limited_fails(payload, ctx):
+    raise ConnectionError("limited and failing")

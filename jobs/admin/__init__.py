@@ -6,6 +6,7 @@ from jobs.models import QueueState
 
 from . import actions
 from .jobs import DeadJobAdmin, JobAdmin, ReadOnly
+from .limits import JobLimitAdmin
 from .login import LockoutAuthenticationForm
 from .schedules import ScheduleAdmin, ScheduleRunAdmin
 
@@ -43,4 +44,4 @@ class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
             actions.change_queue(self, request, state.name, "resume")
 
 
-__all__ = ["DeadJobAdmin", "JobAdmin", "QueueStateAdmin", "ScheduleAdmin", "ScheduleRunAdmin"]
+__all__ = ["DeadJobAdmin", "JobAdmin", "JobLimitAdmin", "QueueStateAdmin", "ScheduleAdmin", "ScheduleRunAdmin"]

@@ -13,6 +13,7 @@ STATUS_COLOURS = {
     "scheduled": "#6f42c1",
     "queued": "#0d6efd",
     "running": "#fd7e14",
+    "waiting": "#20c997",
     "succeeded": "#198754",
     "retrying": "#d39e00",
     "dead": "#dc3545",

@@ -86,9 +86,13 @@ class JobDisplay(ReadOnly, admin.ModelAdmin):
         ("Payload and result", {"fields": ["payload_pretty", "result_pretty"]}),
         ("Times", {"fields": ["created_at", "run_at", "started_at", "finished_at", "updated_at", "lease_expires_at"]}),
     ]
-    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]] + ["limit_key"]
 
     def get_fieldsets(self, request: HttpRequest, obj=None):
+        if obj is not None and obj.status == Status.WAITING:
+            # Waiting for a slot of its type's limit: the reason says which limit, run_at when a rate frees.
+            waiting = ("Waiting for a limit", {"fields": ["reason", "limit_key", "run_at"]})
+            return [waiting if name == "Failure" else (name, options) for name, options in self.fieldsets]
         if obj is not None and not (obj.error_type or obj.reason):
             return [
                 (name, {**options, "classes": ["collapse"]}) if name == "Failure" else (name, options)

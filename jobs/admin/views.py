@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import selectors
+from jobs import limit_selectors, selectors
 from jobs.exceptions import JobNotFound, JobQueueError
 from jobs.models import QueueState
 from jobs.states import Status
@@ -23,7 +23,18 @@ from . import actions, display
 from .chart import line_chart, throughput_chart
 
 # The overview's sections, each a template of its own that the page polls for (admin/jobs/overview/).
-SECTIONS = ("dead_letter", "tiles", "queues", "workers", "running", "scheduled", "types", "throughput", "queue_charts")
+SECTIONS = (
+    "dead_letter",
+    "tiles",
+    "queues",
+    "limits",
+    "workers",
+    "running",
+    "scheduled",
+    "types",
+    "throughput",
+    "queue_charts",
+)
 # A queue whose oldest job waited longer than this (seconds) shows its latency as a warning.
 LATE_SECONDS = 60
 CHART_MINUTES = 60
@@ -67,6 +78,7 @@ def _sections(request: HttpRequest) -> dict:
         "now": now,
         "tiles": _status_tiles(),
         "queues": selectors.queue_overview(),
+        "limits": limit_selectors.limits_overview(now=now),
         "late_seconds": LATE_SECONDS,
         "workers": selectors.workers_online(),
         "dead_letter": selectors.dead_letter_length(),

@@ -15,6 +15,7 @@ from .lifecycle import (
     jobs_succeed,
     jobs_transition,
 )
+from .limits import job_starts_prune, jobs_wake_due, jobs_wake_waiting, limit_clear, limit_set
 from .operations import (
     job_cancel,
     job_delete,
@@ -52,6 +53,11 @@ __all__ = [
     "Claim",
     "Success",
     "job_artifact_save",
+    "job_starts_prune",
+    "jobs_wake_due",
+    "jobs_wake_waiting",
+    "limit_clear",
+    "limit_set",
     "job_cancel",
     "job_claim",
     "job_delete",

@@ -17,12 +17,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs import dispatch, limits, retry, states
+from jobs import dispatch, limit_selectors, limits, retry, states
 from jobs.models import Job, JobArtifact, JobAttempt, Outcome
 from jobs.states import Status, Transition
 from jobs.store import store
 
 from . import events
+from . import limits as cluster_limits
 from .events import JobFacts
 
 MAX_ERROR_MESSAGE = 10_000
@@ -59,24 +60,37 @@ class Claim:
     timeout: int | None
     queue: str
     started_at: datetime
+    # The partition of its type's limit it holds a slot of; None for a type without limits.
+    limit_key: str | None = None
 
     @property
     def facts(self) -> JobFacts:
         return JobFacts(self.job_id, self.type, self.queue, self.attempt)
 
 
-def job_claim(*, job_id: Any, worker: str) -> Claim | None:
+def job_claim(*, job_id: Any, worker: str, job_type: str | None = None) -> Claim | None:
     """Move a queued job to running and open its attempt; None if someone else has it.
 
     The conditional update is the lock: of two deliveries of one message, only one claims.
     A job whose queue is paused is not claimed (it stays queued until the queue is resumed).
+    `job_type`, from the job's message: a type without limits takes the single-statement claim;
+    a limited one the limited claim, which may move the job to `waiting` instead (None).
     """
     now = timezone.now()
     lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease)
+    if job_type is None and limit_selectors.any_limits():
+        job_type = Job.objects.filter(pk=job_id).values_list("type", flat=True).first()
+    limit = limit_selectors.effective_limit(job_type) if job_type else None
+    key = None
+    if limit is not None and limit.limits:
+        row, key = cluster_limits.claim_or_wait(
+            job_id=job_id, worker=worker, job_type=job_type, limit=limit, now=now, lease=lease
+        )
+    else:
+        row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease)
     if row is None:
         return None
-    claim = Claim(str(job_id), *row, started_at=now)
+    claim = Claim(str(job_id), *row, started_at=now, limit_key=key)
     events.started(claim.facts, worker=worker)
     return claim
 
@@ -130,6 +144,8 @@ def jobs_succeed(successes: list[Success]) -> list[Success]:
         mine = claim is not None and (claim.job_id, claim.serial) == (str(success.job_id), success.serial)
         known = claim if mine else _attempt(job_id=success.job_id, serial=success.serial)
         events.succeeded(known.facts, duration=events.seconds_between(known.started_at, success.finished_at))
+        key = claim.limit_key if mine else None
+        cluster_limits.wake_after(job_type=known.facts.type, job_id=None if mine else success.job_id, key=key)
     return recorded
 
 
@@ -172,6 +188,7 @@ def job_fail(
         if not job_transition(move, job_id=job_id, where={"serial": serial}, **error, **changes):
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
+        cluster_limits.wake_after(job_type=row.facts.type, job_id=job_id)
         if target == Status.DEAD:
             dispatch.send_dead_letter_on_commit(job_id=job_id, job_type=row.facts.type, reason=decision.reason)
         duration = None if outcome == Outcome.LOST else events.seconds_between(row.started_at, now)
@@ -196,8 +213,9 @@ def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_
         _close_attempt(
             job_id=job_id, serial=serial, outcome=outcome, when=now, error_type=error_type, error_message=reason
         )
-        job = Job.objects.only("type", "priority", "attempts", "timeout").get(pk=job_id)
+        job = Job.objects.only("type", "priority", "attempts", "timeout", "limit_key").get(pk=job_id)
         dispatch.send_jobs_on_commit([(job_id, job.priority, job.timeout, job.type)])
+        cluster_limits.wake_after(job_type=job.type, key=job.limit_key)
         facts = JobFacts(job_id, job.type, job.priority, job.attempts)
         if outcome == Outcome.LOST:
             # A failed attempt in the metrics, as when the lease finds it: who saw it die is no matter.

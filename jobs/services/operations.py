@@ -59,12 +59,12 @@ def job_resubmit(*, job_id: Any, payload: dict | None = None) -> Job:
 
 
 def job_cancel(*, job_id: Any) -> Job:
-    """Cancel a job that has not started (scheduled, queued or waiting to retry)."""
+    """Cancel a job that has not started (scheduled, queued, waiting for a limit or to retry)."""
     job = _get(job_id)
     moved = job_transition(states.CANCEL, job_id=job.pk)
     if not moved:
         raise InvalidTransition(
-            f"job {job.pk} is {job.status}; only scheduled, queued or retrying jobs can be cancelled"
+            f"job {job.pk} is {job.status}; only scheduled, queued, waiting or retrying jobs can be cancelled"
         )
     job.refresh_from_db()
     return job

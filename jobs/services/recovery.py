@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from jobs import broker, dispatch, states
 from jobs.models import Job, Outcome, PendingDispatch
-from jobs.states import WAITING, Status
+from jobs.states import WAITING_FOR_TIME, Status
 
 from .lifecycle import job_fail, jobs_transition
 
@@ -29,7 +29,7 @@ def jobs_release_due(*, limit: int | None = None) -> int:
     with transaction.atomic():
         due = list(
             Job.objects.select_for_update(skip_locked=True)
-            .filter(status__in=WAITING, run_at__lte=now)
+            .filter(status__in=WAITING_FOR_TIME, run_at__lte=now)
             .order_by("run_at")
             .values_list("pk", "priority", "timeout", "type")[:limit]
         )

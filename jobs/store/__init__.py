@@ -54,9 +54,12 @@ class PortableStore:
             rows = rows.filter(condition)
         return rows.update(status=move.target, updated_at=timezone.now(), **changes)
 
-    def claim(self, *, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
+    def claim(
+        self, *, job_id: Any, worker: str, now: datetime, lease: datetime, limit_key: str | None = None
+    ) -> tuple | None:
         """Move a queued job of an unpaused queue to running and open its attempt in one
-        transaction: (type, payload, attempt, serial, timeout, queue), or None."""
+        transaction: (type, payload, attempt, serial, timeout, queue), or None. `limit_key`:
+        the job's partition of its type's limit, recorded by the limited claim."""
         queue_paused = QueueState.objects.filter(name=OuterRef("priority"), paused=True)
         changes = {
             "attempts": F("attempts") + 1,
@@ -66,6 +69,8 @@ class PortableStore:
             "lease_expires_at": lease,
             **CLAIM_RESETS,
         }
+        if limit_key is not None:
+            changes["limit_key"] = limit_key
         with transaction.atomic():
             rows = Job.objects.filter(pk=job_id)
             if not self.transition(rows, move=CLAIM, where=None, changes=changes, condition=~Exists(queue_paused)):
@@ -144,6 +149,10 @@ class PortableStore:
             job_type: tuple(percentile(sorted(values), fraction) for fraction in fractions)
             for job_type, values in durations.items()
         }
+
+    def serialise(self, name: str) -> None:
+        """Hold the lock named `name` until the transaction ends, so that one of the processes that
+        ask for it goes at a time. SQLite serialises every writing transaction already."""
 
     def ping(self, *, timeout: float) -> None:
         """Ask the database a trivial question, bounded by `timeout` seconds where it can be."""

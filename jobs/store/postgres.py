@@ -61,11 +61,13 @@ def _sets(columns: dict[str, Any], table: str = "") -> str:
     return ", ".join(f"{table}{column} = {_literal(value)}" for column, value in columns.items())
 
 
-CLAIM_STATEMENT = f"""
+def _claim_statement(extra: str = "") -> str:
+    """The claim; `extra`: more `column = value, ` to set (the limited claim's partition)."""
+    return f"""
 WITH claimed AS (
     UPDATE {JOB} SET status = {_word(CLAIM.target)}, attempts = attempts + 1, serial = serial + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
-        {_sets(CLAIM_RESETS)}, updated_at = %(now)s
+        {extra}{_sets(CLAIM_RESETS)}, updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
         AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
     RETURNING id, type, payload, attempts, serial, timeout, priority
@@ -75,6 +77,11 @@ WITH claimed AS (
 )
 SELECT type, payload, attempts, serial, timeout, priority FROM claimed
 """
+
+
+CLAIM_STATEMENT = _claim_statement()
+# A claim of a limited type also records the job's partition of the limit.
+CLAIM_LIMITED_STATEMENT = _claim_statement("limit_key = %(limit_key)s, ")
 
 SUCCEED_MANY = f"""
 WITH finished AS (
@@ -193,8 +200,14 @@ def _token_owner_statement() -> tuple[str, list[str], type[models.Model], type[m
 
 
 class PostgresStore(PortableStore):
-    def claim(self, *, job_id: Any, worker: str, now: datetime, lease: datetime) -> tuple | None:
-        rows = _execute(CLAIM_STATEMENT, claim_params(job_id=job_id, worker=worker, now=now, lease=lease), prepare=True)
+    def claim(
+        self, *, job_id: Any, worker: str, now: datetime, lease: datetime, limit_key: str | None = None
+    ) -> tuple | None:
+        params = claim_params(job_id=job_id, worker=worker, now=now, lease=lease)
+        if limit_key is None:
+            rows = _execute(CLAIM_STATEMENT, params, prepare=True)
+        else:
+            rows = _execute(CLAIM_LIMITED_STATEMENT, {**params, "limit_key": limit_key}, prepare=True)
         if not rows:
             return None
         job_type, payload, attempt, serial, timeout, queue = rows[0]
@@ -256,6 +269,10 @@ class PostgresStore(PortableStore):
         params = {"fractions": [float(f) for f in fractions], "since": since, "until": until}
         rows = _execute(DURATION_PERCENTILES, params, prepare=False)
         return {job_type: tuple(float(value) for value in values) for job_type, values in rows}
+
+    def serialise(self, name: str) -> None:
+        """A transaction-scoped advisory lock on the 64-bit hash of `name`."""
+        _execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name], prepare=True)
 
     def _bound(self, cursor: Any, timeout: float) -> None:
         cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")

@@ -76,7 +76,7 @@ def test_every_api_operation_answers_each_role_as_expected(world):
             job, _ = services.job_submit(type="noop", payload={}, owner=world["users"]["owner"], delay=3600)
             JobArtifact.objects.create(job=job, name="low", content=b"a file", size=6)
             a_schedule_named_low()
-            path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
+            path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low").replace("{type}", "test.limited")
             body = None if method == "get" else BODIES.get(template)
             response = getattr(api_client(world, role), method)(path, body, format="json")
             if response.status_code not in expected(method, template, role):
@@ -166,7 +166,9 @@ def test_every_api_write_by_staff_with_the_permissions_is_in_the_admin_history(w
         if template.endswith("/resume/"):
             services.queue_pause(queue="low", by="test")
         a_schedule_named_low()
-        path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low")
+        if template.startswith("/api/limits/"):
+            services.limit_set(type="test.limited", concurrency=2, by="test")  # clear needs an override
+        path = template.replace("{job_id}", str(job.pk)).replace("{name}", "low").replace("{type}", "test.limited")
         before = LogEntry.objects.count()
         response = getattr(client, method)(path, BODIES.get(template), format="json")
         new = list(LogEntry.objects.order_by("pk")[before:])

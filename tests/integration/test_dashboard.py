@@ -291,6 +291,7 @@ def test_the_live_endpoint_renders_every_section_with_fresh_counts(operator, bro
         "dead_letter",
         "tiles",
         "queues",
+        "limits",
         "workers",
         "running",
         "scheduled",

@@ -332,7 +332,16 @@ def test_stats_give_counts_queues_dead_letters_workers_and_the_last_hour(staff):
     body = staff.get("/api/stats/").json()
 
     assert body["statuses"]["queued"] == 1 and body["statuses"]["dead"] == 1
-    assert set(body["statuses"]) == {"scheduled", "queued", "running", "succeeded", "retrying", "dead", "cancelled"}
+    assert set(body["statuses"]) == {
+        "scheduled",
+        "queued",
+        "running",
+        "waiting",
+        "succeeded",
+        "retrying",
+        "dead",
+        "cancelled",
+    }
     assert [queue["name"] for queue in body["queues"]] == ["high", "medium", "low"]
     assert body["dead_letter"] == 1
     assert body["workers"] == []  # no worker runs in this test

@@ -73,7 +73,11 @@ def test_every_operation_answers_as_the_schema_documents(client_for, broker):
     for method, path in sorted(operations(document)):
         if not Schedule.objects.filter(name="low").exists():  # what {name} stands for; a DELETE removes it
             services.schedule_create(name="low", job_type="noop", interval_seconds=60)
-        url = path.replace("{job_id}", str(_job_for(path, owner=client.user).id)).replace("{name}", "low")
+        url = (
+            path.replace("{job_id}", str(_job_for(path, owner=client.user).id))
+            .replace("{name}", "low")
+            .replace("{type}", "test.limited")
+        )
         body = BODIES.get((method, path))
         response = getattr(client, method.lower())(url, body, format="json" if body else None)
         documented = document["paths"][path][method.lower()]["responses"]

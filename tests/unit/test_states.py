@@ -48,8 +48,17 @@ def test_the_named_moves_are_exactly_the_table():
 
 
 def test_the_sets_callers_ask_about_follow_from_the_moves():
-    from jobs.states import CANCEL, FINISHED, WAITING
+    from jobs.states import CANCEL, FINISHED, WAITING_FOR_LIMIT, WAITING_FOR_TIME
 
-    assert CANCEL.sources == {Status.SCHEDULED, Status.QUEUED, Status.RETRYING}
-    assert WAITING == {Status.SCHEDULED, Status.RETRYING}
+    assert CANCEL.sources == {Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.WAITING}
+    assert WAITING_FOR_TIME == {Status.SCHEDULED, Status.RETRYING}
+    assert WAITING_FOR_LIMIT == {Status.WAITING}
     assert FINISHED == {Status.SUCCEEDED, Status.CANCELLED, Status.DEAD}
+
+
+def test_a_job_waits_for_a_limit_only_from_queued_and_wakes_back_to_queued():
+    from jobs.states import WAIT, WAKE
+
+    assert (WAIT.sources, WAIT.target) == ({Status.QUEUED}, Status.WAITING)
+    assert (WAKE.sources, WAKE.target) == ({Status.WAITING}, Status.QUEUED)
+    assert TRANSITIONS[Status.WAITING] == {Status.QUEUED, Status.CANCELLED}

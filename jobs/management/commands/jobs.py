@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError
 
-from jobs import history, registry, selectors, services
+from jobs import history, limit_selectors, registry, selectors, services
 from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, ScheduleNotFound, UnknownQueue
 from jobs.formatting import age, duration, plain, shorten, table
 from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, may_operate
@@ -36,6 +36,7 @@ from ._schedules import SCHEDULE_NEEDS, SCHEDULE_READS, ScheduleCommands, add_sc
 
 REFUSED, USAGE, NOT_FOUND, UNAVAILABLE = 1, 2, 3, 4
 LIST_HEADERS = ("ID", "TYPE", "STATUS", "QUEUE", "ATTEMPTS", "PROGRESS", "AGE", "REASON")
+LIMIT_HEADERS = ("TYPE", "SOURCE", "LIMITS", "RUNNING", "STARTS IN WINDOW", "WAITING")
 QUEUE_HEADERS = ("QUEUE", "STATE", "DEPTH", "QUEUED", "RUNNING", "LATENCY")
 # What the actor needs for each subcommand, as the management API asks for the same operation
 # (None: any active user, as for the submit endpoint).
@@ -44,7 +45,7 @@ NEEDS: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(("status", "list", "stats"), VIEW_JOBS),  # stats as GET /api/stats/
     **dict.fromkeys(("retry", "resubmit", "cancel", "run-now"), CHANGE_JOBS),
     **dict.fromkeys(("delete", "purge"), DELETE_JOBS),
-    **dict.fromkeys(("pause", "resume"), CHANGE_QUEUES),
+    **dict.fromkeys(("pause", "resume", "limits"), CHANGE_QUEUES),
     **SCHEDULE_NEEDS,
 }
 READS = {"status", "list", "stats", *SCHEDULE_READS}
@@ -172,7 +173,7 @@ class Command(ScheduleCommands, BaseCommand):
         retry.add_argument("--all-dead", action="store_true")
         retry.add_argument("--payload", help="corrected payload, JSON object")
         action("resubmit", "submit a copy of a job as a new job").add_argument("id")
-        action("cancel", "cancel a scheduled, queued or retrying job").add_argument("id")
+        action("cancel", "cancel a scheduled, queued, waiting or retrying job").add_argument("id")
         action("run-now", "queue a scheduled or retrying job at once").add_argument("id")
         delete = action("delete", "delete a job that is not running")
         delete.add_argument("id")
@@ -186,6 +187,12 @@ class Command(ScheduleCommands, BaseCommand):
             action(name, help).add_argument("queue", choices=Priority.values)
         action("stats", "counts by status, queues, dead letters, workers, the last hour")
         add_schedule_parser(action, common)
+        limits = action("limits", "list, set or clear the cluster-wide concurrency and rate limits of job types")
+        limits.add_argument("operation", choices=("list", "set", "clear"))
+        limits.add_argument("type", nargs="?", help="the job type (for set and clear)")
+        limits.add_argument("--concurrency", type=int, help="at most this many running at once")
+        limits.add_argument("--rate", help="at most this many starts per period: 60/minute, 5/second, 10/30s")
+        limits.add_argument("--key", dest="limit_key", help="payload field that partitions the limits (customer_id)")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         self.as_json = options.pop("json")
@@ -394,3 +401,25 @@ class Command(ScheduleCommands, BaseCommand):
             ),
         ]
         self.emit(stats, "\n".join(lines))
+
+    def do_limits(
+        self, *, operation: str, type: str | None, concurrency: int | None, rate: str | None, limit_key: str | None, **_
+    ) -> None:
+        if operation != "list" and not type:
+            raise _fail(f"`jobs limits {operation}` needs a job type", USAGE)
+        if operation == "set":
+            if concurrency is None and not rate:
+                raise _fail("`jobs limits set` needs --concurrency or --rate (`jobs limits clear` drops an override)")
+            override = services.limit_set(
+                type=type, concurrency=concurrency, rate=rate, limit_key=limit_key, by=self.by()
+            )
+            self.log(obj=override, message="Set")
+        elif operation == "clear":
+            services.limit_clear(type=type, by=self.by())
+        rows = (
+            limit_selectors.limits_overview() if operation == "list" else [limit_selectors.limit_detail(job_type=type)]
+        )
+        lines = [
+            (r["type"], r["source"], r["describe"], r["running"], r["starts_in_window"], r["waiting"]) for r in rows
+        ]
+        self.emit(rows if operation == "list" else rows[0], table(lines, LIMIT_HEADERS))

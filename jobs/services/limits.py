@@ -1,0 +1,213 @@
+"""Cluster-wide limits: the limited claim, waiting and waking, and the run-time overrides.
+
+A claim of a limited type serialises on its (type, partition) (a transaction-scoped advisory
+lock on PostgreSQL; SQLite serialises writers anyway), counts the partition's running jobs and
+its starts in the rate's window, and then either claims the job as usual or moves it to
+`waiting` with the reason and, for a rate, the time the window frees (`run_at`). Nothing waits
+in a worker: the worker acks the message and goes on with other work.
+
+A waiting job is queued again (WAKE, published on commit) when an attempt of its partition ends
+(`wake_after`), when its `run_at` comes (`jobs_wake_due`, each mover round), and by the mover's
+sweep (`jobs_wake_waiting`), which wakes any partition with free capacity: a lost wake can only
+delay a job, never strand it. A woken job goes through the limited claim again.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Case, IntegerField, Value, When
+from django.utils import timezone
+
+from jobs import dispatch, limit_selectors, metrics, registry, states
+from jobs.exceptions import InvalidLimit
+from jobs.models import Job, JobLimit, JobStart
+from jobs.rates import MAX_PERIOD_SECONDS, Limit, LimitProblem, make_limit
+from jobs.states import Priority, Status
+from jobs.store import store
+
+log = logging.getLogger("jobqueue.limits")
+
+# Waiting jobs are woken highest priority first, then oldest first.
+PRIORITY_RANK = Case(
+    *(When(priority=name, then=Value(rank)) for rank, name in enumerate(Priority.values)),
+    default=Value(len(Priority.values)),
+    output_field=IntegerField(),
+)
+WAKE_BATCH = 500
+# Namespace of the advisory locks, so they meet no other user's.
+LOCK_SPACE = "jobqueue.limit"
+
+
+def _serialise(job_type: str, key: str) -> None:
+    """Take the (type, partition)'s lock until the transaction ends: one limited claim at a time."""
+    store().serialise(f"{LOCK_SPACE}\x1f{job_type}\x1f{key}")
+
+
+def _for(key: str) -> str:
+    return f" for {key}" if key else ""
+
+
+def _verdict(*, job_type: str, key: str, limit: Limit, now: datetime) -> tuple[str, datetime | None] | None:
+    """Why a job of (type, partition) may not start now, and when its rate window frees; None if it may."""
+    concurrency = limit.concurrency
+    if concurrency is not None and limit_selectors.running_count(job_type=job_type, key=key) >= concurrency:
+        return f"concurrency {limit.concurrency} of {job_type}{_for(key)} reached", None
+    if limit.rate is not None:
+        starts = limit_selectors.recent_starts(job_type=job_type, key=key, seconds=limit.rate.seconds, now=now)
+        if len(starts) >= limit.rate.count:
+            frees_at = starts[len(starts) - limit.rate.count] + timedelta(seconds=limit.rate.seconds)
+            return f"rate {limit.rate} of {job_type}{_for(key)} reached", frees_at
+    return None
+
+
+def claim_or_wait(
+    *, job_id: Any, worker: str, job_type: str, limit: Limit, now: datetime, lease: datetime
+) -> tuple[tuple | None, str]:
+    """The limited claim: (the store's claim row, or None when the job waits or is not queued,
+    the job's partition). Only a limit with a key reads the job (its payload) first."""
+    with transaction.atomic():
+        key = ""
+        if limit.key:
+            payload = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", flat=True).first()
+            if payload is None:
+                return None, ""  # not queued any more: another delivery has it, or it was cancelled
+            key = limit.partition(payload)
+        _serialise(job_type, key)
+        verdict = _verdict(job_type=job_type, key=key, limit=limit, now=now)
+        if verdict is not None:
+            reason, frees_at = verdict
+            changes = {"reason": reason[:200], "run_at": frees_at, "limit_key": key, "worker": ""}
+            if store().transition(Job.objects.filter(pk=job_id), move=states.WAIT, where=None, changes=changes):
+                transaction.on_commit(lambda: metrics.record_limit_wait(type=job_type))
+                log.info("job %s waits: %s", job_id, reason)
+            return None, key
+        row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease, limit_key=key)
+        if row is not None and limit.rate is not None:
+            JobStart.objects.create(type=job_type, limit_key=key, at=now)
+        return row, key
+
+
+def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
+    """Queue again as many waiting jobs of (type, partition) as its limits have room for, best
+    first; those left that were due (`run_at` passed) wait for the next free time. How many woke."""
+    waiting = Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=key)
+    if not waiting.exists():
+        return 0  # the usual case after an attempt: nobody waits
+    limit = limit_selectors.effective_limit(job_type)
+    room = WAKE_BATCH
+    next_free: datetime | None = None
+    if limit.limits:
+        queued = Job.objects.filter(status=Status.QUEUED, type=job_type, limit_key=key).count()
+        if limit.concurrency is not None:
+            room = min(room, limit.concurrency - limit_selectors.running_count(job_type=job_type, key=key) - queued)
+        if limit.rate is not None:
+            starts = limit_selectors.recent_starts(job_type=job_type, key=key, seconds=limit.rate.seconds, now=now)
+            room = min(room, limit.rate.count - len(starts) - queued)
+            if len(starts) >= limit.rate.count:
+                next_free = starts[len(starts) - limit.rate.count] + timedelta(seconds=limit.rate.seconds)
+    woken: list[tuple] = []
+    if room > 0:
+        best = waiting.select_for_update(skip_locked=True).order_by(PRIORITY_RANK, "created_at")
+        woken = list(best.values_list("pk", "priority", "timeout", "type")[:room])
+    if woken:
+        store().transition(
+            Job.objects.filter(pk__in=[row[0] for row in woken]),
+            move=states.WAKE,
+            where=None,
+            changes={"run_at": None, "reason": ""},
+        )
+        dispatch.send_jobs_on_commit(woken)
+    # Due waits that found no room: not due again until the window frees (or a slot's wake).
+    waiting.filter(run_at__lte=now).exclude(pk__in=[row[0] for row in woken]).update(
+        run_at=next_free if next_free and next_free > now else None
+    )
+    return len(woken)
+
+
+def wake_after(*, job_type: str, job_id: Any = None, key: str | None = None) -> int:
+    """An attempt of a job of `job_type` ended (it left `running`): wake the best waiting job of its
+    partition if there is room. Free for unlimited types: no query. Call inside the transaction
+    that moved the job; the wake is published on its commit."""
+    if not limit_selectors.effective_limit(job_type).limits:
+        return 0
+    if key is None and job_id is not None:
+        key = Job.objects.filter(pk=job_id).values_list("limit_key", flat=True).first()
+    if key is None:
+        return 0  # claimed before the type had limits: it held no slot
+    if not Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=key).exists():
+        return 0  # the usual case: nobody waits (looked at outside a transaction of its own)
+    with transaction.atomic():
+        return _wake_group(job_type=job_type, key=key, now=timezone.now())
+
+
+def _wake_groups(groups: set[tuple[str, str]]) -> int:
+    woken = 0
+    now = timezone.now()
+    for job_type, key in sorted(groups):
+        with transaction.atomic():
+            woken += _wake_group(job_type=job_type, key=key or "", now=now)
+    if woken:
+        log.info("woke %d jobs waiting for a limit", woken)
+    return woken
+
+
+def jobs_wake_due() -> int:
+    """Wake the jobs whose rate window has freed (their `run_at` came); each mover round."""
+    due = Job.objects.filter(status=Status.WAITING, run_at__lte=timezone.now())
+    return _wake_groups(set(due.values_list("type", "limit_key").distinct()[:WAKE_BATCH]))
+
+
+def jobs_wake_waiting() -> int:
+    """The mover's safety net: wake waiting jobs of every partition that has room now (a wake that
+    was lost, a limit raised or cleared); how many woke."""
+    waiting = Job.objects.filter(status=Status.WAITING)
+    return _wake_groups(set(waiting.values_list("type", "limit_key").distinct()[:WAKE_BATCH]))
+
+
+def job_starts_prune(*, now: datetime | None = None) -> int:
+    """Delete starts older than the longest rate window; how many."""
+    now = now or timezone.now()
+    deleted, _ = JobStart.objects.filter(at__lt=now - timedelta(seconds=MAX_PERIOD_SECONDS)).delete()
+    return deleted
+
+
+def _checked(*, type: str, concurrency: int | None, rate: str | None, limit_key: str | None) -> Limit:
+    registry.get(type)  # UnknownJobType names the field `type`
+    try:
+        return make_limit(concurrency=concurrency, rate=rate, limit_key=limit_key)
+    except LimitProblem as exc:
+        raise InvalidLimit(str(exc), field=exc.field) from None
+
+
+def limit_set(
+    *, type: str, concurrency: int | None = None, rate: str | None = None, limit_key: str | None = None, by: str = ""
+) -> JobLimit:
+    """Override the limits of `type` at run time (all of them: what is not given is not limited).
+    Takes effect in every process within JOB_LIMIT_CACHE_SECONDS; raised limits wake waiting jobs
+    at the mover's next sweep."""
+    limit = _checked(type=type, concurrency=concurrency, rate=rate, limit_key=limit_key)
+    fields = {
+        "concurrency": limit.concurrency,
+        "rate": str(limit.rate) if limit.rate else "",
+        "limit_key": limit.key,
+        "changed_by": by[:150],
+    }
+    override, _ = JobLimit.objects.update_or_create(type=type, defaults=fields)
+    limit_selectors.forget_overrides()
+    log.warning("limits of %s set to %s by %s", type, limit.describe(), by or "unknown")
+    return override
+
+
+def limit_clear(*, type: str, by: str = "") -> JobLimit | None:
+    """Drop the run-time override of `type`: its code's limits apply again. The override dropped
+    (unsaved now, for the history), or None if there was none."""
+    registry.get(type)
+    override = JobLimit.objects.filter(type=type).first()
+    if override is None:
+        return None
+    JobLimit.objects.filter(pk=override.pk).delete()
+    limit_selectors.forget_overrides()
+    log.warning("limits of %s back to the code's by %s", type, by or "unknown")
+    return override

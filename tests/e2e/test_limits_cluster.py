@@ -1,0 +1,72 @@
+"""Cluster-wide limits across real worker nodes: three `celery worker` processes and a mover
+over the real PostgreSQL and Redis. What ran when is read from the attempt history."""
+
+from datetime import timedelta
+
+from jobs import services
+from jobs.models import JobAttempt
+from jobs.states import Status
+
+from .conftest import wait_until_terminal
+
+
+def overlap(intervals: list[tuple]) -> int:
+    """The most intervals (start, end) open at one moment; an end and a start at the same moment do not overlap."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals], key=lambda e: e[:2])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def attempts(job_ids) -> list[JobAttempt]:
+    return list(JobAttempt.objects.filter(job_id__in=job_ids).select_related("job"))
+
+
+def three_nodes(start_worker, start_mover) -> None:
+    for name in ("lim1", "lim2", "lim3"):
+        start_worker(name, concurrency=2)
+    start_mover()
+
+
+def test_a_concurrency_limit_and_a_per_key_limit_hold_across_three_nodes(start_worker, start_mover):
+    three_nodes(start_worker, start_mover)
+    limited = [services.job_submit(type="test.limited", payload={"ms": 300})[0].id for _ in range(20)]
+    keyed = [
+        services.job_submit(type="test.per_key", payload={"key": f"k{key}", "ms": 300})[0].id
+        for _ in range(3)
+        for key in range(10)
+    ]
+
+    statuses = wait_until_terminal(limited + keyed, timeout=90)
+
+    assert set(statuses.values()) == {Status.SUCCEEDED}
+    runs = attempts(limited)
+    assert len(runs) == 20  # each ran once: a wait is no failed attempt
+    assert overlap([(a.started_at, a.finished_at) for a in runs]) == 2
+    assert len({a.worker for a in runs}) == 3  # the limit was shared by every node, not per node
+    by_key: dict[str, list[tuple]] = {}
+    for a in attempts(keyed):
+        by_key.setdefault(a.job.payload["key"], []).append((a.started_at, a.finished_at))
+    assert len(by_key) == 10 and all(len(runs) == 3 for runs in by_key.values())
+    assert {key: overlap(runs) for key, runs in by_key.items()} == {f"k{key}": 1 for key in range(10)}
+    assert overlap([run for runs in by_key.values() for run in runs]) > 1  # keys ran in parallel
+
+
+def test_a_rate_limit_holds_across_three_nodes_in_any_sliding_minute(start_worker, start_mover):
+    three_nodes(start_worker, start_mover)
+    jobs = [services.job_submit(type="test.rated", payload={"n": n})[0].id for n in range(90)]
+
+    statuses = wait_until_terminal(jobs, timeout=100)
+
+    assert set(statuses.values()) == {Status.SUCCEEDED}
+    starts = sorted(a.started_at for a in attempts(jobs))
+    assert len(starts) == 90
+    minute = timedelta(seconds=60)
+    busiest = max(sum(1 for other in starts if start <= other < start + minute) for start in starts)
+    assert busiest <= 60
+    assert busiest >= 55  # the first minute was used, not idled away
+    # The 30 over the rate started once the window had moved on from the first starts.
+    assert all(start >= starts[0] + minute for start in starts[60:])
+    assert starts[-1] - starts[0] < timedelta(seconds=75)
