@@ -111,6 +111,7 @@ def expected_ticks(schedule: Schedule, first: datetime, end: datetime) -> list[d
     )
 
 
+@pytest.mark.timeout(600)
 def test_movers_fire_every_tick_once_on_time_and_apply_the_missed_run_policies(start_mover, missed_db):
     # Scenario 2 begins: the policy schedules exist, and no mover runs on their database.
     outage_from = datetime.now(UTC)
