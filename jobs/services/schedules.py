@@ -244,7 +244,7 @@ def schedule_trigger(*, schedule: Schedule, now: datetime | None = None) -> Job:
     now = _now(now)
     job = _build(schedule, now=now)
     with transaction.atomic():
-        [(job, _created)] = _store(built=[job], owner=None)
+        [(job, _created)] = _store(built=[(job, None)], owner=None)
         ScheduleRun.objects.create(
             schedule=schedule, tick_at=now, outcome=TickOutcome.FIRED, job=job, recorded_at=now, lateness_seconds=0.0
         )
@@ -413,7 +413,7 @@ def _write(batch: _Round) -> _Round:
     try:
         with transaction.atomic():
             if batch.jobs:
-                _store(built=batch.jobs, owner=None)
+                _store(built=[(job, None) for job in batch.jobs], owner=None)
             ScheduleRun.objects.bulk_create(batch.runs)
         return batch
     except IntegrityError:
@@ -423,7 +423,7 @@ def _write(batch: _Round) -> _Round:
         try:
             with transaction.atomic():
                 if run.job is not None:
-                    _store(built=[run.job], owner=None)
+                    _store(built=[(run.job, None)], owner=None)
                 run.save(force_insert=True)
         except IntegrityError:
             log.info("schedule %s: tick %s was recorded by another mover", run.schedule.name, run.tick_at.isoformat())

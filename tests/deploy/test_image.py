@@ -200,7 +200,8 @@ def test_documented_manage_py_commands_exist_and_take_those_arguments():
     """Every `python manage.py ...` line in the operations guide and README parses."""
     checked = 0
     for document in (ROOT / "docs" / "operations.md", ROOT / "README.md"):
-        for line in document.read_text().splitlines():
+        # A line ending in a backslash goes on in the next, as in a shell.
+        for line in document.read_text().replace("\\\n", " ").splitlines():
             if "python manage.py " not in line or line.lstrip().startswith(("|", "-", "`python manage.py` ")):
                 continue
             command = line[line.index("python manage.py ") :].split("#")[0].strip().rstrip("`")

@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from jobs import services
 from jobs.management.commands.jobs import NEEDS, READS
-from jobs.models import Job, Schedule
+from jobs.models import Job, JobLimit, Schedule
 
 from .test_cli import cli, dead, submit
 
@@ -32,6 +32,11 @@ def refusal(*args: str) -> CommandError:
 def _paused(queue: str) -> str:
     services.queue_pause(queue=queue, by="test")
     return queue
+
+
+def _limited(type: str) -> str:
+    services.limit_set(type=type, concurrency=3, by="test")
+    return type
 
 
 def _schedule(name: str, *, enabled: bool = True) -> str:
@@ -58,12 +63,14 @@ WRITES = {
     "schedules resume": lambda: ["schedules", "resume", _schedule("resumed", enabled=False)],
     "schedules trigger": lambda: ["schedules", "trigger", _schedule("triggered")],
     "schedules delete": lambda: ["schedules", "delete", _schedule("deleted")],
+    "limits set": lambda: ["limits", "set", "noop", "--concurrency", "2"],
+    "limits clear": lambda: ["limits", "clear", _limited("noop")],
 }
 
 
 def _subcommand(args: list[str]) -> str:
-    """`retry`, or `schedules create`: what the refusal names."""
-    return " ".join(args[:2]) if args[0] == "schedules" else args[0]
+    """`retry`, or `schedules create`, `limits set`: what the refusal names."""
+    return " ".join(args[:2]) if args[0] in ("schedules", "limits") else args[0]
 
 
 def test_the_writes_tested_are_every_write_the_cli_has():
@@ -74,6 +81,7 @@ def test_the_writes_tested_are_every_write_the_cli_has():
 def test_a_view_only_actor_can_read_but_every_cli_write_is_refused_and_changes_nothing(make_user, broker):
     make_user("viewer", staff=True, perms=VIEW_ONLY)
     assert "STATUS" in jobs("--as", "viewer", "stats")
+    assert "STARTS IN WINDOW" in jobs("--as", "viewer", "limits", "list")
 
     for name, prepare in WRITES.items():
         if name == "submit":
@@ -81,11 +89,13 @@ def test_a_view_only_actor_can_read_but_every_cli_write_is_refused_and_changes_n
         args = prepare()
         jobs_before = sorted(Job.objects.values_list("pk", "status"))
         schedules_before = sorted(Schedule.objects.values_list("name", "enabled", "interval_seconds"))
+        limits_before = sorted(JobLimit.objects.values_list("type", "concurrency", "rate"))
         error = refusal("--as", "viewer", *args)
         assert error.returncode == 1, name
         assert f"user 'viewer' may not run `jobs {_subcommand(args)}`" in str(error) and "jobs." in str(error), name
         assert sorted(Job.objects.values_list("pk", "status")) == jobs_before, name
         assert sorted(Schedule.objects.values_list("name", "enabled", "interval_seconds")) == schedules_before, name
+        assert sorted(JobLimit.objects.values_list("type", "concurrency", "rate")) == limits_before, name
     assert LogEntry.objects.count() == 0
 
 

@@ -28,7 +28,7 @@ from kombu.exceptions import OperationalError
 from jobs import history, limit_selectors, registry, selectors, services
 from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, ScheduleNotFound, UnknownQueue
 from jobs.formatting import age, duration, plain, shorten, table
-from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, may_operate
+from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, VIEW_QUEUES, may_operate
 from jobs.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.states import Priority, Status
 
@@ -45,11 +45,21 @@ NEEDS: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(("status", "list", "stats"), VIEW_JOBS),  # stats as GET /api/stats/
     **dict.fromkeys(("retry", "resubmit", "cancel", "run-now"), CHANGE_JOBS),
     **dict.fromkeys(("delete", "purge"), DELETE_JOBS),
-    **dict.fromkeys(("pause", "resume", "limits"), CHANGE_QUEUES),
+    **dict.fromkeys(("pause", "resume", "limits set", "limits clear"), CHANGE_QUEUES),
+    "limits list": VIEW_QUEUES,  # as GET /api/limits/
     **SCHEDULE_NEEDS,
 }
-READS = {"status", "list", "stats", *SCHEDULE_READS}
+READS = {"status", "list", "stats", "limits list", *SCHEDULE_READS}
 VIA = "from the CLI"
+
+
+def _what(action: str, options: dict[str, Any]) -> str:
+    """The subcommand as NEEDS names it: `retry`, `schedules create`, `limits set`."""
+    if action == "schedules":
+        return f"schedules {options['schedule_action']}"
+    if action == "limits":
+        return f"limits {options['operation']}"
+    return action
 
 
 def _fail(message: str, code: int = REFUSED) -> CommandError:
@@ -207,7 +217,7 @@ class Command(ScheduleCommands, BaseCommand):
 
     def act(self, action: str, **options: Any) -> None:
         name = options.pop("actor") or settings.JOB_CLI_USER
-        what = f"schedules {options['schedule_action']}" if action == "schedules" else action
+        what = _what(action, options)
         try:
             self.actor = self.authorised(name, what) if name else None
             if self.actor is None and what not in READS and settings.JOB_CLI_REQUIRE_ACTOR:
@@ -415,7 +425,9 @@ class Command(ScheduleCommands, BaseCommand):
             )
             self.log(obj=override, message="Set")
         elif operation == "clear":
-            services.limit_clear(type=type, by=self.by())
+            override = services.limit_clear(type=type, by=self.by())
+            if override is not None:
+                self.log(obj=override, message="Cleared", flag=history.DELETION)
         rows = (
             limit_selectors.limits_overview() if operation == "list" else [limit_selectors.limit_detail(job_type=type)]
         )
