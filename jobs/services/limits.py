@@ -75,16 +75,7 @@ def claim_or_wait(
                 return None, ""  # not queued any more: another delivery has it, or it was cancelled
             key = limit.partition(payload)
         _serialise(job_type, key)
-        if limit.rate is None:
-            # A concurrency limit alone: count and claim in one statement; the reads of the
-            # verdict only when it did not claim (over the limit, or not queued any more).
-            below = (job_type, limit.concurrency)
-            row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease, limit_key=key, running_below=below)
-            if row is not None:
-                return row, key
         verdict = _verdict(job_type=job_type, key=key, limit=limit, now=now)
-        if verdict is None and limit.rate is None:
-            return None, key  # room, but the job is not queued (or its queue is paused)
         if verdict is not None:
             reason, frees_at = verdict
             changes = {"reason": reason[:200], "run_at": frees_at, "limit_key": key, "worker": ""}
@@ -145,7 +136,7 @@ def wake_after(*, job_type: str, job_id: Any = None, key: str | None = None) -> 
         key = Job.objects.filter(pk=job_id).values_list("limit_key", flat=True).first()
     if key is None:
         return 0  # claimed before the type had limits: it held no slot
-    if not store().any_waiting(job_type=job_type, limit_key=key):
+    if not Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=key).exists():
         return 0  # the usual case: nobody waits (looked at outside a transaction of its own)
     with transaction.atomic():
         return _wake_group(job_type=job_type, key=key, now=timezone.now())

@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.models import Job, JobAttempt, Outcome, QueueState, UniqueJobKey
-from jobs.states import CLAIM, SUCCEED, Status, Transition
+from jobs.states import CLAIM, SUCCEED, Transition
 
 # What a claim resets, a success writes, and an opened attempt starts with.
 CLAIM_RESETS = {"progress": 0, "progress_message": ""}
@@ -55,20 +55,11 @@ class PortableStore:
         return rows.update(status=move.target, updated_at=timezone.now(), **changes)
 
     def claim(
-        self,
-        *,
-        job_id: Any,
-        worker: str,
-        now: datetime,
-        lease: datetime,
-        limit_key: str | None = None,
-        running_below: tuple[str, int] | None = None,
+        self, *, job_id: Any, worker: str, now: datetime, lease: datetime, limit_key: str | None = None
     ) -> tuple | None:
         """Move a queued job of an unpaused queue to running and open its attempt in one
         transaction: (type, payload, attempt, serial, timeout, queue), or None. `limit_key`:
-        the job's partition of its type's limit, recorded by the limited claim; `running_below`:
-        (type, n), claim only while fewer than n jobs of that type and partition run (the
-        caller holds the partition's lock)."""
+        the job's partition of its type's limit, recorded by the limited claim."""
         queue_paused = QueueState.objects.filter(name=OuterRef("priority"), paused=True)
         changes = {
             "attempts": F("attempts") + 1,
@@ -80,10 +71,6 @@ class PortableStore:
         }
         if limit_key is not None:
             changes["limit_key"] = limit_key
-        if running_below is not None:
-            job_type, below = running_below
-            if Job.objects.filter(status=CLAIM.target, type=job_type, limit_key=limit_key).count() >= below:
-                return None
         with transaction.atomic():
             rows = Job.objects.filter(pk=job_id)
             if not self.transition(rows, move=CLAIM, where=None, changes=changes, condition=~Exists(queue_paused)):
@@ -92,10 +79,6 @@ class PortableStore:
             opened = {"number": job.serial, "started_at": now, "worker": worker, **ATTEMPT_OPENS}
             JobAttempt.objects.create(job_id=job_id, **opened)
         return job.type, job.payload, job.attempts, job.serial, job.timeout, job.priority
-
-    def any_waiting(self, *, job_type: str, limit_key: str) -> bool:
-        """Whether a job of the type's partition waits for its limit."""
-        return Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=limit_key).exists()
 
     def succeed_many(self, successes: list[Finished]) -> set[str]:
         """Record successful attempts, each fenced by its serial; the ids of the jobs that moved."""

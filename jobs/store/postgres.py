@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 from jobs import internals
 from jobs.models import Job, JobAttempt, Outcome, QueueState, UniqueJobKey
-from jobs.states import CLAIM, SUCCEED, Status
+from jobs.states import CLAIM, SUCCEED
 
 from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS, TIMED_OUTCOMES, Finished, PortableStore
 
@@ -61,16 +61,15 @@ def _sets(columns: dict[str, Any], table: str = "") -> str:
     return ", ".join(f"{table}{column} = {_literal(value)}" for column, value in columns.items())
 
 
-def _claim_statement(extra: str = "", guard: str = "") -> str:
-    """The claim; `extra`: more `column = value, ` to set (the limited claim's partition);
-    `guard`: one more condition of the claim (room under a concurrency limit)."""
+def _claim_statement(extra: str = "") -> str:
+    """The claim; `extra`: more `column = value, ` to set (the limited claim's partition)."""
     return f"""
 WITH claimed AS (
     UPDATE {JOB} SET status = {_word(CLAIM.target)}, attempts = attempts + 1, serial = serial + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         {extra}{_sets(CLAIM_RESETS)}, updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
-        AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused){guard}
+        AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
     RETURNING id, type, payload, attempts, serial, timeout, priority
 ), opened AS (
     INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, {", ".join(ATTEMPT_OPENS)})
@@ -83,16 +82,6 @@ SELECT type, payload, attempts, serial, timeout, priority FROM claimed
 CLAIM_STATEMENT = _claim_statement()
 # A claim of a limited type also records the job's partition of the limit.
 CLAIM_LIMITED_STATEMENT = _claim_statement("limit_key = %(limit_key)s, ")
-# ... and, under a concurrency limit, counts the partition's running jobs in the same statement
-# (the caller holds the partition's lock, so the count cannot change before the claim commits).
-CLAIM_BELOW_STATEMENT = _claim_statement(
-    "limit_key = %(limit_key)s, ",
-    f"""
-        AND (SELECT count(*) FROM {JOB} r WHERE r.status = {_word(CLAIM.target)} AND r.type = %(type)s
-            AND r.limit_key = %(limit_key)s) < %(running_below)s""",
-)
-
-ANY_WAITING = f"SELECT 1 FROM {JOB} WHERE status = {_word(Status.WAITING)} AND type = %s AND limit_key = %s LIMIT 1"
 
 SUCCEED_MANY = f"""
 WITH finished AS (
@@ -212,33 +201,18 @@ def _token_owner_statement() -> tuple[str, list[str], type[models.Model], type[m
 
 class PostgresStore(PortableStore):
     def claim(
-        self,
-        *,
-        job_id: Any,
-        worker: str,
-        now: datetime,
-        lease: datetime,
-        limit_key: str | None = None,
-        running_below: tuple[str, int] | None = None,
+        self, *, job_id: Any, worker: str, now: datetime, lease: datetime, limit_key: str | None = None
     ) -> tuple | None:
         params = claim_params(job_id=job_id, worker=worker, now=now, lease=lease)
         if limit_key is None:
             rows = _execute(CLAIM_STATEMENT, params, prepare=True)
-        elif running_below is None:
-            rows = _execute(CLAIM_LIMITED_STATEMENT, {**params, "limit_key": limit_key}, prepare=True)
         else:
-            job_type, below = running_below
-            guarded = {**params, "limit_key": limit_key, "type": job_type, "running_below": below}
-            rows = _execute(CLAIM_BELOW_STATEMENT, guarded, prepare=True)
+            rows = _execute(CLAIM_LIMITED_STATEMENT, {**params, "limit_key": limit_key}, prepare=True)
         if not rows:
             return None
         job_type, payload, attempt, serial, timeout, queue = rows[0]
         # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
         return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
-
-    def any_waiting(self, *, job_type: str, limit_key: str) -> bool:
-        """In one prepared statement: it follows every attempt's end of a limited type."""
-        return bool(_execute(ANY_WAITING, [job_type, limit_key], prepare=True))
 
     def succeed_many(self, successes: list[Finished]) -> set[str]:
         """In one statement. Not prepared: a plan cached while the attempt history was nearly
