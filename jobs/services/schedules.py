@@ -244,7 +244,7 @@ def schedule_trigger(*, schedule: Schedule, now: datetime | None = None) -> Job:
     now = _now(now)
     job = _build(schedule, now=now)
     with transaction.atomic():
-        [(job, _created)] = _store(built=[(job, None)], owner=None)
+        [job] = _store_jobs([job])
         ScheduleRun.objects.create(
             schedule=schedule, tick_at=now, outcome=TickOutcome.FIRED, job=job, recorded_at=now, lateness_seconds=0.0
         )
@@ -318,6 +318,11 @@ def plan_ticks(schedule: Schedule, *, now: datetime, grace: float, max_missed_ro
     unrecorded += count_missed - len(kept)
     next_tick_at = recurrence.next_tick(**spec, anchor=schedule.next_tick_at, after=now)
     return _Plan(fire=fire, missed=kept, unrecorded=unrecorded, next_tick_at=next_tick_at)
+
+
+def _store_jobs(jobs: list[Job]) -> list[Job]:
+    """Store ticks' jobs by the submit path; a tick is unique by its run, so no unique key."""
+    return [job for job, _created in _store(built=[(job, None) for job in jobs], owner=None)]
 
 
 def _build(schedule: Schedule, *, now: datetime) -> Job:
@@ -413,7 +418,7 @@ def _write(batch: _Round) -> _Round:
     try:
         with transaction.atomic():
             if batch.jobs:
-                _store(built=[(job, None) for job in batch.jobs], owner=None)
+                _store_jobs(batch.jobs)
             ScheduleRun.objects.bulk_create(batch.runs)
         return batch
     except IntegrityError:
@@ -423,7 +428,7 @@ def _write(batch: _Round) -> _Round:
         try:
             with transaction.atomic():
                 if run.job is not None:
-                    _store(built=[(run.job, None)], owner=None)
+                    _store_jobs([run.job])
                 run.save(force_insert=True)
         except IntegrityError:
             log.info("schedule %s: tick %s was recorded by another mover", run.schedule.name, run.tick_at.isoformat())
