@@ -15,6 +15,7 @@ from .exceptions import UnknownJobType
 from .models import Job, JobLimit, JobStart
 from .rates import UNLIMITED, Limit, LimitProblem, make_limit
 from .states import Status
+from .store import store
 
 _lock = threading.Lock()
 _cache: tuple[float, dict[str, Limit]] = (0.0, {})
@@ -66,7 +67,7 @@ def any_limits() -> bool:
 
 
 def running_count(*, job_type: str, key: str) -> int:
-    return Job.objects.filter(status=Status.RUNNING, type=job_type, limit_key=key).count()
+    return store().running_count(job_type=job_type, limit_key=key)
 
 
 def recent_starts(*, job_type: str, key: str, seconds: int, now: datetime) -> list[datetime]:

@@ -53,6 +53,18 @@ def record(success: services.Success) -> None:
         _pending.put(success)
 
 
+def record_now(success: services.Success) -> bool:
+    """Write one success in the caller's thread; False if the database could not be written
+    (hand it to the writer then, which retries)."""
+    try:
+        services.jobs_succeed([success])
+    except DatabaseError as exc:
+        log.warning("recording finished job %s failed, handing it to the writer: %s", success.job_id, exc)
+        close_old_connections()
+        return False
+    return True
+
+
 def pending() -> int:
     """Successes handed over and not yet written."""
     with _lock:

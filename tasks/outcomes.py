@@ -31,12 +31,17 @@ def _describe(exception: BaseException | None) -> str:
 
 def succeeded(claim: services.Claim, value: Any) -> None:
     """A handler returned `value`: hand the success to this process's writer, or fail the
-    attempt if the value cannot be stored as the job's result."""
+    attempt if the value cannot be stored as the job's result. A job holding a slot of its
+    type's limit is recorded before the task returns: until its success is written it counts as
+    running, and its slot would stay taken while the worker goes on to the next message."""
     problem = _result_problem(value)
     if problem:
         services.job_fail(job_id=claim.job_id, serial=claim.serial, error_type="InvalidResult", message=problem)
         return
-    finisher.record(services.Success(claim.job_id, claim.serial, value, timezone.now(), claim))
+    success = services.Success(claim.job_id, claim.serial, value, timezone.now(), claim)
+    if claim.limit_key is not None and finisher.record_now(success):
+        return
+    finisher.record(success)
 
 
 def _result_problem(value: Any) -> str | None:

@@ -40,19 +40,26 @@ WAKE_BATCH = 500
 LOCK_SPACE = "jobqueue.limit"
 
 
-def _serialise(job_type: str, key: str) -> None:
-    """Take the (type, partition)'s lock until the transaction ends: one limited claim at a time."""
-    store().serialise(f"{LOCK_SPACE}\x1f{job_type}\x1f{key}")
+def _serialised_running(*, job_type: str, key: str, limit: Limit) -> int | None:
+    """Take the (type, partition)'s lock until the transaction ends (one limited claim at a
+    time), then count its running jobs if the limit has a concurrency (None if not)."""
+    name = f"{LOCK_SPACE}\x1f{job_type}\x1f{key}"
+    if limit.concurrency is None:
+        store().serialise(name)
+        return None
+    return store().serialised_running_count(name=name, job_type=job_type, limit_key=key)
 
 
 def _for(key: str) -> str:
     return f" for {key}" if key else ""
 
 
-def _verdict(*, job_type: str, key: str, limit: Limit, now: datetime) -> tuple[str, datetime | None] | None:
-    """Why a job of (type, partition) may not start now, and when its rate window frees; None if it may."""
-    concurrency = limit.concurrency
-    if concurrency is not None and limit_selectors.running_count(job_type=job_type, key=key) >= concurrency:
+def _verdict(
+    *, job_type: str, key: str, limit: Limit, running: int | None, now: datetime
+) -> tuple[str, datetime | None] | None:
+    """Why a job of (type, partition) may not start now, and when its rate window frees; None if
+    it may. `running`: how many of the partition run (under its lock), None without a concurrency."""
+    if limit.concurrency is not None and running is not None and running >= limit.concurrency:
         return f"concurrency {limit.concurrency} of {job_type}{_for(key)} reached", None
     if limit.rate is not None:
         starts = limit_selectors.recent_starts(job_type=job_type, key=key, seconds=limit.rate.seconds, now=now)
@@ -74,8 +81,8 @@ def claim_or_wait(
             if payload is None:
                 return None, ""  # not queued any more: another delivery has it, or it was cancelled
             key = limit.partition(payload)
-        _serialise(job_type, key)
-        verdict = _verdict(job_type=job_type, key=key, limit=limit, now=now)
+        running = _serialised_running(job_type=job_type, key=key, limit=limit)
+        verdict = _verdict(job_type=job_type, key=key, limit=limit, running=running, now=now)
         if verdict is not None:
             reason, frees_at = verdict
             changes = {"reason": reason[:200], "run_at": frees_at, "limit_key": key, "worker": ""}
@@ -136,7 +143,7 @@ def wake_after(*, job_type: str, job_id: Any = None, key: str | None = None) -> 
         key = Job.objects.filter(pk=job_id).values_list("limit_key", flat=True).first()
     if key is None:
         return 0  # claimed before the type had limits: it held no slot
-    if not Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=key).exists():
+    if not store().any_waiting(job_type=job_type, limit_key=key):
         return 0  # the usual case: nobody waits (looked at outside a transaction of its own)
     with transaction.atomic():
         return _wake_group(job_type=job_type, key=key, now=timezone.now())

@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.models import Job, JobAttempt, Outcome, QueueState, UniqueJobKey
-from jobs.states import CLAIM, SUCCEED, Transition
+from jobs.states import CLAIM, SUCCEED, Status, Transition
 
 # What a claim resets, a success writes, and an opened attempt starts with.
 CLAIM_RESETS = {"progress": 0, "progress_message": ""}
@@ -79,6 +79,20 @@ class PortableStore:
             opened = {"number": job.serial, "started_at": now, "worker": worker, **ATTEMPT_OPENS}
             JobAttempt.objects.create(job_id=job_id, **opened)
         return job.type, job.payload, job.attempts, job.serial, job.timeout, job.priority
+
+    def running_count(self, *, job_type: str, limit_key: str) -> int:
+        """How many jobs of the type's partition of its limit run now."""
+        return Job.objects.filter(status=Status.RUNNING, type=job_type, limit_key=limit_key).count()
+
+    def serialised_running_count(self, *, name: str, job_type: str, limit_key: str) -> int:
+        """`serialise(name)`, then `running_count`: the count a limited claim decides by, taken
+        under the partition's lock."""
+        self.serialise(name)
+        return self.running_count(job_type=job_type, limit_key=limit_key)
+
+    def any_waiting(self, *, job_type: str, limit_key: str) -> bool:
+        """Whether a job of the type's partition waits for its limit."""
+        return Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=limit_key).exists()
 
     def succeed_many(self, successes: list[Finished]) -> set[str]:
         """Record successful attempts, each fenced by its serial; the ids of the jobs that moved."""

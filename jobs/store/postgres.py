@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 from jobs import internals
 from jobs.models import Job, JobAttempt, Outcome, QueueState, UniqueJobKey
-from jobs.states import CLAIM, SUCCEED
+from jobs.states import CLAIM, SUCCEED, Status
 
 from . import ATTEMPT_OPENS, CLAIM_RESETS, SUCCESS_SETS, TIMED_OUTCOMES, Finished, PortableStore
 
@@ -82,6 +82,12 @@ SELECT type, payload, attempts, serial, timeout, priority FROM claimed
 CLAIM_STATEMENT = _claim_statement()
 # A claim of a limited type also records the job's partition of the limit.
 CLAIM_LIMITED_STATEMENT = _claim_statement("limit_key = %(limit_key)s, ")
+
+# The reads of a limited claim and of an attempt's end. Through the partial indexes of the
+# limits (job_limit_slots, job_limit_waiting), whatever the size of the backlog.
+RUNNING_COUNT = f"SELECT count(*) FROM {JOB} WHERE status = {_word(Status.RUNNING)} AND type = %s AND limit_key = %s"
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+ANY_WAITING = f"SELECT 1 FROM {JOB} WHERE status = {_word(Status.WAITING)} AND type = %s AND limit_key = %s LIMIT 1"
 
 SUCCEED_MANY = f"""
 WITH finished AS (
@@ -214,6 +220,23 @@ class PostgresStore(PortableStore):
         # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
         return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
 
+    def running_count(self, *, job_type: str, limit_key: str) -> int:
+        """A prepared statement: the ORM compiles the query anew on every claim of a limited type."""
+        return _execute(RUNNING_COUNT, [job_type, limit_key], prepare=True)[0][0]
+
+    def serialised_running_count(self, *, name: str, job_type: str, limit_key: str) -> int:
+        """The lock and the count pipelined, one round trip: PostgreSQL runs them in order, and
+        the count, a statement of its own, sees what committed before the lock was granted."""
+        with _cursor(prepare=True) as lock, _cursor(prepare=True) as count:
+            with lock.connection.pipeline():
+                lock.execute(LOCK, [name], prepare=True)
+                count.execute(RUNNING_COUNT, [job_type, limit_key], prepare=True)
+            return count.fetchone()[0]
+
+    def any_waiting(self, *, job_type: str, limit_key: str) -> bool:
+        """A prepared statement, at the end of every attempt of a limited type."""
+        return bool(_execute(ANY_WAITING, [job_type, limit_key], prepare=True))
+
     def succeed_many(self, successes: list[Finished]) -> set[str]:
         """In one statement. Not prepared: a plan cached while the attempt history was nearly
         empty would scan it whole on every call as it grows; planned per batch, it follows the
@@ -272,7 +295,7 @@ class PostgresStore(PortableStore):
 
     def serialise(self, name: str) -> None:
         """A transaction-scoped advisory lock on the 64-bit hash of `name`."""
-        _execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name], prepare=True)
+        _execute(LOCK, [name], prepare=True)
 
     def _bound(self, cursor: Any, timeout: float) -> None:
         cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
