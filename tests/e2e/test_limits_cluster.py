@@ -70,3 +70,16 @@ def test_a_rate_limit_holds_across_three_nodes_in_any_sliding_minute(start_worke
     # The 30 over the rate started once the window had moved on from the first starts.
     assert all(start >= starts[0] + minute for start in starts[60:])
     assert starts[-1] - starts[0] < timedelta(seconds=75)
+
+
+def test_a_node_as_wide_as_the_limit_never_waits_on_its_own_finished_jobs(start_worker):
+    # Two slots under a concurrency of 2: each job's success is written before its slot takes
+    # the next message, so no claim finds a finished job still counted as running.
+    worker = start_worker("limfull", concurrency=2)
+    jobs = [services.job_submit(type="test.limited", payload={"ms": 5})[0].id for _ in range(40)]
+
+    statuses = wait_until_terminal(jobs, timeout=60)
+
+    assert set(statuses.values()) == {Status.SUCCEEDED}
+    assert overlap([(a.started_at, a.finished_at) for a in attempts(jobs)]) <= 2
+    assert " waits: concurrency" not in worker.output()
