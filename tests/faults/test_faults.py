@@ -19,7 +19,7 @@ from jobs import services as job_services
 from jobs.models import JobAttempt
 
 from . import catalog
-from .conftest import WORKERS, Stack, check_outcome, first_start_per_node, report
+from .conftest import WORKERS, Stack, check_outcome, first_start_per_node, report, wait_all_terminal
 from .load import Load
 
 SETTLE = 2.0  # seconds of load before the fault
@@ -105,6 +105,34 @@ def test_redis_down_for_10s(faults):
 
     assert figures["slowest_submit_s"] < 2.0, figures
     workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()
+
+
+def test_postgres_down_while_jobs_wait_on_a_limit(faults):
+    # A per-key concurrency of 1 over 3 keys, 6 jobs each: most wait for their key's slot when the
+    # database goes away; afterwards every job runs, and each key still one at a time. Retries:
+    # an attempt that finished during the outage but whose lease ran out before its success could
+    # be written is found lost, and runs again.
+    keys = [f"k{n}" for n in range(3)]
+    ids = [
+        str(job_services.job_submit(type="test.per_key", payload={"key": key, "ms": 300}, max_retries=3)[0].id)
+        for _ in range(6)
+        for key in keys
+    ]
+    time.sleep(1.0)
+
+    catalog.postgres_down(faults)
+    connections.close_all()
+    statuses = wait_all_terminal(ids, timeout=120)
+
+    assert set(statuses.values()) == {"succeeded"}, statuses
+    runs: dict[str, list[tuple]] = {}
+    for attempt in JobAttempt.objects.filter(job_id__in=ids, outcome="succeeded").select_related("job"):
+        runs.setdefault(attempt.job.payload["key"], []).append((attempt.started_at, attempt.finished_at))
+    for key, intervals in runs.items():
+        intervals.sort()
+        overlapping = [(a, b) for a, b in zip(intervals, intervals[1:], strict=False) if b[0] < a[1]]
+        assert not overlapping, f"{key} ran two jobs at once: {overlapping}"
     faults.healthy()
 
 
