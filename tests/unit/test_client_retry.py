@@ -33,6 +33,7 @@ from jobqueue_client.calls import Request, Response, Sleep, Unreachable
 from jobqueue_client.errors import error_for
 from jobqueue_client.retry import parse_retry_after
 from jobs.states import FINISHED as SERVER_FINISHED
+from tests.servers import free_port
 
 JOB = {"id": "5f0c1b6e-0000-4000-8000-000000000001", "type": "noop", "status": "queued", "priority": "medium"}
 POLICY = RetryPolicy(retries=3, backoff=0.5, backoff_max=8.0, retry_after_max=30.0)
@@ -98,6 +99,7 @@ def test_a_retry_after_is_waited_as_given_up_to_the_cap_and_only_while_retries_a
     assert POLICY.wait_after_answer(4, 429, 1.0) is None  # the three retries are used up
     assert POLICY.wait_after_answer(1, 400, 1.0) is None
     assert POLICY.wait_after_answer(1, 500, None) is None
+    assert POLICY.wait_after_answer(1, 502, 2.0) == 2.0  # a gateway's "not now" too
 
 
 def test_the_backoff_doubles_up_to_its_maximum_with_half_of_it_jitter():
@@ -137,8 +139,8 @@ def test_each_submit_call_has_its_own_key_and_a_given_key_is_kept():
 
 
 def test_a_bulk_submit_keys_each_item_and_sends_the_same_keys_on_a_retry():
-    items = [{"jobs": [{**JOB, "created": True, "duplicate": None}] * 2}]
-    driver = Driver(Unreachable(OSError("connection reset")), answer(201, items[0]))
+    answered = {"jobs": [{**JOB, "created": True, "duplicate": None}] * 2}
+    driver = Driver(Unreachable(OSError("connection reset")), answer(201, answered))
 
     jobs = driver.run(calls.submit_many([Submission("noop"), {"type": "noop", "idempotency_key": "mine"}], POLICY))
 
@@ -267,7 +269,7 @@ def flaky_server():
     def start(status: int, retry_after: str, refusals: int = 1) -> tuple[str, list[tuple[float, dict]]]:
         seen: list[tuple[float, dict]] = []
         answers = {"status": status, "retry_after": retry_after, "refusals": refusals, "seen": seen}
-        server = ThreadingHTTPServer(("127.0.0.1", 0), type("Answers", (Flaky,), answers))
+        server = ThreadingHTTPServer(("127.0.0.1", free_port()), type("Answers", (Flaky,), answers))
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         started.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}", seen
@@ -316,8 +318,6 @@ def test_a_server_that_keeps_refusing_is_given_up_after_the_retries(flaky_server
 
 
 def test_nothing_listening_is_a_connection_failed_after_backing_off():
-    from tests.servers import free_port
-
     started = time.monotonic()
     with (
         Client(f"http://127.0.0.1:{free_port()}", "token", retries=2, backoff=0.1) as client,

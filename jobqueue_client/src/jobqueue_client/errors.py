@@ -140,7 +140,8 @@ def error_for(status: int, content: bytes, *, retry_after: float | None = None) 
     if isinstance(body, dict):
         if isinstance(body.get("detail"), str):
             message = body["detail"]
-        errors = field_errors({key: value for key, value in body.items() if key not in {"detail", "service"}})
+        said = {"service"} | ({"detail"} if message else set())
+        errors = field_errors({key: value for key, value in body.items() if key not in said})
         if message is None and errors:
             message = "; ".join(f"{path}: {' '.join(problems)}" for path, problems in errors.items())
     elif isinstance(body, str) and body.strip():
