@@ -69,10 +69,14 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
+# The longest interval: what the schedule's column (a 32-bit integer on every database) holds.
+LONGEST_INTERVAL = 2**31 - 1
+
+
 def validate_interval(seconds: object) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= LONGEST_INTERVAL:
         raise InvalidSubmission(
-            "interval_seconds must be a whole number of seconds, 1 or more", field="interval_seconds"
+            f"interval_seconds must be a whole number of seconds from 1 to {LONGEST_INTERVAL}", field="interval_seconds"
         )
     return seconds
 

@@ -101,9 +101,12 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
         if values[key] not in choices.values:
             raise InvalidSubmission(f"{key} must be one of {', '.join(choices.values)}", field=key)
     catch_up = values["catch_up_seconds"]
-    if catch_up is not None and (isinstance(catch_up, bool) or not isinstance(catch_up, int) or catch_up < 1):
+    if catch_up is not None and (
+        isinstance(catch_up, bool) or not isinstance(catch_up, int) or not 1 <= catch_up <= recurrence.LONGEST_INTERVAL
+    ):
         raise InvalidSubmission(
-            "catch_up_seconds must be a whole number of seconds, 1 or more", field="catch_up_seconds"
+            f"catch_up_seconds must be a whole number of seconds from 1 to {recurrence.LONGEST_INTERVAL}",
+            field="catch_up_seconds",
         )
     if values["missed"] == MissedPolicy.ALL_WITHIN and catch_up is None:
         raise InvalidSubmission("missed=all_within needs catch_up_seconds, its window", field="catch_up_seconds")

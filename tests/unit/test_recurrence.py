@@ -144,7 +144,7 @@ def test_unknown_time_zones_are_refused_naming_the_field(name):
     assert caught.value.field == "timezone"
 
 
-@pytest.mark.parametrize("value", [0, -5, 1.5, "10", True, None])
+@pytest.mark.parametrize("value", [0, -5, 1.5, "10", True, None, 2**31, 10**30])
 def test_intervals_are_whole_positive_seconds(value):
     with pytest.raises(InvalidSubmission) as caught:
         recurrence.validate_interval(value)
