@@ -41,8 +41,9 @@ class Mover:
     def __init__(self, *, interval: float | None = None) -> None:
         self.interval = settings.JOB_MOVER_INTERVAL if interval is None else interval
         self.last_round = time.monotonic()
+        self.lost_sweep = Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS)
         self.sweeps = [
-            Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS),
+            self.lost_sweep,
             Sweep(services.jobs_redispatch_missing, settings.JOB_REDISPATCH_CHECK_SECONDS),
             Sweep(services.jobs_dispatch_pending, settings.JOB_PENDING_DISPATCH_SECONDS),
             Sweep(services.dead_letters_reconcile, settings.JOB_REDISPATCH_CHECK_SECONDS),
@@ -64,6 +65,14 @@ class Mover:
             sweep.maybe_run(now)
         return released
 
+    def grace_after_outage(self) -> None:
+        """The database was out of reach: so it was for the workers, whose leases and finished
+        jobs could not be written either. A lease that ran out meanwhile says nothing about its
+        worker, so the lost-lease sweep waits two renewals after the database is back before it
+        judges any (a dead worker's job is then found as before, a few seconds later)."""
+        grace = time.monotonic() + 2 * settings.JOB_LEASE_RENEW_SECONDS + max(self.interval, 1.0)
+        self.lost_sweep.due = max(self.lost_sweep.due, grace)
+
     def pause(self) -> float:
         """Seconds to sleep: until the next job or schedule tick is due, at most the poll interval."""
         due = [at for at in (selectors.next_due_at(), selectors.next_schedule_tick_at()) if at is not None]
@@ -83,6 +92,8 @@ class Mover:
                 log.warning("mover round failed, retrying: %s: %s", type(exc).__name__, exc)
                 close_old_connections()
                 wait = max(self.interval, 1.0)
+                if isinstance(exc, DatabaseError):
+                    self.grace_after_outage()
             except Exception:
                 # A bug must not stop delayed jobs for good: say it loudly and keep going.
                 log.exception("mover round failed unexpectedly")
