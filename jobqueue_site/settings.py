@@ -316,6 +316,11 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobqueue@localhost")
 
 # Jobs.
 JOB_HANDLER_MODULES = env_list("JOB_HANDLER_MODULES")
+# Django's task API (@task, enqueue, get_result; django.tasks, or the django-tasks backport on
+# Django 5.2): tasks become jobs of the `django_task` type (jobs/tasks_backend.py), which makes
+# one attempt unless JOB_TASKS_MAX_RETRIES allows more.
+TASKS = {"default": {"BACKEND": "jobs.tasks_backend.JobQueueBackend"}}
+JOB_TASKS_MAX_RETRIES = env_int("JOB_TASKS_MAX_RETRIES", 0)
 # The demonstration types of tasks/demo.py (demo.flaky, demo.slow): on in development only.
 JOB_DEMO_TYPES = env_bool("JOB_DEMO_TYPES", DEBUG)
 # Where the development stack's SMTP sink keeps mail (the admin's Mail page reads it in DEBUG).
