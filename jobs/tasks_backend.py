@@ -58,7 +58,7 @@ RESULT_STATUS: dict[str, TaskResultStatus] = {
 
 def queue_for(priority: int) -> str:
     """The queue of the API's priority (-100 to 100)."""
-    return Priority.HIGH if priority > 0 else Priority.LOW if priority < 0 else Priority.MEDIUM
+    return (Priority.HIGH if priority > 0 else Priority.LOW if priority < 0 else Priority.MEDIUM).value
 
 
 def as_json(value: Any) -> Any:
@@ -122,9 +122,9 @@ def exception_path(error_type: str, traceback: str) -> str:
     return f"builtins.{error_type}" if isinstance(getattr(builtins, error_type, None), type) else error_type
 
 
-def task_result(job: Job, *, backend: str, task: Task | None = None) -> TaskResult:
-    """The API's TaskResult of a `django_task` job, its attempt history prefetched (`job.history`)."""
-    attempts = list(job.history.all())
+def task_result(job: Job, *, backend: str, task: Task | None = None, attempts: list | None = None) -> TaskResult:
+    """The API's TaskResult of a `django_task` job: its `attempts`, or else its history (prefetched)."""
+    attempts = list(job.history.all()) if attempts is None else attempts
     failed = [attempt for attempt in attempts if attempt.outcome in selectors.FAILED_OUTCOMES]
     result = TaskResult(
         task=task or task_at(job.payload["task"]),
@@ -175,20 +175,17 @@ class JobQueueBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Submit the task as a job (after the commit of a surrounding transaction, it is published)."""
-        self.validate_task(task)
-        payload = {
-            "task": task.module_path,
-            "args": as_json(list(args)),
-            "kwargs": as_json(dict(kwargs)),
-            "takes_context": task.takes_context,
-        }
+        if task.backend != self.alias:  # a task is validated by its own backend when it is made
+            self.validate_task(task)
+        args, kwargs = as_json([args, kwargs])
+        payload = {"task": task.module_path, "args": args, "kwargs": kwargs, "takes_context": task.takes_context}
         try:
             job, _ = job_submit(
                 type=TASK_JOB_TYPE, payload=payload, priority=self.queue_of(task), run_at=task.run_after
             )
         except (InvalidPayload, InvalidSubmission) as exc:
             raise InvalidTaskError(exc.message) from exc
-        result = task_result(selectors.with_empty_history(job), backend=self.alias, task=task)
+        result = task_result(job, backend=self.alias, task=task, attempts=[])  # a new job: no attempt yet
         task_enqueued.send(type(self), task_result=result)
         return result
 
