@@ -88,8 +88,8 @@ def task_at(path: Any) -> Task:
         raise ValueError(f"task {path!r} is not in an installed app or a package of JOB_HANDLER_MODULES")
     try:
         found = import_string(path)
-    except ImportError as exc:
-        raise ValueError(f"task {path!r} cannot be imported: {exc}") from None
+    except Exception as exc:  # ImportError, or whatever a broken module raises as it is imported
+        raise ValueError(f"task {path!r} cannot be imported: {type(exc).__name__}: {exc}") from None
     if not isinstance(found, Task):
         raise ValueError(f"{path!r} is not a task: declare it with @task")
     return found
