@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import override_settings
@@ -142,15 +143,23 @@ def test_get_result_follows_the_job_to_success():
     assert result.attempts == 1
 
 
-def test_a_task_that_raises_fails_with_its_exception_class_and_traceback():
+def test_a_task_that_raises_is_retried_then_fails_with_its_exception_class_and_traceback():
     result = charge.enqueue("4242")
+    retries = settings.JOB_TASKS_MAX_RETRIES
+    assert retries == settings.JOB_DEFAULT_MAX_RETRIES == 3
 
-    error = run_attempt(result.id)
+    for attempt in range(1, retries + 2):
+        assert isinstance(run_attempt(result.id, worker=f"w{attempt}@host"), Declined)
+        between = charge.get_result(result.id)
+        if attempt <= retries:
+            assert between.status == TaskResultStatus.READY and len(between.errors) == attempt
+            services.job_run_now(job_id=result.id)  # its backoff over at once
 
-    assert isinstance(error, Declined)
     failed = charge.get_result(result.id)
     assert failed.status == TaskResultStatus.FAILED and failed.is_finished
-    [recorded] = failed.errors
+    assert failed.worker_ids == ["w1@host", "w2@host", "w3@host", "w4@host"] and failed.attempts == 4
+    recorded = failed.errors[-1]
+    assert len(failed.errors) == 4
     assert recorded.exception_class_path == "tests.tasks_app.tasks.Declined"
     assert recorded.exception_class is Declined
     assert "card 4242 declined" in recorded.traceback
@@ -160,17 +169,25 @@ def test_a_task_that_raises_fails_with_its_exception_class_and_traceback():
 
 
 def test_a_failure_that_will_be_retried_is_ready_with_its_error_so_far():
-    job, _ = services.job_submit(
-        type=TASK_JOB_TYPE, payload={"task": "tests.tasks_app.tasks.add", "args": [1, "x"]}, max_retries=1
-    )
+    result = add.enqueue(1, "x")
 
-    run_attempt(str(job.id))
+    run_attempt(result.id)
 
-    retrying = add.get_result(str(job.id))
-    assert Job.objects.get(pk=job.pk).status == "retrying"
-    assert retrying.status == TaskResultStatus.READY
+    retrying = add.get_result(result.id)
+    assert Job.objects.get(pk=result.id).status == "retrying"
+    assert retrying.status == TaskResultStatus.READY and retrying.last_attempted_at is not None
     assert [e.exception_class_path for e in retrying.errors] == ["builtins.TypeError"]
     assert retrying.errors[0].exception_class is TypeError
+
+
+def test_a_task_raising_permanent_error_fails_at_once():
+    result = tasks.refuse.enqueue("no")
+
+    assert isinstance(run_attempt(result.id), PermanentError)
+
+    failed = tasks.refuse.get_result(result.id)
+    assert failed.status == TaskResultStatus.FAILED and failed.attempts == 1
+    assert failed.errors[0].exception_class_path == "jobs.exceptions.PermanentError"
 
 
 def test_a_cancelled_task_is_failed():

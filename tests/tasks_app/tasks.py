@@ -7,6 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs.task_api import TaskContext, task
+from tasks import PermanentError
 
 COUNTS_KEY = "jq:test:task-counts"
 
@@ -47,6 +48,11 @@ async def double(n: int) -> int:
 def count(key: str) -> int:
     """How many times it ran for `key`, counted in Redis."""
     return redis.Redis.from_url(settings.REDIS_URL).hincrby(COUNTS_KEY, key, 1)
+
+
+@task
+def refuse(reason: str) -> None:
+    raise PermanentError(f"refused: {reason}")
 
 
 @task
