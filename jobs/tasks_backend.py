@@ -186,7 +186,7 @@ class JobQueueBackend(BaseTaskBackend):
         except (InvalidPayload, InvalidSubmission) as exc:
             raise InvalidTaskError(exc.message) from exc
         result = task_result(job, backend=self.alias, task=task, attempts=[])  # a new job: no attempt yet
-        task_enqueued.send(type(self), task_result=result)
+        task_enqueued.send_robust(type(self), task_result=result)  # a failing listener does not undo the job
         return result
 
     def get_result(self, result_id: str) -> TaskResult:

@@ -4,7 +4,8 @@ jobs.tasks_backend.JobQueueBackend.
 The payload names the task by its dotted path; only a Task object found there is run, never any
 other callable. A coroutine function runs to its end in the worker (Task.call). The return value
 becomes the job's result as the API normalises it; a value JSON cannot carry fails the attempt.
-The API's task_started and task_finished signals are sent when something listens to them.
+The API's task_started and task_finished signals are sent when something listens to them; a
+listener that fails is logged, and changes nothing for the task.
 """
 
 import dataclasses
@@ -35,16 +36,16 @@ def run_task(payload: dict, ctx: JobContext) -> Any:
     watched = task_started.has_listeners() or task_finished.has_listeners()
     running = _running_result(ctx, task) if task.takes_context or watched else None
     if watched:
-        task_started.send(SENDER, task_result=running)
+        task_started.send_robust(SENDER, task_result=running)
     try:
         context = (TaskContext(task_result=running),) if task.takes_context else ()
         value = tasks_backend.as_json(task.call(*context, *payload["args"], **payload["kwargs"]))
     except Exception as exc:
         if watched:
-            task_finished.send(SENDER, task_result=_finished(running, error=exc))
+            task_finished.send_robust(SENDER, task_result=_finished(running, error=exc))
         raise
     if watched:
-        task_finished.send(SENDER, task_result=_finished(running, value=value))
+        task_finished.send_robust(SENDER, task_result=_finished(running, value=value))
     return value
 
 

@@ -24,6 +24,8 @@ from jobs.task_api import (
     TaskResultDoesNotExist,
     TaskResultStatus,
     task_enqueued,
+    task_finished,
+    task_started,
 )
 from jobs.tasks_backend import TASK_JOB_TYPE, JobQueueBackend
 from tasks import outcomes
@@ -313,3 +315,33 @@ def test_a_task_gone_from_the_code_is_a_permanent_failure_of_its_job():
     handler = registry.get(TASK_JOB_TYPE).handler
     with pytest.raises(PermanentError, match="is not a task"):
         handler({"task": "tests.tasks_app.tasks.plain", "args": [1], "kwargs": {}}, None)
+
+
+def test_an_attempt_sends_the_apis_started_and_finished_signals_and_a_failing_listener_changes_nothing():
+    seen = []
+
+    def started(sender, task_result, **kwargs):
+        seen.append(("started", task_result.status, task_result.worker_ids))
+
+    def finished(sender, task_result, **kwargs):
+        value = task_result.return_value if task_result.status == TaskResultStatus.SUCCESSFUL else None
+        seen.append(("finished", task_result.status, value, [e.exception_class_path for e in task_result.errors]))
+        raise RuntimeError("a listener that fails")
+
+    task_started.connect(started)
+    task_finished.connect(finished)
+    try:
+        total, declined = add.enqueue(2, 3), charge.enqueue("1")
+        assert run_attempt(total.id) == 5
+        assert isinstance(run_attempt(declined.id), Declined)
+    finally:
+        task_started.disconnect(started)
+        task_finished.disconnect(finished)
+
+    assert seen == [
+        ("started", TaskResultStatus.RUNNING, ["w1@host"]),
+        ("finished", TaskResultStatus.SUCCESSFUL, 5, []),
+        ("started", TaskResultStatus.RUNNING, ["w1@host"]),
+        ("finished", TaskResultStatus.FAILED, None, ["tests.tasks_app.tasks.Declined"]),
+    ]
+    assert add.get_result(total.id).status == TaskResultStatus.SUCCESSFUL
