@@ -4,7 +4,17 @@ import argparse
 import subprocess
 import sys
 
-from . import limits, recurring, schedules_api, scheduling, submit_api, throughput, unique_submit, workloads
+from . import (
+    limits,
+    recurring,
+    schedules_api,
+    scheduling,
+    submit_api,
+    tasks_enqueue,
+    throughput,
+    unique_submit,
+    workloads,
+)
 
 SCENARIOS = {
     "throughput": (
@@ -57,6 +67,11 @@ SCENARIOS = {
         limits.run,
         "11: a concurrency-limited type (2x the worker slots) against the same type unlimited",
         {"jobs": 5_000, "concurrency": 2, "ms": 10, "repeats": 3},
+    ),
+    "tasks-enqueue": (
+        tasks_enqueue.run,
+        "12: enqueue through the backend of Django's task API against the job_submit it wraps",
+        {"jobs": 2_000, "rounds": 5},
     ),
 }
 

@@ -328,6 +328,11 @@ JOB_MAX_RESULT_BYTES = env_int("JOB_MAX_RESULT_BYTES", 256 * 1024)
 JOB_MAX_ARTIFACT_BYTES = env_int("JOB_MAX_ARTIFACT_BYTES", 10 * 1024 * 1024)
 JOB_MAX_DELAY_SECONDS = env_int("JOB_MAX_DELAY_SECONDS", 365 * 24 * 3600)
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
+# Django's task API (@task, enqueue, get_result; django.tasks, or the django-tasks backport on
+# Django 5.2): tasks become jobs of the `django_task` type (jobs/tasks_backend.py), retried like
+# any job; 0 retries gives the one attempt of Django's own backends.
+TASKS = {"default": {"BACKEND": "jobs.tasks_backend.JobQueueBackend"}}
+JOB_TASKS_MAX_RETRIES = env_int("JOB_TASKS_MAX_RETRIES", JOB_DEFAULT_MAX_RETRIES)
 JOB_MAX_RETRIES_LIMIT = env_int("JOB_MAX_RETRIES_LIMIT", 100)
 # The longest window a unique job's key may stay taken after the job finished (unique_for).
 JOB_UNIQUE_MAX_SECONDS = env_int("JOB_UNIQUE_MAX_SECONDS", 30 * 24 * 3600)

@@ -30,3 +30,8 @@ def names_with_values(metrics: list[Any]) -> list[str]:
 def use_multiprocess_values() -> None:
     """Make metric values created from now on live in PROMETHEUS_MULTIPROC_DIR's files."""
     values.ValueClass = values.MultiProcessValue()
+
+
+def set_return_value(result: Any, value: Any) -> None:
+    """Give a task result (Django's frozen TaskResult) its return value, as Django's own backends do."""
+    object.__setattr__(result, "_return_value", value)

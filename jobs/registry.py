@@ -208,10 +208,10 @@ def unregister(name: str) -> None:
 
 
 def load_handler_modules() -> None:
-    """Import the built-in handlers, the demonstration types when JOB_DEMO_TYPES is on, and every
-    module named in JOB_HANDLER_MODULES."""
+    """Import the built-in handlers (and the type of Django's tasks), the demonstration types when
+    JOB_DEMO_TYPES is on, and every module named in JOB_HANDLER_MODULES."""
     demo = ["tasks.demo"] if settings.JOB_DEMO_TYPES else []
-    for module in ["tasks.handlers", *demo, *settings.JOB_HANDLER_MODULES]:
+    for module in ["tasks.handlers", "tasks.django_task", *demo, *settings.JOB_HANDLER_MODULES]:
         try:
             importlib.import_module(module)
         except ImportError as exc:

@@ -33,7 +33,8 @@ class JobRequest(Request):
 def run_job(self, job_id: str) -> None:
     claim = worker.claim_when_reachable(job_id=job_id, worker=self.request.hostname or "", request=self.request)
     if claim is None:
-        # Another delivery holds the job, or it was cancelled or finished: nothing to run.
+        # Another delivery holds the job, it was cancelled or finished, or no such job is visible
+        # (deleted, or not committed yet; once committed, the mover sends it again): nothing to run.
         return
     worker.running[self.request.id] = claim
     worker.start_lease_keeper()

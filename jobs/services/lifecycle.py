@@ -6,6 +6,7 @@ attempt's number in the history), which never repeats for a job: a stale worker 
 overwrite a newer attempt's state.
 """
 
+import logging
 import operator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,8 @@ from jobs.store import store
 from . import events
 from . import limits as cluster_limits
 from .events import JobFacts
+
+log = logging.getLogger("jobqueue.jobs")
 
 MAX_ERROR_MESSAGE = 10_000
 MAX_TRACEBACK = 50_000
@@ -88,11 +91,24 @@ def job_claim(*, job_id: Any, worker: str, job_type: str | None = None) -> Claim
         )
     else:
         row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease)
+        if row is None:
+            _log_unclaimed(job_id)
     if row is None:
         return None
     claim = Claim(str(job_id), *row, started_at=now, limit_key=key)
     events.started(claim.facts, worker=worker)
     return claim
+
+
+def _log_unclaimed(job_id: Any) -> None:
+    """Say why a message runs nothing. A job not found may be one whose transaction has not
+    committed yet (a message that came early): dropping the message loses nothing, for once
+    committed the job is `queued` without a message, and the mover's redispatch sweep sends it."""
+    status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    if status is None:
+        log.info("job %s: no such job (deleted, or not committed yet); its message is dropped", job_id)
+    else:
+        log.debug("job %s is %s: its message has nothing to run", job_id, status)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 with the shape it relies on: an upgrade of kombu, Django or prometheus_client that changes one
 fails here, by name, rather than somewhere in a worker."""
 
+import dataclasses
 import inspect
 
 from kombu.transport import redis as kombu_redis
@@ -44,3 +45,17 @@ def test_metrics_tell_which_of_them_hold_values_and_values_can_move_to_files():
     counter.labels("a").inc()
     assert internals.names_with_values([counter]) == ["internals_probe"]
     assert callable(values.MultiProcessValue) and hasattr(values, "ValueClass")
+
+
+def test_a_task_result_takes_its_return_value_as_djangos_backends_give_it():
+    from jobs.task_api import Task, TaskResult, TaskResultStatus
+
+    assert "_return_value" in {field.name for field in dataclasses.fields(TaskResult)}
+    task = Task.__new__(Task)  # no backend to validate against: only the result is under test
+    fields = dict.fromkeys(("enqueued_at", "started_at", "finished_at", "last_attempted_at"))
+    result = TaskResult(
+        task=task, id="1", status=TaskResultStatus.SUCCESSFUL, args=[], kwargs={}, backend="default",
+        errors=[], worker_ids=[], **fields,
+    )  # fmt: skip
+    internals.set_return_value(result, {"total": 5})
+    assert result.return_value == {"total": 5}

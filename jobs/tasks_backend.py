@@ -1,0 +1,201 @@
+"""Django's task API as a front door: `TASKS = {"default": {"BACKEND": "jobs.tasks_backend.JobQueueBackend"}}`.
+
+`@task` functions enqueued through this backend become jobs of one type, `django_task`, submitted
+by `job_submit` like any other job (validated, stored, published after the commit); the worker's
+handler (tasks/django_task.py) imports the task by its path and calls it. A job's row is the task's
+result: `get_result` reads it back as the API's own TaskResult.
+
+- Priority: the API's whole number from -100 to 100 picks the queue: above 0 `high`, 0 `medium`,
+  below 0 `low`.
+- `queue_name`: `default` (the API's default) follows the priority; `high`, `medium` or `low`
+  names the queue itself, whatever the priority. The backend's QUEUES may list only these.
+- `run_after` is the job's `run_at`: the job waits in the database and the mover queues it.
+"""
+
+import builtins
+import json
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from jobs import internals, selectors
+from jobs.exceptions import InvalidPayload, InvalidSubmission, JobNotFound
+from jobs.models import Job
+from jobs.services import job_submit
+from jobs.states import QUEUES, Priority, Status
+from jobs.task_api import (
+    DEFAULT_TASK_QUEUE_NAME,
+    BaseTaskBackend,
+    InvalidTaskError,
+    Task,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_enqueued,
+)
+
+TASK_JOB_TYPE = "django_task"
+PAYLOAD_FIELDS = frozenset({"task", "args", "kwargs", "takes_context"})
+
+# Each job status as the API's status. A job waiting to run again (retrying, after a failed
+# attempt) is READY, its failures so far in `errors`; a cancelled job never ran to the end: FAILED.
+RESULT_STATUS: dict[str, TaskResultStatus] = {
+    Status.SCHEDULED: TaskResultStatus.READY,
+    Status.QUEUED: TaskResultStatus.READY,
+    Status.WAITING: TaskResultStatus.READY,
+    Status.RETRYING: TaskResultStatus.READY,
+    Status.RUNNING: TaskResultStatus.RUNNING,
+    Status.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+    Status.DEAD: TaskResultStatus.FAILED,
+    Status.CANCELLED: TaskResultStatus.FAILED,
+}
+
+
+def queue_for(priority: int) -> str:
+    """The queue of the API's priority (-100 to 100)."""
+    return (Priority.HIGH if priority > 0 else Priority.LOW if priority < 0 else Priority.MEDIUM).value
+
+
+def as_json(value: Any) -> Any:
+    """`value` as the API normalises it (tuples to lists...), refused when JSON cannot carry it as it
+    is: the API's own TypeError or ValueError for a type it does not take, and the same errors for
+    a float JSON has no number for (nan, inf) and an object key that is not a string."""
+    normalized = normalize_json(value)
+    if json.loads(json.dumps(normalized, allow_nan=False)) != normalized:
+        raise TypeError("Unsupported object key: JSON object keys are strings")
+    return normalized
+
+
+def _project_packages() -> set[str]:
+    """The packages tasks may be imported from: the installed apps', and those of JOB_HANDLER_MODULES
+    (`billing.jobs` lets `billing.tasks` in)."""
+    modules = settings.JOB_HANDLER_MODULES
+    parents = {module.rpartition(".")[0] for module in modules} - {""}
+    return {app.name for app in apps.get_app_configs()} | set(modules) | parents
+
+
+def task_at(path: Any) -> Task:
+    """The task declared with `@task` at `path`; ValueError for anything else, or a path outside the
+    project's packages, which is not even imported."""
+    if not isinstance(path, str) or not path:
+        raise ValueError("task must be the dotted path of a function declared with @task")
+    if not any(path.startswith(package + ".") for package in _project_packages()):
+        raise ValueError(f"task {path!r} is not in an installed app or a package of JOB_HANDLER_MODULES")
+    try:
+        found = import_string(path)
+    except Exception as exc:  # ImportError, or whatever a broken module raises as it is imported
+        raise ValueError(f"task {path!r} cannot be imported: {type(exc).__name__}: {exc}") from None
+    if not isinstance(found, Task):
+        raise ValueError(f"{path!r} is not a task: declare it with @task")
+    return found
+
+
+def clean_payload(payload: dict) -> dict:
+    """The payload validator of the `django_task` type: the task exists, the arguments are JSON."""
+    if unknown := sorted(set(payload) - PAYLOAD_FIELDS):
+        raise ValueError(
+            f"unknown fields {', '.join(unknown)}; a task's payload has {', '.join(sorted(PAYLOAD_FIELDS))}"
+        )
+    task = task_at(payload.get("task"))
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("args must be a list and kwargs an object")
+    if payload.get("takes_context", task.takes_context) is not task.takes_context:
+        raise ValueError(f"takes_context must be {task.takes_context} for task {payload['task']!r}")
+    return {"task": payload["task"], "args": args, "kwargs": kwargs, "takes_context": task.takes_context}
+
+
+def exception_path(error_type: str, traceback: str) -> str:
+    """The dotted path of a failed attempt's exception class. The attempt keeps the class's name and
+    the formatted traceback, whose last block names the class in full (`billing.tasks.Declined:
+    ...`; a built-in one bare, `ValueError: ...`)."""
+    last = traceback.rsplit("Traceback (most recent call last):\n", 1)[-1]
+    for line in last.splitlines():
+        named = line.split(":", 1)[0]
+        if not line[:1].isspace() and (named == error_type or named.endswith("." + error_type)):
+            return named if "." in named else f"builtins.{named}"
+    return f"builtins.{error_type}" if isinstance(getattr(builtins, error_type, None), type) else error_type
+
+
+def task_result(job: Job, *, backend: str, task: Task | None = None, attempts: list | None = None) -> TaskResult:
+    """The API's TaskResult of a `django_task` job: its `attempts`, or else its history (prefetched)."""
+    attempts = list(job.history.all()) if attempts is None else attempts
+    failed = [attempt for attempt in attempts if attempt.outcome in selectors.FAILED_OUTCOMES]
+    result = TaskResult(
+        task=task or task_at(job.payload["task"]),
+        id=str(job.pk),
+        status=RESULT_STATUS[job.status],
+        enqueued_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at or (job.updated_at if job.status == Status.CANCELLED else None),
+        last_attempted_at=attempts[-1].started_at if attempts else None,
+        args=job.payload["args"],
+        kwargs=job.payload["kwargs"],
+        backend=backend,
+        errors=[
+            TaskError(
+                exception_class_path=exception_path(attempt.error_type, attempt.traceback),
+                traceback=attempt.traceback or attempt.error_message,
+            )
+            for attempt in failed
+        ],
+        worker_ids=[attempt.worker for attempt in attempts],
+    )
+    if job.status == Status.SUCCEEDED:
+        internals.set_return_value(result, job.result)
+    return result
+
+
+class JobQueueBackend(BaseTaskBackend):
+    """Tasks as jobqueue jobs: durable, run by the Celery workers, on the queue of their priority."""
+
+    supports_defer = True
+    supports_async_task = True  # the handler runs a coroutine function to its end (Task.call)
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict) -> None:
+        super().__init__(alias, params)
+        allowed = {DEFAULT_TASK_QUEUE_NAME, *QUEUES}
+        if "QUEUES" not in params:
+            self.queues = allowed
+        if not self.queues or self.queues - allowed:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['QUEUES'] may name {', '.join(sorted(allowed))}; got {sorted(self.queues)}"
+            )
+
+    def queue_of(self, task: Task) -> str:
+        """`default` follows the priority; any other queue name (validated) is the queue itself."""
+        return queue_for(task.priority) if task.queue_name == DEFAULT_TASK_QUEUE_NAME else task.queue_name
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Submit the task as a job (after the commit of a surrounding transaction, it is published)."""
+        if task.backend != self.alias:  # a task is validated by its own backend when it is made
+            self.validate_task(task)
+        args, kwargs = as_json([args, kwargs])
+        payload = {"task": task.module_path, "args": args, "kwargs": kwargs, "takes_context": task.takes_context}
+        try:
+            job, _ = job_submit(
+                type=TASK_JOB_TYPE, payload=payload, priority=self.queue_of(task), run_at=task.run_after
+            )
+        except (InvalidPayload, InvalidSubmission) as exc:
+            raise InvalidTaskError(exc.message) from exc
+        result = task_result(job, backend=self.alias, task=task, attempts=[])  # a new job: no attempt yet
+        task_enqueued.send_robust(type(self), task_result=result)  # a failing listener does not undo the job
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult:
+        """The task's result as its job stands now; TaskResultDoesNotExist for an id of no task's job."""
+        try:
+            job = selectors.job_by_id(job_id=result_id, among=Job.objects.filter(type=TASK_JOB_TYPE))
+        except JobNotFound:
+            raise TaskResultDoesNotExist(result_id) from None
+        try:
+            return task_result(job, backend=self.alias)
+        except ValueError as exc:  # its task is gone from the code
+            raise TaskResultDoesNotExist(f"{result_id}: {exc}") from None
