@@ -155,6 +155,13 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
     now = timezone.now()
     plans = {
         "claim": (statements.CLAIM_STATEMENT, statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)),
+        "limited claim": (
+            statements.CLAIM_WITHIN_STATEMENT,
+            {
+                **statements.claim_params(job_id=job.id, worker="w", now=now, lease=now),
+                **{"type": "noop", "limit_key": "", "concurrency": 2},
+            },
+        ),
         "succeed": (statements.SUCCEED_MANY, statements.succeed_many_params([(job.id, 1, None, now)] * 2)),
     }
     for name, (statement, params) in plans.items():
