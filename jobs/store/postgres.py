@@ -105,13 +105,20 @@ CLAIM_WITHIN_STATEMENT = _claim_statement(
 )
 ANY_WAITING = f"SELECT 1 FROM {JOB} WHERE status = {_word(Status.WAITING)} AND type = %s AND limit_key = %s LIMIT 1"
 
+# A success's columns, and, for a job that held a slot of a limit, whether a job of its
+# partition waits (NULL for a job that held none).
+SUCCESS_SET = f"status = {_word(SUCCEED.target)}, {_sets(SUCCESS_SETS)}"
+ANY_WAITING_FOR_DONE = f"""CASE WHEN done.limit_key IS NULL THEN NULL ELSE EXISTS (
+    SELECT 1 FROM {JOB} w
+    WHERE w.status = {_word(Status.WAITING)} AND w.type = done.type AND w.limit_key = done.limit_key
+) END"""
+
 SUCCEED_MANY = f"""
 WITH finished AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(serials)s::integer[], %(results)s::text[], %(times)s::timestamptz[])
         AS f(id, serial, result, finished_at)
 ), done AS (
-    UPDATE {JOB} SET status = {_word(SUCCEED.target)}, result = f.result::jsonb, finished_at = f.finished_at,
-        {_sets(SUCCESS_SETS)}, updated_at = f.finished_at
+    UPDATE {JOB} SET {SUCCESS_SET}, result = f.result::jsonb, finished_at = f.finished_at, updated_at = f.finished_at
     FROM finished f
     WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest({_words(SUCCEED_SOURCES)}))
         AND {JOB}.serial = f.serial
@@ -120,10 +127,21 @@ WITH finished AS (
     UPDATE {ATTEMPT} SET outcome = {_word(Outcome.SUCCEEDED)}, finished_at = done.finished_at
     FROM done WHERE {ATTEMPT}.job_id = done.id AND {ATTEMPT}.number = done.serial
 )
-SELECT id, CASE WHEN limit_key IS NULL THEN NULL ELSE EXISTS (
-    SELECT 1 FROM {JOB} w
-    WHERE w.status = {_word(Status.WAITING)} AND w.type = done.type AND w.limit_key = done.limit_key
-) END FROM done
+SELECT id, {ANY_WAITING_FOR_DONE} FROM done
+"""
+
+# One success (a job that held a slot, written before its task returns; a batch of one), as a
+# prepared statement: no join, each row reached by its key.
+SUCCEED_ONE = f"""
+WITH done AS (
+    UPDATE {JOB} SET {SUCCESS_SET}, result = %(result)s::jsonb, finished_at = %(at)s, updated_at = %(at)s
+    WHERE id = %(id)s AND status IN (SELECT unnest({_words(SUCCEED_SOURCES)})) AND serial = %(serial)s::integer
+    RETURNING id, type, limit_key
+), closed AS (
+    UPDATE {ATTEMPT} SET outcome = {_word(Outcome.SUCCEEDED)}, finished_at = %(at)s
+    WHERE job_id = %(id)s AND number = %(serial)s::integer AND EXISTS (SELECT 1 FROM done)
+)
+SELECT id, {ANY_WAITING_FOR_DONE} FROM done
 """
 
 
@@ -171,6 +189,16 @@ def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: boo
 
 def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
     return {"id": str(job_id), "now": now, "worker": worker, "lease": lease}
+
+
+def succeed_one_params(success: Finished) -> dict[str, Any]:
+    job_id, serial, result, finished_at = success
+    return {
+        "id": str(job_id),
+        "serial": serial,
+        "result": None if result is None else json.dumps(result),
+        "at": finished_at,
+    }
 
 
 def succeed_many_params(successes: list[Finished]) -> dict[str, Any]:
@@ -300,10 +328,15 @@ class PostgresStore(PortableStore):
 
     def succeed_many(self, successes: list[Finished]) -> dict[str, bool | None]:
         """In one statement, which also tells, for a job that held a slot of a limit, whether a
-        job of its partition waits. Not prepared: a plan cached while the attempt history was
-        nearly empty would scan it whole on every call as it grows; planned per batch, it
-        follows the table's size."""
-        rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
+        job of its partition waits. One success by a prepared statement, which reaches each row
+        by its key (its plan is made again when ANALYZE, autovacuum's, renews the statistics).
+        More by one that is not: a plan of its join cached while the attempt history was nearly
+        empty would scan it whole on every call as it grows; planned per batch, it follows the
+        table's size."""
+        if len(successes) == 1:
+            rows = _execute(SUCCEED_ONE, succeed_one_params(successes[0]), prepare=True)
+        else:
+            rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
         return {str(job_id): waiting for job_id, waiting in rows}
 
     def insert_jobs(self, jobs: list[Job]) -> None:
