@@ -173,6 +173,12 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
         assert f"Index Scan using {statements.JOB}_pkey on {statements.JOB}" in plan, f"{name}:\n{plan}"
 
 
+def _numbered(statement: str) -> tuple[str, list[str]]:
+    """`statement` with its %(name)s placeholders numbered ($1...), as PREPARE takes them; the names in order."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+    return re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match[1]) + 1}", statement), names
+
+
 @pytest.mark.postgres_only
 def test_the_prepared_statements_generic_plans_reach_each_row_by_its_key():
     # A prepared statement may keep one generic plan until the tables' statistics change (an
@@ -195,8 +201,7 @@ def test_the_prepared_statements_generic_plans_reach_each_row_by_its_key():
         "succeed one": (statements.SUCCEED_ONE, statements.succeed_one_params((job.id, 1, None, now))),
     }
     for name, (statement, params) in prepared.items():
-        names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
-        numbered = re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match[1]) + 1}", statement)
+        numbered, names = _numbered(statement)
         with connection.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_generic_plan")
             cursor.execute(f"PREPARE probe AS {numbered}")
