@@ -18,7 +18,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
@@ -75,17 +76,23 @@ def _verdict(
     return None
 
 
-def claim_or_wait(
-    *, job_id: Any, worker: str, job_type: str, limit: Limit, now: datetime, lease: datetime
-) -> tuple[tuple | None, str]:
+def claim_or_wait(*, job_id: Any, worker: str, job_type: str, limit: Limit) -> tuple[tuple | None, str, datetime]:
     """The limited claim: (the store's claim row, or None when the job waits or is not queued,
-    the job's partition). Only a limit with a key reads the job (its payload) first."""
+    the job's partition, the attempt's start). Only a limit with a key reads the job (its
+    payload) first.
+
+    The start is taken once the connection is open and the payload read, right before the
+    claim: the attempt history is what shows a limit was kept, and a start taken before a slow
+    reconnect would show an attempt as started while the one before it still ran."""
     key = ""
     if limit.key:
         payload = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", flat=True).first()
         if payload is None:
-            return None, ""  # not queued any more: another delivery has it, or it was cancelled
+            return None, "", timezone.now()  # not queued any more: another delivery has it, or it was cancelled
         key = limit.partition(payload)  # a job's payload never changes: read outside the lock
+    connection.ensure_connection()
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     if limit.rate is None:
         # A concurrency only: the usual case, a free slot, is one guarded claim. Without one (or
         # if the job is not queued) the serialised claim below says which, and makes the job wait.
@@ -100,7 +107,7 @@ def claim_or_wait(
             lease=lease,
         )
         if row is not None:
-            return row, key
+            return row, key, now
     with transaction.atomic():
         running = _serialised_running(job_type=job_type, key=key, limit=limit)
         verdict = _verdict(job_type=job_type, key=key, limit=limit, running=running, now=now)
@@ -110,11 +117,11 @@ def claim_or_wait(
             if store().transition(Job.objects.filter(pk=job_id), move=states.WAIT, where=None, changes=changes):
                 transaction.on_commit(lambda: metrics.record_limit_wait(type=job_type))
                 log.info("job %s waits: %s", job_id, reason)
-            return None, key
+            return None, key, now
         row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease, limit_key=key)
         if row is not None and limit.rate is not None:
             JobStart.objects.create(type=job_type, limit_key=key, at=now)
-        return row, key
+        return row, key, now
 
 
 def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
