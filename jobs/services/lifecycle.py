@@ -79,18 +79,17 @@ def job_claim(*, job_id: Any, worker: str, job_type: str | None = None) -> Claim
     `job_type`, from the job's message: a type without limits takes the single-statement claim;
     a limited one the limited claim, which may move the job to `waiting` instead (None).
     """
-    now = timezone.now()
-    lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     if job_type is None and limit_selectors.any_limits():
         job_type = Job.objects.filter(pk=job_id).values_list("type", flat=True).first()
     limit = limit_selectors.effective_limit(job_type) if job_type else None
     key = None
     if limit is not None and limit.limits:
-        row, key = cluster_limits.claim_or_wait(
-            job_id=job_id, worker=worker, job_type=job_type, limit=limit, now=now, lease=lease
-        )
+        row, key, now = cluster_limits.claim_or_wait(job_id=job_id, worker=worker, job_type=job_type, limit=limit)
     else:
-        row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease)
+        now = timezone.now()
+        row = store().claim(
+            job_id=job_id, worker=worker, now=now, lease=now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+        )
         if row is None:
             _log_unclaimed(job_id)
     if row is None:
@@ -161,7 +160,8 @@ def jobs_succeed(successes: list[Success]) -> list[Success]:
         known = claim if mine else _attempt(job_id=success.job_id, serial=success.serial)
         events.succeeded(known.facts, duration=events.seconds_between(known.started_at, success.finished_at))
         key = claim.limit_key if mine else None
-        cluster_limits.wake_after(job_type=known.facts.type, job_id=None if mine else success.job_id, key=key)
+        if moved[str(success.job_id)] is not False:  # False: it held no slot, or nobody waits for one
+            cluster_limits.wake_after(job_type=known.facts.type, job_id=None if mine else success.job_id, key=key)
     return recorded
 
 

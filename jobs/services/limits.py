@@ -4,7 +4,9 @@ A claim of a limited type serialises on its (type, partition) (a transaction-sco
 lock on PostgreSQL; SQLite serialises writers anyway), counts the partition's running jobs and
 its starts in the rate's window, and then either claims the job as usual or moves it to
 `waiting` with the reason and, for a rate, the time the window frees (`run_at`). Nothing waits
-in a worker: the worker acks the message and goes on with other work.
+in a worker: the worker acks the message and goes on with other work. For a limit with a
+concurrency only, the lock and a claim guarded by the count go first in one round trip
+(`claim_within`); only when that claims nothing does the claim above decide why.
 
 A waiting job is queued again (WAKE, published on commit) when an attempt of its partition ends
 (`wake_after`), when its `run_at` comes (`jobs_wake_due`, each mover round), and by the mover's
@@ -16,7 +18,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
@@ -40,10 +43,14 @@ WAKE_BATCH = 500
 LOCK_SPACE = "jobqueue.limit"
 
 
+def _lock_name(job_type: str, key: str) -> str:
+    return f"{LOCK_SPACE}\x1f{job_type}\x1f{key}"
+
+
 def _serialised_running(*, job_type: str, key: str, limit: Limit) -> int | None:
     """Take the (type, partition)'s lock until the transaction ends (one limited claim at a
     time), then count its running jobs if the limit has a concurrency (None if not)."""
-    name = f"{LOCK_SPACE}\x1f{job_type}\x1f{key}"
+    name = _lock_name(job_type, key)
     if limit.concurrency is None:
         store().serialise(name)
         return None
@@ -69,18 +76,39 @@ def _verdict(
     return None
 
 
-def claim_or_wait(
-    *, job_id: Any, worker: str, job_type: str, limit: Limit, now: datetime, lease: datetime
-) -> tuple[tuple | None, str]:
+def claim_or_wait(*, job_id: Any, worker: str, job_type: str, limit: Limit) -> tuple[tuple | None, str, datetime]:
     """The limited claim: (the store's claim row, or None when the job waits or is not queued,
-    the job's partition). Only a limit with a key reads the job (its payload) first."""
+    the job's partition, the attempt's start). Only a limit with a key reads the job (its
+    payload) first.
+
+    The start is taken once the connection is open and the payload read, right before the
+    claim: the attempt history is what shows a limit was kept, and a start taken before a slow
+    reconnect would show an attempt as started while the one before it still ran."""
+    key = ""
+    if limit.key:
+        payload = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", flat=True).first()
+        if payload is None:
+            return None, "", timezone.now()  # not queued any more: another delivery has it, or it was cancelled
+        key = limit.partition(payload)  # a job's payload never changes: read outside the lock
+    connection.ensure_connection()
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    if limit.rate is None:
+        # A concurrency only: the usual case, a free slot, is one guarded claim. Without one (or
+        # if the job is not queued) the serialised claim below says which, and makes the job wait.
+        row = store().claim_within(
+            name=_lock_name(job_type, key),
+            concurrency=limit.concurrency,
+            job_type=job_type,
+            limit_key=key,
+            job_id=job_id,
+            worker=worker,
+            now=now,
+            lease=lease,
+        )
+        if row is not None:
+            return row, key, now
     with transaction.atomic():
-        key = ""
-        if limit.key:
-            payload = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", flat=True).first()
-            if payload is None:
-                return None, ""  # not queued any more: another delivery has it, or it was cancelled
-            key = limit.partition(payload)
         running = _serialised_running(job_type=job_type, key=key, limit=limit)
         verdict = _verdict(job_type=job_type, key=key, limit=limit, running=running, now=now)
         if verdict is not None:
@@ -89,11 +117,11 @@ def claim_or_wait(
             if store().transition(Job.objects.filter(pk=job_id), move=states.WAIT, where=None, changes=changes):
                 transaction.on_commit(lambda: metrics.record_limit_wait(type=job_type))
                 log.info("job %s waits: %s", job_id, reason)
-            return None, key
+            return None, key, now
         row = store().claim(job_id=job_id, worker=worker, now=now, lease=lease, limit_key=key)
         if row is not None and limit.rate is not None:
             JobStart.objects.create(type=job_type, limit_key=key, at=now)
-        return row, key
+        return row, key, now
 
 
 def _wake_group(*, job_type: str, key: str, now: datetime) -> int:

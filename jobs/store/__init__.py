@@ -90,13 +90,35 @@ class PortableStore:
         self.serialise(name)
         return self.running_count(job_type=job_type, limit_key=limit_key)
 
+    def claim_within(
+        self,
+        *,
+        name: str,
+        concurrency: int,
+        job_type: str,
+        limit_key: str,
+        job_id: Any,
+        worker: str,
+        now: datetime,
+        lease: datetime,
+    ) -> tuple | None:
+        """The claim of a type limited by a concurrency only: under the partition's lock
+        (`serialise(name)`), claim the job if fewer than `concurrency` of its partition run. The
+        claim's row, or None: the partition is full, or the job is not queued."""
+        with transaction.atomic():
+            if self.serialised_running_count(name=name, job_type=job_type, limit_key=limit_key) >= concurrency:
+                return None
+            return self.claim(job_id=job_id, worker=worker, now=now, lease=lease, limit_key=limit_key)
+
     def any_waiting(self, *, job_type: str, limit_key: str) -> bool:
         """Whether a job of the type's partition waits for its limit."""
         return Job.objects.filter(status=Status.WAITING, type=job_type, limit_key=limit_key).exists()
 
-    def succeed_many(self, successes: list[Finished]) -> set[str]:
-        """Record successful attempts, each fenced by its serial; the ids of the jobs that moved."""
-        return {str(finished[0]) for finished in successes if self._succeed(*finished)}
+    def succeed_many(self, successes: list[Finished]) -> dict[str, bool | None]:
+        """Record successful attempts, each fenced by its serial. The ids of the jobs that moved,
+        each with whether a job of its partition of a limit waits: None when not known (here,
+        always), False when it held no slot or nobody waits."""
+        return {str(finished[0]): None for finished in successes if self._succeed(*finished)}
 
     def _succeed(self, job_id: Any, serial: int, result: Any, when: datetime) -> bool:
         with transaction.atomic():

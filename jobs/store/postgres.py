@@ -15,7 +15,7 @@ the only way to the row is its primary key.
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -61,15 +61,16 @@ def _sets(columns: dict[str, Any], table: str = "") -> str:
     return ", ".join(f"{table}{column} = {_literal(value)}" for column, value in columns.items())
 
 
-def _claim_statement(extra: str = "") -> str:
-    """The claim; `extra`: more `column = value, ` to set (the limited claim's partition)."""
+def _claim_statement(extra: str = "", guard: str = "") -> str:
+    """The claim; `extra`: more `column = value, ` to set (the limited claim's partition);
+    `guard`: more `AND ...` the job must meet."""
     return f"""
 WITH claimed AS (
     UPDATE {JOB} SET status = {_word(CLAIM.target)}, attempts = attempts + 1, serial = serial + 1,
         started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
         {extra}{_sets(CLAIM_RESETS)}, updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
-        AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused)
+        AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused){guard}
     RETURNING id, type, payload, attempts, serial, timeout, priority
 ), opened AS (
     INSERT INTO {ATTEMPT} (job_id, number, started_at, worker, {", ".join(ATTEMPT_OPENS)})
@@ -83,28 +84,64 @@ CLAIM_STATEMENT = _claim_statement()
 # A claim of a limited type also records the job's partition of the limit.
 CLAIM_LIMITED_STATEMENT = _claim_statement("limit_key = %(limit_key)s, ")
 
+
+def _running_count(job_type: str, limit_key: str) -> str:
+    """The count of a partition's running jobs; the arguments: its placeholders."""
+    return (
+        f"SELECT count(*) FROM {JOB} slot "
+        f"WHERE slot.status = {_word(Status.RUNNING)} AND slot.type = {job_type} AND slot.limit_key = {limit_key}"
+    )
+
+
 # The reads of a limited claim and of an attempt's end. Through the partial indexes of the
 # limits (job_limit_slots, job_limit_waiting), whatever the size of the backlog.
-RUNNING_COUNT = f"SELECT count(*) FROM {JOB} WHERE status = {_word(Status.RUNNING)} AND type = %s AND limit_key = %s"
+RUNNING_COUNT = _running_count("%s", "%s")
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+# The claim of a type with a concurrency only: taken only while its partition has a free slot.
+# A statement of its own after the partition's lock, so its count sees every claim before it.
+CLAIM_WITHIN_STATEMENT = _claim_statement(
+    "limit_key = %(limit_key)s, ",
+    f" AND ({_running_count('%(type)s', '%(limit_key)s')}) < %(concurrency)s",
+)
 ANY_WAITING = f"SELECT 1 FROM {JOB} WHERE status = {_word(Status.WAITING)} AND type = %s AND limit_key = %s LIMIT 1"
+
+# A success's columns, and, for a job that held a slot of a limit, whether a job of its
+# partition waits (NULL for a job that held none).
+SUCCESS_SET = f"status = {_word(SUCCEED.target)}, {_sets(SUCCESS_SETS)}"
+ANY_WAITING_FOR_DONE = f"""CASE WHEN done.limit_key IS NULL THEN NULL ELSE EXISTS (
+    SELECT 1 FROM {JOB} w
+    WHERE w.status = {_word(Status.WAITING)} AND w.type = done.type AND w.limit_key = done.limit_key
+) END"""
 
 SUCCEED_MANY = f"""
 WITH finished AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(serials)s::integer[], %(results)s::text[], %(times)s::timestamptz[])
         AS f(id, serial, result, finished_at)
 ), done AS (
-    UPDATE {JOB} SET status = {_word(SUCCEED.target)}, result = f.result::jsonb, finished_at = f.finished_at,
-        {_sets(SUCCESS_SETS)}, updated_at = f.finished_at
+    UPDATE {JOB} SET {SUCCESS_SET}, result = f.result::jsonb, finished_at = f.finished_at, updated_at = f.finished_at
     FROM finished f
     WHERE {JOB}.id = f.id AND {JOB}.status IN (SELECT unnest({_words(SUCCEED_SOURCES)}))
         AND {JOB}.serial = f.serial
-    RETURNING {JOB}.id, f.serial, f.finished_at
+    RETURNING {JOB}.id, f.serial, f.finished_at, {JOB}.type, {JOB}.limit_key
 ), closed AS (
     UPDATE {ATTEMPT} SET outcome = {_word(Outcome.SUCCEEDED)}, finished_at = done.finished_at
     FROM done WHERE {ATTEMPT}.job_id = done.id AND {ATTEMPT}.number = done.serial
 )
-SELECT id FROM done
+SELECT id, {ANY_WAITING_FOR_DONE} FROM done
+"""
+
+# One success (a job that held a slot, written before its task returns; a batch of one), as a
+# prepared statement: no join, each row reached by its key.
+SUCCEED_ONE = f"""
+WITH done AS (
+    UPDATE {JOB} SET {SUCCESS_SET}, result = %(result)s::jsonb, finished_at = %(at)s, updated_at = %(at)s
+    WHERE id = %(id)s AND status IN (SELECT unnest({_words(SUCCEED_SOURCES)})) AND serial = %(serial)s::integer
+    RETURNING id, type, limit_key
+), closed AS (
+    UPDATE {ATTEMPT} SET outcome = {_word(Outcome.SUCCEEDED)}, finished_at = %(at)s
+    WHERE job_id = %(id)s AND number = %(serial)s::integer AND EXISTS (SELECT 1 FROM done)
+)
+SELECT id, {ANY_WAITING_FOR_DONE} FROM done
 """
 
 
@@ -152,6 +189,16 @@ def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: boo
 
 def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
     return {"id": str(job_id), "now": now, "worker": worker, "lease": lease}
+
+
+def succeed_one_params(success: Finished) -> dict[str, Any]:
+    job_id, serial, result, finished_at = success
+    return {
+        "id": str(job_id),
+        "serial": serial,
+        "result": None if result is None else json.dumps(result),
+        "at": finished_at,
+    }
 
 
 def succeed_many_params(successes: list[Finished]) -> dict[str, Any]:
@@ -205,6 +252,12 @@ def _token_owner_statement() -> tuple[str, list[str], type[models.Model], type[m
     return statement, [field.attname for field in fields], user, Token
 
 
+def _claimed(row: tuple) -> tuple:
+    job_type, payload, attempt, serial, timeout, queue = row
+    # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
+    return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
+
+
 class PostgresStore(PortableStore):
     def claim(
         self, *, job_id: Any, worker: str, now: datetime, lease: datetime, limit_key: str | None = None
@@ -214,11 +267,7 @@ class PostgresStore(PortableStore):
             rows = _execute(CLAIM_STATEMENT, params, prepare=True)
         else:
             rows = _execute(CLAIM_LIMITED_STATEMENT, {**params, "limit_key": limit_key}, prepare=True)
-        if not rows:
-            return None
-        job_type, payload, attempt, serial, timeout, queue = rows[0]
-        # Django's PostgreSQL backend hands jsonb over as text; its JSONField decodes it, so do we.
-        return job_type, json.loads(payload) if isinstance(payload, str) else payload, attempt, serial, timeout, queue
+        return _claimed(rows[0]) if rows else None
 
     def running_count(self, *, job_type: str, limit_key: str) -> int:
         """A prepared statement: the ORM compiles the query anew on every claim of a limited type."""
@@ -233,16 +282,62 @@ class PostgresStore(PortableStore):
                 count.execute(RUNNING_COUNT, [job_type, limit_key], prepare=True)
             return count.fetchone()[0]
 
+    def claim_within(
+        self,
+        *,
+        name: str,
+        concurrency: int,
+        job_type: str,
+        limit_key: str,
+        job_id: Any,
+        worker: str,
+        now: datetime,
+        lease: datetime,
+    ) -> tuple | None:
+        """In one round trip: the transaction, the partition's lock and the claim guarded by the
+        count of its running jobs, pipelined. Inside a transaction already open, its lock is held
+        until that one ends."""
+        params = {
+            **claim_params(job_id=job_id, worker=worker, now=now, lease=lease),
+            "type": job_type,
+            "limit_key": limit_key,
+            "concurrency": concurrency,
+        }
+        with _cursor(prepare=True) as claim:
+            raw = claim.connection
+            own = raw.autocommit  # Django's connection outside an atomic block: a transaction of its own
+            try:
+                with psycopg.Cursor(raw) as lock, raw.pipeline():
+                    if own:
+                        lock.execute("BEGIN")
+                    lock.execute(LOCK, [name], prepare=True)
+                    claim.execute(CLAIM_WITHIN_STATEMENT, params, prepare=True)
+                    if own:
+                        lock.execute("COMMIT")
+            except psycopg.Error:
+                if own and raw.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
+                    with suppress(psycopg.Error):
+                        raw.rollback()  # the statements after the error were skipped, the COMMIT too
+                raise
+            rows = claim.fetchall()
+        return _claimed(rows[0]) if rows else None
+
     def any_waiting(self, *, job_type: str, limit_key: str) -> bool:
         """A prepared statement, at the end of every attempt of a limited type."""
         return bool(_execute(ANY_WAITING, [job_type, limit_key], prepare=True))
 
-    def succeed_many(self, successes: list[Finished]) -> set[str]:
-        """In one statement. Not prepared: a plan cached while the attempt history was nearly
+    def succeed_many(self, successes: list[Finished]) -> dict[str, bool | None]:
+        """In one statement, which also tells, for a job that held a slot of a limit, whether a
+        job of its partition waits. One success by a prepared statement, which reaches each row
+        by its key (its plan is made again when ANALYZE, autovacuum's, renews the statistics).
+        More by one that is not: a plan of its join cached while the attempt history was nearly
         empty would scan it whole on every call as it grows; planned per batch, it follows the
         table's size."""
-        rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
-        return {str(row[0]) for row in rows}
+        if len(successes) == 1:
+            rows = _execute(SUCCEED_ONE, succeed_one_params(successes[0]), prepare=True)
+        else:
+            rows = _execute(SUCCEED_MANY, succeed_many_params(successes), prepare=False)
+        return {str(job_id): waiting for job_id, waiting in rows}
 
     def insert_jobs(self, jobs: list[Job]) -> None:
         """Store new jobs: one as a prepared INSERT, more with one COPY. Django's ORM compiles every

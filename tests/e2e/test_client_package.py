@@ -67,15 +67,19 @@ def client_for(flavour: str, url: str, token: str, **settings):
             runner.run(client.aclose())
 
 
-def submit_answers(url: str, *, at_least: int = 0) -> list[int]:
+def submit_answers(url: str, *, at_least: int = 0, until: int | None = None) -> list[int]:
     """The statuses gunicorn logged for POST /submit-job, in order (it logs a request just
-    after answering it: wait for `at_least` of them)."""
+    after answering it: wait for `at_least` of them, and for one answered `until`)."""
     log = servers.ARTIFACTS / f"web-{url.rsplit(':', 1)[1]}.log"
 
     def logged() -> list[int]:
         return [int(status) for status in SUBMIT_LINE.findall(log.read_text(errors="replace"))]
 
-    servers.wait_for(lambda: len(logged()) >= at_least, timeout=10, what=f"{at_least} submits in {log}")
+    def complete() -> bool:
+        answers = logged()
+        return len(answers) >= at_least and (until is None or until in answers)
+
+    servers.wait_for(complete, timeout=10, what=f"{at_least} submits (one answered {until}) in {log}")
     return logged()
 
 
@@ -211,7 +215,7 @@ def test_a_503_while_the_database_is_away_is_retried_after_its_retry_after(
         back.join(5)
 
     # Each web worker finds its connection cut once (a 503), then connects again.
-    answers = submit_answers(url, at_least=2)
+    answers = submit_answers(url, at_least=2, until=201)  # the client has its 201: its line comes
     refusals = answers.count(503)
     assert answers == [503] * refusals + [201] and 1 <= refusals <= 2
     assert refusals <= waited < refusals + 2 and job.created is True

@@ -109,6 +109,11 @@ class TcpProxy:
             except OSError:
                 _reset(client)  # the server is down: the client sees its connection reset
                 continue
+            for sock in (client, upstream):
+                # As PostgreSQL, libpq and Redis set on theirs: each write goes out as it comes. With
+                # Nagle's algorithm here, a client's pipelined writes would wait for the ACK of the
+                # first one (up to 40 ms), a delay no real network path adds.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._connections.update((client, upstream))
                 self.accepted += 1

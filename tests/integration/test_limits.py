@@ -6,13 +6,15 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import DataError, connection
 from django.utils import timezone
+from psycopg.pq import TransactionStatus
 
 from jobs import limit_selectors, services
 from jobs.models import Job, JobLimit, JobStart
 from jobs.rates import LimitProblem, Rate, make_limit, parse_rate
 from jobs.states import Status
+from jobs.store import store
 from tests.api_coverage import covers
 
 
@@ -84,6 +86,37 @@ def test_a_finished_attempt_wakes_the_best_waiting_job_of_its_type():
     assert woken is not None and woken.limit_key == ""
     services.job_fail(job_id=second.id, serial=running[1].serial, error_type="E", message="boom", permanent=True)
     assert status(low) == Status.QUEUED
+
+
+@pytest.mark.postgres_only
+def test_the_success_statement_tells_whether_a_job_waits_for_the_slot_it_frees():
+    # What lets a limited job's success skip its own look for waiting jobs, most of the time.
+    first, second, third, waiter = (submit("test.limited") for _ in range(4))
+    unlimited = submit("test.sleep")
+    claims = {job.id: claim(job) for job in (first, second, unlimited)}
+    now = timezone.now()
+
+    assert store().succeed_many([(first.id, claims[first.id].serial, {}, now)]) == {str(first.id): False}
+    assert claim(third) is not None and claim(waiter) is None and status(waiter) == Status.WAITING
+    finished = [(job.id, claims[job.id].serial, {}, now) for job in (second, unlimited)]
+    assert store().succeed_many(finished) == {str(second.id): True, str(unlimited.id): None}
+
+
+@pytest.mark.postgres_only
+def test_a_guarded_claim_that_fails_leaves_no_transaction_open_and_no_lock_held():
+    now = timezone.now()
+    with pytest.raises(DataError):  # an id the database refuses, after the partition's lock was granted
+        store().claim_within(
+            name="a partition", concurrency=1, job_type="test.limited", limit_key="",
+            job_id="not-a-uuid", worker="w1", now=now, lease=now,
+        )  # fmt: skip
+
+    assert connection.connection.info.transaction_status == TransactionStatus.IDLE
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        assert cursor.fetchone()[0] == 0
+    job = submit("test.limited")
+    assert claim(job) is not None and status(job) == Status.RUNNING
 
 
 def test_a_lost_lease_frees_its_slot_and_wakes_a_waiting_job():

@@ -1,3 +1,4 @@
+import re
 import threading
 
 import pytest
@@ -155,6 +156,14 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
     now = timezone.now()
     plans = {
         "claim": (statements.CLAIM_STATEMENT, statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)),
+        "limited claim": (
+            statements.CLAIM_WITHIN_STATEMENT,
+            {
+                **statements.claim_params(job_id=job.id, worker="w", now=now, lease=now),
+                **{"type": "noop", "limit_key": "", "concurrency": 2},
+            },
+        ),
+        "succeed one": (statements.SUCCEED_ONE, statements.succeed_one_params((job.id, 1, None, now))),
         "succeed": (statements.SUCCEED_MANY, statements.succeed_many_params([(job.id, 1, None, now)] * 2)),
     }
     for name, (statement, params) in plans.items():
@@ -162,6 +171,49 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
             cursor.execute("EXPLAIN " + statement, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         assert f"Index Scan using {statements.JOB}_pkey on {statements.JOB}" in plan, f"{name}:\n{plan}"
+
+
+def _numbered(statement: str) -> tuple[str, list[str]]:
+    """`statement` with its %(name)s placeholders numbered ($1...), as PREPARE takes them; the names in order."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+    return re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match[1]) + 1}", statement), names
+
+
+@pytest.mark.postgres_only
+def test_the_prepared_statements_generic_plans_reach_each_row_by_its_key():
+    # A prepared statement may keep one generic plan until the tables' statistics change (an
+    # ANALYZE, autovacuum's): with statistics of a table of some size, it must not scan it.
+    for _ in range(3):
+        services.jobs_submit_many(submissions=[{"type": "noop", "payload": {}}] * 1000)
+    for job in Job.objects.all()[:2000]:
+        services.job_claim(job_id=job.id, worker="w")
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {statements.JOB}; ANALYZE {statements.ATTEMPT}")
+    job = Job.objects.filter(status=Status.RUNNING).first()
+    now = timezone.now()
+    claim = statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)
+    prepared = {
+        "claim": (statements.CLAIM_STATEMENT, claim),
+        "limited claim": (
+            statements.CLAIM_WITHIN_STATEMENT,
+            {**claim, "type": "noop", "limit_key": "", "concurrency": 2},
+        ),
+        "succeed one": (statements.SUCCEED_ONE, statements.succeed_one_params((job.id, 1, None, now))),
+    }
+    for name, (statement, params) in prepared.items():
+        numbered, names = _numbered(statement)
+        with connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            cursor.execute(f"PREPARE probe AS {numbered}")
+            try:
+                cursor.execute(f"EXPLAIN EXECUTE probe({', '.join(['%s'] * len(names))})", [params[n] for n in names])
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.execute("DEALLOCATE probe")
+                cursor.execute("RESET plan_cache_mode")
+        assert f"Index Scan using {statements.JOB}_pkey on {statements.JOB}" in plan, f"{name}:\n{plan}"
+        for table in (statements.JOB, statements.ATTEMPT):  # the queues' table has a row per queue
+            assert f"Seq Scan on {table} " not in plan, f"{name}:\n{plan}"
 
 
 def test_a_requeue_is_fenced_by_the_attempt_and_opens_a_fresh_one():
