@@ -160,8 +160,12 @@ def jobs_succeed(successes: list[Success]) -> list[Success]:
         known = claim if mine else _attempt(job_id=success.job_id, serial=success.serial)
         events.succeeded(known.facts, duration=events.seconds_between(known.started_at, success.finished_at))
         key = claim.limit_key if mine else None
-        if moved[str(success.job_id)] is not False:  # False: it held no slot, or nobody waits for one
-            cluster_limits.wake_after(job_type=known.facts.type, job_id=None if mine else success.job_id, key=key)
+        cluster_limits.wake_after(
+            job_type=known.facts.type,
+            job_id=None if mine else success.job_id,
+            key=key,
+            waiting=moved[str(success.job_id)],
+        )
     return recorded
 
 

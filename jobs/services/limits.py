@@ -161,17 +161,18 @@ def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
     return len(woken)
 
 
-def wake_after(*, job_type: str, job_id: Any = None, key: str | None = None) -> int:
+def wake_after(*, job_type: str, job_id: Any = None, key: str | None = None, waiting: bool | None = None) -> int:
     """An attempt of a job of `job_type` ended (it left `running`): wake the best waiting job of its
     partition if there is room. Free for unlimited types: no query. Call inside the transaction
-    that moved the job; the wake is published on its commit."""
-    if not limit_selectors.effective_limit(job_type).limits:
+    that moved the job; the wake is published on its commit. `waiting`: whether a job of the
+    partition waits, when the caller already knows (the success statement tells)."""
+    if waiting is False or not limit_selectors.effective_limit(job_type).limits:
         return 0
     if key is None and job_id is not None:
         key = Job.objects.filter(pk=job_id).values_list("limit_key", flat=True).first()
     if key is None:
         return 0  # claimed before the type had limits: it held no slot
-    if not store().any_waiting(job_type=job_type, limit_key=key):
+    if waiting is None and not store().any_waiting(job_type=job_type, limit_key=key):
         return 0  # the usual case: nobody waits (looked at outside a transaction of its own)
     with transaction.atomic():
         return _wake_group(job_type=job_type, key=key, now=timezone.now())
