@@ -13,6 +13,7 @@ STORE_TESTS = [
     "tests/integration/test_submit_api.py",
     "tests/integration/test_bulk_submit.py",
     "tests/integration/test_unique_jobs.py",
+    "tests/integration/test_limits.py",
     "tests/integration/test_management_api.py",
     "tests/integration/test_access_matrix.py",
     "tests/integration/test_client_api.py",
