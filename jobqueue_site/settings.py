@@ -196,6 +196,11 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
+# Error reports (DEBUG's 500 page, mails to ADMINS) with every setting, header and variable
+# redacted: Django alone shows a password inside a URL (REDIS_URL...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "jobqueue_site.error_reports.RedactingFilter"
+DEFAULT_EXCEPTION_REPORTER = "jobqueue_site.error_reports.RedactingReporter"
+
 ROOT_URLCONF = "jobqueue_site.urls"
 WSGI_APPLICATION = "jobqueue_site.wsgi.application"
 
