@@ -29,6 +29,8 @@ NOT_RELAYED = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
      "upgrade", "authorization", "content-length"}
 )  # fmt: skip
+# How long a request waits for a Flower that refuses connections (still starting) before a 502.
+STARTING_SECONDS = 30.0
 FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
@@ -125,17 +127,25 @@ class GateHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         headers = {name: value for name, value in self.headers.items() if name.lower() not in NOT_RELAYED}
         headers["Authorization"] = basic(self.gate.upstream_login)
-        upstream = http.client.HTTPConnection("127.0.0.1", self.gate.upstream_port, timeout=60)
-        try:
-            upstream.request(self.command, self.path, body=body, headers=headers)
-            response = upstream.getresponse()
-            content = response.read()
-        except OSError as exc:
-            log.warning("Flower does not answer: %s", exc)
-            self.answer(502, "Flower does not answer\n", {})
-            return
-        finally:
-            upstream.close()
+        starting = time.monotonic() + STARTING_SECONDS
+        while True:
+            upstream = http.client.HTTPConnection("127.0.0.1", self.gate.upstream_port, timeout=60)
+            try:
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                content = response.read()
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > starting:
+                    self.answer(502, "Flower does not answer\n", {})
+                    return
+                time.sleep(0.2)  # Flower starts alongside the gate, and takes longer
+            except OSError as exc:
+                log.warning("Flower does not answer: %s", exc)
+                self.answer(502, "Flower does not answer\n", {})
+                return
+            finally:
+                upstream.close()
         kept = [(name, value) for name, value in response.getheaders() if name.lower() not in NOT_RELAYED]
         self.answer(response.status, content, dict(kept), reason=response.reason)
 
