@@ -18,6 +18,7 @@ import http.client
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -40,7 +41,7 @@ class LoginFailures:
 
     limit: int
     window: float
-    clock: object = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _opened: dict[str, tuple[float, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,6 +62,8 @@ class LoginFailures:
             opened, count = self._opened.get(address, (now, 0))
             if opened + self.window <= now:
                 opened, count = now, 0
+            if len(self._opened) >= 10_000:  # many addresses: forget the ones whose window ended
+                self._opened = {key: kept for key, kept in self._opened.items() if kept[0] + self.window > now}
             self._opened[address] = (opened, count + 1)
             return count + 1
 
@@ -151,20 +154,13 @@ class GateHandler(BaseHTTPRequestHandler):
 
     def answer(self, status: int, content: str | bytes, headers: dict[str, str], reason: str | None = None) -> None:
         data = content.encode() if isinstance(content, str) else content
+        own = {name.lower(): value for name, value in headers.items()}
+        policy = "; ".join(filter(None, [own.pop("content-security-policy", ""), FRAMING["Content-Security-Policy"]]))
+        own |= {"x-frame-options": FRAMING["X-Frame-Options"], "content-security-policy": policy}
+        own.setdefault("content-type", "text/plain; charset=utf-8")
         self.send_response(status, reason)
-        for name, value in headers.items():
-            if name.lower() not in {"x-frame-options", "content-security-policy"}:
-                self.send_header(name, value)
-        policy = headers.get("Content-Security-Policy") or headers.get("content-security-policy")
-        framing = (
-            {**FRAMING, "Content-Security-Policy": f"{policy}; {FRAMING['Content-Security-Policy']}"}
-            if policy
-            else FRAMING
-        )
-        for name, value in framing.items():
+        for name, value in own.items():
             self.send_header(name, value)
-        if "content-type" not in {name.lower() for name in headers}:
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
