@@ -126,7 +126,11 @@ class GateHandler(BaseHTTPRequestHandler):
         return False
 
     def relay(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw_length = self.headers.get("Content-Length") or "0"
+        if not raw_length.isdigit() or "Transfer-Encoding" in self.headers:
+            self.answer(400 if not raw_length.isdigit() else 411, "Content-Length: give the body's length\n", {})
+            return
+        length = int(raw_length)
         body = self.rfile.read(length) if length else None
         headers = {name: value for name, value in self.headers.items() if name.lower() not in NOT_RELAYED}
         headers["Authorization"] = basic(self.gate.upstream_login)

@@ -2,7 +2,7 @@
 
 import base64
 
-from jobs.flower_gate import Gate, LoginFailures, basic
+from jobs.flower_gate import Gate, LoginFailures, basic, serve
 
 
 class Clock:
@@ -34,3 +34,29 @@ def test_only_the_exact_basic_login_passes_and_no_credentials_is_not_a_failure()
     wrong = ["Basic !!!", "Bearer " + basic("ops:pa:ss")[6:], basic("ops:pa"), basic("ops:pa:ss "), "Basic"]
     assert [gate.allows(header) for header in wrong] == [False] * len(wrong)
     assert base64.b64decode(basic("ops:pa:ss")[6:]) == b"ops:pa:ss"
+
+
+def test_a_body_without_a_usable_length_gets_a_clear_4xx_and_never_reaches_flower():
+    import http.client
+    import threading
+
+    gate = Gate("ops:pw", 1, "gate:x", LoginFailures(limit=3, window=60))  # port 1: nothing there
+    server = serve(gate, address="127.0.0.1", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        answers = []
+        for headers in ({"Content-Length": "ten"}, {"Transfer-Encoding": "chunked"}):
+            client = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+            client.putrequest("POST", "/api/task/revoke/x")
+            for name, value in {"Authorization": basic("ops:pw"), **headers}.items():
+                client.putheader(name, value)
+            client.endheaders()
+            answer = client.getresponse()
+            answers.append((answer.status, answer.read().decode(), answer.getheader("X-Frame-Options")))
+            client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert [status for status, _, _ in answers] == [400, 411]
+    assert all("Content-Length" in text and framing == "DENY" for _, text, framing in answers)

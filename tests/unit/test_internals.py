@@ -122,6 +122,8 @@ def test_the_workers_conf_command_is_ours_under_celerys_names():
 
 def test_redis_py_packs_a_transaction_and_sends_it_without_reading_a_reply():
     assert "check_health" in inspect.signature(Connection.send_packed_command).parameters
+    # ... and the replies are read later by the kombu transport (jobqueue_site/transport.py)
+    assert "timeout" in inspect.signature(Connection.can_read).parameters and callable(Connection.read_response)
     connection = Connection(host="127.0.0.1", port=1)  # never connected: packing needs no server
     packed = internals.redis_pack_transaction(connection, [("SET", "k", "v")])
     assert b"".join(packed) == b"*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nEXEC\r\n"

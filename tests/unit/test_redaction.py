@@ -90,6 +90,9 @@ def test_error_emails_and_log_reports_use_the_same_filter():
         report.request = request
         AdminEmailHandler(include_html=True).emit(report)
 
+    for formatter in (PlainFormatter(), JsonFormatter()):  # the log line of the same report, traceback and all
+        line = formatter.format(report)
+        assert "127.0.0.1:6399" in line and "Traceback" in line and PASSWORD not in line
     [email] = mail.outbox
     bodies = [email.body, *(content for content, _ in email.alternatives)]
     assert len(bodies) == 2 and all("127.0.0.1:6399" in body for body in bodies)
