@@ -4,17 +4,17 @@ import os
 
 from celery import Celery
 from kombu import Queue
-from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobqueue_site.settings")
 
+from jobs import internals
 from jobs.states import DEAD_LETTER_QUEUE, QUEUES
 
 __all__ = ["DEAD_LETTER_QUEUE", "QUEUES", "app"]
 
 # Redis URLs name our transport (jobqueue_site/transport.py) under kombu's own scheme, so the broker
 # URL stays `redis://...`: Flower picks its Broker tab's client by that scheme.
-TRANSPORT_ALIASES.update(redis="jobqueue_site.transport:Transport", rediss="jobqueue_site.transport:Transport")
+internals.register_kombu_transport("jobqueue_site.transport:Transport", "redis", "rediss")
 
 app = Celery("jobqueue_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -1,6 +1,7 @@
 """Settings for jobqueue: every knob comes from the environment, each with a safe default."""
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -73,8 +74,27 @@ def env_list(name: str, default: str = "") -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 
 
+# Values of SECRET_KEY that templates and tutorials ship: refused when DEBUG is off, however long.
+PLACEHOLDER_KEY = re.compile(r"change.?me|replace|placeholder|example|your.?secret|^django-insecure-", re.IGNORECASE)
+
+
+def _key_problem(key: str) -> str | None:
+    """Why `key` may not sign a deployment's sessions and tokens (Django's own bar for a strong key,
+    which `check --deploy` only warns about, and no template's placeholder); None if it may."""
+    if PLACEHOLDER_KEY.search(key):
+        return "a placeholder"
+    if len(key) < 50 or len(set(key)) < 5:
+        return "too weak"
+    return None
+
+
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")
+    if key and not DEBUG and (problem := _key_problem(key)):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is {problem}: with DEBUG off it must be a random string of 50 or more characters, "
+            'e.g. python -c "import secrets; print(secrets.token_urlsafe(50))"'
+        )
     if key:
         return key
     if not DEBUG:
@@ -175,6 +195,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Error reports (DEBUG's 500 page, mails to ADMINS) with every setting, header and variable
+# redacted: Django alone shows a password inside a URL (REDIS_URL...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "jobqueue_site.error_reports.RedactingFilter"
+DEFAULT_EXCEPTION_REPORTER = "jobqueue_site.error_reports.RedactingReporter"
 
 ROOT_URLCONF = "jobqueue_site.urls"
 WSGI_APPLICATION = "jobqueue_site.wsgi.application"

@@ -44,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobs import internals
 from jobs.broker import key
 
 log = logging.getLogger("jobqueue.broker")
@@ -73,7 +74,7 @@ class PipelinedWrites:
         """Send `commands` as one MULTI/EXEC transaction; return without waiting for Redis."""
         with self._lock:
             connection = self._connect()
-            packed = connection.pack_commands([("MULTI",), *commands, ("EXEC",)])
+            packed = internals.redis_pack_transaction(connection, list(commands))
             self._read(wait=len(self._unconfirmed) >= self.MAX_UNCONFIRMED)
             self._unconfirmed.append((packed, len(commands) + 2))
             self._send(packed)
@@ -110,7 +111,7 @@ class PipelinedWrites:
 
     def _send(self, packed: list[bytes]) -> None:
         try:
-            self._connection.send_packed_command(packed, check_health=False)
+            internals.redis_send_packed(self._connection, packed)
         except BROKEN as exc:
             self._resend(exc)
 
@@ -147,7 +148,7 @@ class PipelinedWrites:
         try:
             connection = self._connect()
             for packed, _ in self._unconfirmed:
-                connection.send_packed_command(packed, check_health=False)
+                internals.redis_send_packed(connection, packed)
         except BROKEN:
             lost = len(self._unconfirmed)
             self._unconfirmed.clear()

@@ -58,7 +58,7 @@ def with_empty_history(job: Job) -> Job:
     # Marked evaluated as Django's prefetching marks what it fetched: iterating a bare .none()
     # still compiles its SQL, which cost a tenth of a single submission.
     internals.mark_fetched_empty(history)
-    job._prefetched_objects_cache = {"history": history}
+    internals.set_prefetched(job, "history", history)
     return job
 
 

@@ -3,16 +3,17 @@
 `conf` (what Flower's worker page and `celery inspect conf` show) is Celery's table of the
 worker's configuration, with every configured secret and URL password masked: Celery masks
 only keys named like a secret, so REDIS_URL, CELERY_BROKER_URL and the cache's LOCATION went
-out with their passwords. Registered under Celery's own name, it replaces Celery's command.
+out with their passwords. Registered under Celery's own name (jobs.internals.replace_conf_command),
+it replaces Celery's command.
 """
 
 from collections.abc import Mapping
 from typing import Any
 
 from celery.utils.saferepr import saferepr
-from celery.utils.serialization import jsonify, strtobool
-from celery.worker.control import inspect_command
+from celery.utils.serialization import jsonify
 
+from jobs import internals
 from jobs.limits import redact
 
 
@@ -27,11 +28,10 @@ def masked(value: Any) -> Any:
     return value
 
 
-@inspect_command(
-    name="conf", alias="dump_conf", signature="[include_defaults=False]", args=[("with_defaults", strtobool)]
-)
-def conf(state: Any, with_defaults: bool = False, **kwargs: Any) -> Any:
-    """List configuration, secrets masked."""
-    table = state.app.conf.table(with_defaults=with_defaults)
+def conf_masked(table: dict) -> Any:
+    """The worker's configuration table, secrets masked, as the `conf` command answers it."""
     wanted = {key: value for key, value in table.items() if isinstance(key, str) and not key.startswith("__")}
     return jsonify(masked(wanted), unknown_type_filter=lambda value: redact(saferepr(value)))
+
+
+internals.replace_conf_command(conf_masked)

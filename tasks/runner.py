@@ -5,31 +5,20 @@ The attempt reads from top to bottom: the claim, the handler, then its outcome: 
 reaches the task_failure receiver in `tasks.outcomes`: a pool process killed (reported by the
 main process), a hard time limit. Outcomes call the services; nothing here writes a status.
 The task itself returns None, so Celery has nothing to format or hand back to the pool's parent.
+Its request (jobs.internals.RequestWithFailedRuntime) gives a failure's event the attempt's runtime.
 """
 
-import time
-
 from celery import shared_task
-from celery.worker.request import Request
 
 from jobs import registry
 from jobs.dispatch import RUN_JOB_TASK
+from jobs.internals import RequestWithFailedRuntime
 
 from . import outcomes, worker
 from .context import JobContext
 
 
-class JobRequest(Request):
-    """Celery's request, its task-failed event carrying the attempt's runtime as task-succeeded
-    does (Celery sends none on a failure), so Flower shows how long a failed job ran."""
-
-    def send_event(self, type: str, **fields: object) -> None:
-        if type == "task-failed" and self.time_start and "runtime" not in fields:
-            fields["runtime"] = max(time.time() - self.time_start, 0.0)
-        super().send_event(type, **fields)
-
-
-@shared_task(name=RUN_JOB_TASK, bind=True, Request=JobRequest)
+@shared_task(name=RUN_JOB_TASK, bind=True, Request=RequestWithFailedRuntime)
 def run_job(self, job_id: str) -> None:
     claim = worker.claim_when_reachable(job_id=job_id, worker=self.request.hostname or "", request=self.request)
     if claim is None:

@@ -15,7 +15,7 @@ the only way to the row is its primary key.
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -171,10 +171,9 @@ def _cursor(*, prepare: bool = False) -> Iterator[psycopg.Cursor]:
     database = connections[DEFAULT_DB_ALIAS]  # looked up once: each use of the proxy looks again
     database.ensure_connection()
     raw = database.connection
-    if prepare and raw.prepare_threshold is None:
-        # Django turns prepared statements off, and psycopg then ignores prepare=True too. A
-        # threshold no query reaches turns them on for the statements that ask, and only those.
-        raw.prepare_threshold = NEVER_AUTOMATICALLY
+    if prepare:
+        # A threshold no query reaches: prepared are the statements that ask, and only those.
+        internals.allow_prepared_statements(raw, NEVER_AUTOMATICALLY)
     with database.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         yield cursor
 
@@ -304,21 +303,9 @@ class PostgresStore(PortableStore):
             "concurrency": concurrency,
         }
         with _cursor(prepare=True) as claim:
-            raw = claim.connection
-            own = raw.autocommit  # Django's connection outside an atomic block: a transaction of its own
-            try:
-                with psycopg.Cursor(raw) as lock, raw.pipeline():
-                    if own:
-                        lock.execute("BEGIN")
-                    lock.execute(LOCK, [name], prepare=True)
-                    claim.execute(CLAIM_WITHIN_STATEMENT, params, prepare=True)
-                    if own:
-                        lock.execute("COMMIT")
-            except psycopg.Error:
-                if own and raw.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
-                    with suppress(psycopg.Error):
-                        raw.rollback()  # the statements after the error were skipped, the COMMIT too
-                raise
+            with psycopg.Cursor(claim.connection) as lock, internals.pipelined_transaction(lock):
+                lock.execute(LOCK, [name], prepare=True)
+                claim.execute(CLAIM_WITHIN_STATEMENT, params, prepare=True)
             rows = claim.fetchall()
         return _claimed(rows[0]) if rows else None
 

@@ -1,5 +1,6 @@
 """Flower, the live view, speaks jobs: a real Flower and a real worker over loopback."""
 
+import http.client
 import os
 
 import pytest
@@ -15,28 +16,36 @@ from .conftest import wait_until_terminal
 LOGIN = ("flower-user", "flower-test-password")
 
 
+GATE_LOGIN = ("gate", "gate-only-test-password")
+
+
 @pytest.fixture
-def flower():
-    """`celery -A jobqueue_site flower` as run_dev starts it, behind basic auth; its base URL."""
-    port = servers.free_port()
-    command = [
-        servers.python(),
-        "-m",
-        "celery",
-        "-A",
-        "jobqueue_site",
-        "flower",
-        "--address=127.0.0.1",
-        f"--port={port}",
-    ]
-    env = {**os.environ, "FLOWER_BASIC_AUTH": ":".join(LOGIN)}
-    process = servers.Process(f"flower-{port}", command, env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+def start_flower():
+    """`celery -A jobqueue_site flower` as run_dev starts it: on a private port with a login only
+    the gate in front of it knows, and `manage.py run_flower_gate` on the port clients use."""
+    started: list[servers.Process] = []
+
+    def start(**gate_env: str) -> tuple[str, str]:
+        port, private = servers.free_port(), servers.free_port()
+        command = [servers.python(), "-m", "celery", "-A", "jobqueue_site", "flower", "--address=127.0.0.1"]
+        env = {**os.environ, "FLOWER_BASIC_AUTH": ":".join(GATE_LOGIN)}
+        started.append(servers.Process(f"flower-{private}", [*command, f"--port={private}"], env))
+        gate = [servers.python(), "manage.py", "run_flower_gate", f"--port={port}", f"--upstream-port={private}"]
+        logins = {"JOBQUEUE_FLOWER_LOGIN": ":".join(LOGIN), "JOBQUEUE_FLOWER_UPSTREAM_LOGIN": ":".join(GATE_LOGIN)}
+        started.append(servers.Process(f"flower-gate-{port}", gate, {**os.environ, **logins, **gate_env}))
+        url = f"http://127.0.0.1:{port}"
         servers.wait_for(lambda: _healthy(url), timeout=60, what=f"Flower on {url}", interval=0.2)
-        yield url
-    finally:
+        return url, f"http://127.0.0.1:{private}"
+
+    yield start
+    for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture
+def flower(start_flower):
+    """Flower behind its gate: the base URL clients use."""
+    return start_flower()[0]
 
 
 def _healthy(url: str) -> bool:
@@ -107,3 +116,35 @@ def test_flowers_broker_tab_shows_our_queues_and_their_depths(flower):
     assert "redis://" in page.text
     for name in (*QUEUES, DEAD_LETTER_QUEUE):
         assert f">{name}<" in page.text
+
+
+def test_a_guesser_is_locked_out_of_flower_and_only_the_gate_reaches_flower(start_flower):
+    url, private = start_flower(JOB_LOGIN_MAX_FAILURES="3", JOB_LOGIN_LOCKOUT_SECONDS="600")
+    wrong = (LOGIN[0], "a-guess")
+
+    # A browser's first request, without credentials, is asked for them and not counted.
+    for _ in range(4):
+        assert requests.get(f"{url}/", timeout=10).status_code == 401
+    assert flower_get(url, "/api/workers").status_code == 200
+    assert [requests.get(f"{url}/", auth=wrong, timeout=10).status_code for _ in range(3)] == [401] * 3
+
+    locked = flower_get(url, "/api/workers")  # the right login, from the locked-out address
+    assert locked.status_code == 429 and 500 < int(locked.headers["Retry-After"]) <= 601
+    assert "Too many failed logins" in locked.text
+    # Another address still gets in; Flower's own port takes only the gate's login.
+    other = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), source_address=("127.0.0.2", 0))
+    other.request("GET", "/api/workers", headers={"Authorization": requests.auth._basic_auth_str(*LOGIN)})
+    assert other.getresponse().status == 200
+    assert requests.get(f"{private}/api/workers", auth=LOGIN, timeout=10).status_code == 401
+    # Health and metrics stay open, as Flower keeps them, even for the locked-out address.
+    assert requests.get(f"{url}/metrics", timeout=10).status_code == 200
+
+
+def test_no_flower_page_or_answer_may_be_framed(flower):
+    answers = [flower_get(flower, path) for path in ("/", "/workers", "/api/workers", "/tasks")]
+    answers.append(requests.get(f"{flower}/", timeout=10))  # the login challenge too
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 401]
+    for answer in answers:
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]

@@ -43,10 +43,32 @@ def test_flowers_login_is_passed_in_its_environment_not_on_its_command_line(monk
     monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:flower-s3cret")
     config = run_dev.read_config()
 
-    [flower] = [spec for spec in run_dev.process_specs(config) if spec.name == "flower"]
+    specs = {spec.name: spec for spec in run_dev.process_specs(config)}
+    flower, gate = specs["flower"], specs["flower-gate"]
 
-    assert not any("flower-s3cret" in arg for arg in flower.argv)
-    assert flower.env["FLOWER_BASIC_AUTH"] == "ops:flower-s3cret"
+    assert not any("s3cret" in arg or config.flower_upstream_auth in arg for arg in flower.argv + gate.argv)
+    # The gate on FLOWER_PORT checks the operator's login; Flower, on a private port, only the gate's.
+    assert gate.env["JOBQUEUE_FLOWER_LOGIN"] == "ops:flower-s3cret"
+    assert f"--port={config.flower_port}" in gate.argv and f"--port={config.flower_upstream_port}" in flower.argv
+    assert flower.env["FLOWER_BASIC_AUTH"] == gate.env["JOBQUEUE_FLOWER_UPSTREAM_LOGIN"] == config.flower_upstream_auth
+    assert len(config.flower_upstream_auth) > 30 and "s3cret" not in config.flower_upstream_auth
+
+
+def test_flowers_dev_login_is_the_operators_choice_or_made_for_the_run_never_admin_admin(db, monkeypatch):
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    monkeypatch.delenv("JOBQUEUE_DEV_PASSWORD", raising=False)
+    run_dev.ensure_dev_user("admin")  # the admin's default login, which the operator may change later
+
+    first, second = run_dev.read_config(), run_dev.read_config()
+
+    assert first.flower_auth.startswith("admin:") and first.flower_auth != "admin:admin"
+    assert len(first.flower_auth) >= len("admin:") + 16 and second.flower_auth != first.flower_auth
+    text = run_dev.banner(first, token="t0k3n", redis_url="redis://127.0.0.1:6390/0")
+    [flower_line] = [line for line in text.splitlines() if line.strip().startswith("Flower")]
+    assert flower_line.endswith(f"(login admin / {first.flower_auth.split(':', 1)[1]})")  # shown this once
+
+    monkeypatch.setenv("JOBQUEUE_DEV_PASSWORD", "chosen-by-the-operator")
+    assert run_dev.read_config().flower_auth == "admin:chosen-by-the-operator"
 
 
 def test_the_banner_prints_the_default_dev_logins_but_never_a_password_the_operator_set(db, monkeypatch):

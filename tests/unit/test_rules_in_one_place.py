@@ -77,6 +77,10 @@ ONLY_IN = {
     r"\bTransition\(": {"jobs/states.py"},  # the state machine's moves
     r"\b(lpush|lrem|lrange|hmget|zrangebyscore)\(": {"jobs/broker.py", "jobs/dispatch.py"},
     r"\._inplace_augment_message|\._result_cache|\._state\.|\bValueClass\b": {"jobs/internals.py"},
+    # Private APIs reached by a public name: the ones the attribute probe below cannot see.
+    r"_prefetched_objects_cache|\bTRANSPORT_ALIASES\b|\bprepare_threshold\b": {"jobs/internals.py"},
+    r"execute\(\"(BEGIN|COMMIT)\"\)|\b(pack_commands|send_packed_command)\(": {"jobs/internals.py"},
+    r"\bdef send_event\b|name=\"conf\"": {"jobs/internals.py"},
     r"\bdef after_failure\b|\bdef is_permanent\b|\bdef backoff": {"jobs/retry.py"},
 }
 
@@ -86,3 +90,39 @@ def test_a_rule_has_one_home(pattern):
     where = {module for module, text in app_modules().items() if re.search(pattern, text)}
     assert where, f"{pattern} appears nowhere: the probe is stale"
     assert where <= ONLY_IN[pattern], f"{pattern} appears in {sorted(where - ONLY_IN[pattern])}"
+
+
+# Where a library's private attribute may be used: the one module of them, and the kombu transport
+# subclass (a use as a whole). `_meta` is Django's documented Options API; `os._exit` is public.
+PRIVATE_HOMES = {"jobs/internals.py", "jobqueue_site/transport.py"}
+PUBLIC_UNDERSCORED = {"_meta", "_exit"}
+
+
+def private_uses(text: str) -> list[str]:
+    """`obj._name` on anything but self or cls, and imports of `_private` names or modules of a library."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if node.attr not in PUBLIC_UNDERSCORED and not (
+                isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"}
+            ):
+                found.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] not in APP:
+            names = [*node.module.split("."), *(alias.name for alias in node.names)]
+            if any(name.startswith("_") and not name.startswith("__") for name in names):
+                found.append(f"line {node.lineno}: from {node.module} import ...")
+    return found
+
+
+def test_the_private_api_probe_sees_an_attribute_and_an_import_and_not_our_own_state():
+    assert len(private_uses("job._prefetched_objects_cache = {}\nfrom celery._state import get_current_app")) == 2
+    assert private_uses("self._pool = None\nJob._meta.db_table\nfrom ._schedules import x\nos._exit(0)") == []
+
+
+def test_no_private_api_of_a_library_is_used_outside_its_one_module():
+    where = {
+        module: uses
+        for module, text in app_modules().items()
+        if module not in PRIVATE_HOMES and (uses := private_uses(text))
+    }
+    assert not where, f"private APIs outside jobs/internals.py: {where}"

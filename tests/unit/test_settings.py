@@ -1,6 +1,7 @@
 """Production settings: refuse to start unsafe, and `check --deploy` is clean under the documented env."""
 
 import os
+import secrets
 import subprocess
 import sys
 
@@ -16,6 +17,11 @@ def documented_production_env() -> dict[str, str]:
     return dict(pairs)
 
 
+def production_env() -> dict[str, str]:
+    """The documented production env with its placeholder replaced, as an operator must."""
+    return {**documented_production_env(), "SECRET_KEY": secrets.token_urlsafe(50)}
+
+
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"}}
     return subprocess.run(
@@ -25,7 +31,7 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS"])
 def test_with_debug_off_the_app_refuses_to_start_without(missing):
-    env = {k: v for k, v in documented_production_env().items() if k != missing}
+    env = {k: v for k, v in production_env().items() if k != missing}
 
     result = manage("check", env=env)
 
@@ -34,10 +40,36 @@ def test_with_debug_off_the_app_refuses_to_start_without(missing):
 
 
 def test_check_deploy_is_clean_under_the_documented_production_env():
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env=documented_production_env())
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_refuses_the_documented_placeholder_key():
+    result = manage("check", "--deploy", env=documented_production_env())
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is a placeholder" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "key, problem",
+    [
+        ("changeme", "a placeholder"),
+        ("CHANGE-ME-to-a-long-random-string-CHANGE-ME-to-a-long-random-string", "a placeholder"),
+        ("replace-with-50-or-more-random-characters-e.g.-python-c-secrets.token_urlsafe-64", "a placeholder"),
+        ("django-insecure-" + "k3y" * 20, "a placeholder"),
+        ("x" * 60, "too weak"),
+        ("Zq8-short-but-random-3kP", "too weak"),
+    ],
+)
+def test_with_debug_off_the_app_refuses_a_placeholder_or_weak_secret_key(key, problem):
+    result = manage("check", env={**production_env(), "SECRET_KEY": key})
+
+    assert result.returncode != 0
+    assert f"SECRET_KEY is {problem}" in result.stderr, result.stderr
+    assert key not in result.stderr  # the message never repeats the key
 
 
 def test_debug_mode_runs_with_generated_defaults(tmp_path):
@@ -98,7 +130,7 @@ def test_var_dev_env_left_by_make_run_configures_a_bare_shell_but_never_a_config
     ours = run_python(PROBE, {**bare, "REDIS_URL": "redis://127.0.0.1:7000/0"}).stdout.split()
     assert ours == ["True", "redis://127.0.0.1:7000/0", "True"]
     # A deployment (SECRET_KEY set) or JOBQUEUE_DEV_ENV=0 ignores it: no DEBUG, no demo types.
-    deployed = {**bare, **documented_production_env()}
+    deployed = {**bare, **production_env()}
     assert run_python(PROBE, deployed).stdout.split()[::2] == ["False", "False"]
     refused = run_python(PROBE, {**bare, "JOBQUEUE_DEV_ENV": "0"})
     assert refused.returncode != 0 and "SECRET_KEY is not set" in refused.stderr

@@ -1,6 +1,7 @@
 """`manage.py run_dev`: the whole system on embedded defaults, supervised until Ctrl-C."""
 
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ class DevConfig:
     web_port: int
     flower_port: int
     password: str
-    flower_auth: str  # user:password
+    flower_auth: str  # user:password; the gate's login (jobs/flower_gate.py)
     worker_metrics_port: int  # 0: off
     mover_metrics_port: int
     smtp_port: int  # the mail sink's; 0: EMAIL_HOST is set, so mail goes there instead
@@ -34,6 +35,9 @@ class DevConfig:
     # only the built-in development defaults are.
     password_configured: bool = False
     flower_auth_configured: bool = False
+    # Flower itself, behind the gate on flower_port: its private port and a login only the gate knows.
+    flower_upstream_port: int = 0
+    flower_upstream_auth: str = ""
 
     @property
     def web(self) -> str:
@@ -52,8 +56,14 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
     celery = [python, "-m", "celery", "-A", "jobqueue_site"]
     worker = ["-Q", ",".join(QUEUES), "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
-    # Flower reads its login from FLOWER_BASIC_AUTH: on the command line it would show in `ps`.
-    flower = ["--address=127.0.0.1", f"--port={config.flower_port}"]
+    # Flower, on a private port, takes its login from FLOWER_BASIC_AUTH (on the command line `ps`
+    # would show it); the gate on FLOWER_PORT checks the operator's login and throttles failures.
+    flower = ["--address=127.0.0.1", f"--port={config.flower_upstream_port}"]
+    gate = ["run_flower_gate", f"--port={config.flower_port}", f"--upstream-port={config.flower_upstream_port}"]
+    gate_env = {
+        "JOBQUEUE_FLOWER_LOGIN": config.flower_auth,
+        "JOBQUEUE_FLOWER_UPSTREAM_LOGIN": config.flower_upstream_auth,
+    }
     worker_env = {"JOB_WORKER_METRICS_PORT": str(config.worker_metrics_port)}
     mover_env = {"JOB_MOVER_METRICS_PORT": str(config.mover_metrics_port)}
     sink = [ProcessSpec("mail", [python, manage, "run_mail_sink", f"--port={config.smtp_port}"])]
@@ -63,23 +73,30 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
         *(sink if config.smtp_port else []),
         ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
         ProcessSpec("worker", [*celery, "worker", *worker], env=worker_env),
-        ProcessSpec("flower", [*celery, "flower", *flower], env={"FLOWER_BASIC_AUTH": config.flower_auth}),
+        ProcessSpec("flower", [*celery, "flower", *flower], env={"FLOWER_BASIC_AUTH": config.flower_upstream_auth}),
+        ProcessSpec("flower-gate", [python, manage, *gate], env=gate_env),
         ProcessSpec("mover", [python, manage, "run_mover"], env=mover_env),
     ]
 
 
 def read_config() -> DevConfig:
-    password = os.environ.get("JOBQUEUE_DEV_PASSWORD") or "admin"
+    chosen = os.environ.get("JOBQUEUE_DEV_PASSWORD")
+    password = chosen or "admin"
+    # Flower's login: the operator's (FLOWER_BASIC_AUTH, or the dev password they chose), else one
+    # made for this run and shown in its banner; never the admin's default, which they may change.
+    flower_password = chosen or secrets.token_urlsafe(12)
     config = DevConfig(
         web_port=env_port("WEB_PORT", 8000),
         flower_port=env_port("FLOWER_PORT", 5555),
         password=password,
-        flower_auth=os.environ.get("FLOWER_BASIC_AUTH") or f"{DEV_USER}:{password}",
+        flower_auth=os.environ.get("FLOWER_BASIC_AUTH") or f"{DEV_USER}:{flower_password}",
         worker_metrics_port=metrics_port("JOB_WORKER_METRICS_PORT", settings.JOB_WORKER_METRICS_PORT),
         mover_metrics_port=metrics_port("JOB_MOVER_METRICS_PORT", settings.JOB_MOVER_METRICS_PORT),
         smtp_port=0 if settings.EMAIL_HOST else smtp_port(),
         password_configured=bool(os.environ.get("JOBQUEUE_DEV_PASSWORD")),
         flower_auth_configured=bool(os.environ.get("FLOWER_BASIC_AUTH")),
+        flower_upstream_port=devstack.any_free_port(),
+        flower_upstream_auth=f"gate:{secrets.token_urlsafe(24)}",
     )
     if ":" not in config.flower_auth:
         raise CommandError("FLOWER_BASIC_AUTH must be user:password")
@@ -148,6 +165,8 @@ def banner(config: DevConfig, *, token: str, redis_url: str, password_known: boo
     flower_user, _, flower_password = config.flower_auth.partition(":")
     if config.flower_auth_configured:
         flower_password = "<the password in FLOWER_BASIC_AUTH>"
+    elif config.password_configured:
+        flower_password = "<JOBQUEUE_DEV_PASSWORD>"
     worker, mover = config.metrics_url(config.worker_metrics_port), config.metrics_url(config.mover_metrics_port)
     auth = f'-H "Authorization: Token {token}"'
     mail = f"{web}/admin/mail/   (SMTP sink on 127.0.0.1:{config.smtp_port})" if config.smtp_port else "EMAIL_HOST"
