@@ -1,9 +1,14 @@
 """Rate limits: one counter per token (or client address) in Redis, and failing open.
 
 Each counter counts the requests of a window that opens with the first one and lasts the
-rate's period. One pipelined round trip per request starts the window if there is none, counts
-the request and reads how long the window has left; the count is atomic, so the web processes
-never lose each other's requests.
+rate's period. One script per request (one round trip, atomic in Redis) counts the request,
+gives a counter without an expiry the window's, and reads how long the window has left: the
+web processes never lose each other's requests, and no counter outlives its window (a counter
+that did would refuse its client for good).
+
+DRF checks the limits only once authentication and permissions passed, so a request with a
+wrong token, or with none where one is needed, would never be counted: the API's error answer
+counts it toward the anonymous limit of its address (`refused_anonymous`) and answers 429 past it.
 
 With Redis unreachable the limits fail open: requests are let through (jobs are still accepted
 into the database), and for JOB_BROKER_BACKOFF_SECONDS after a failure a process does not try
@@ -15,11 +20,22 @@ from functools import cache
 
 import redis
 from django.conf import settings
-from rest_framework import throttling
+from rest_framework import exceptions, throttling
 
 from jobs.breaker import Breaker, breaker_for
 
 log = logging.getLogger("jobqueue.api")
+
+# KEYS[1]: the counter; ARGV[1]: the window in ms. Returns the count and the window's ms left.
+COUNT = """
+local count = redis.call('INCR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left}
+"""
 
 
 @cache
@@ -29,6 +45,12 @@ def counter_store() -> tuple[redis.Redis, str, Breaker]:
     config = settings.CACHES["default"]
     client = redis.Redis.from_url(config["LOCATION"], **config.get("OPTIONS", {}))
     return client, f"{config.get('KEY_PREFIX', '')}:throttle:", breaker_for(config["LOCATION"])
+
+
+@cache
+def _count() -> redis.commands.core.Script:
+    """The counting script (sent by its digest; loaded again if Redis forgot it)."""
+    return counter_store()[0].register_script(COUNT)
 
 
 class RedisWindow:
@@ -43,16 +65,12 @@ class RedisWindow:
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        client, prefix, store_breaker = counter_store()
+        _, prefix, store_breaker = counter_store()
         if store_breaker.is_open():
             return True
         key = prefix + key
         try:
-            pipe = client.pipeline(transaction=False)
-            pipe.set(key, 0, ex=self.duration, nx=True)
-            pipe.incr(key)
-            pipe.pttl(key)
-            _, count, left_ms = pipe.execute()
+            count, left_ms = _count()(keys=[key], args=[int(self.duration * 1000)])
         except (redis.RedisError, OSError) as exc:
             store_breaker.trip(exc)
             log.warning("rate limits not applied for %gs, their store is unreachable: %s", store_breaker.cooldown, exc)
@@ -72,3 +90,12 @@ class UserRateThrottle(RedisWindow, throttling.UserRateThrottle):
 
 class AnonRateThrottle(RedisWindow, throttling.AnonRateThrottle):
     """Per client address, for requests without a token: JOB_THROTTLE_ANON."""
+
+
+def refused_anonymous(request, view) -> exceptions.Throttled | None:
+    """Count a request whose authentication failed toward the anonymous limit: the 429 to answer
+    past it, else None."""
+    throttle = AnonRateThrottle()
+    if throttle.allow_request(request, view):
+        return None
+    return exceptions.Throttled(wait=throttle.wait())
