@@ -166,6 +166,26 @@ def test_due_rate_waiters_that_find_no_room_wait_for_the_next_free_time_not_in_a
     assert second.status == Status.WAITING and second.run_at > timezone.now()
 
 
+def test_rate_waiters_left_when_the_window_frees_keep_a_run_at_of_the_next_free_time():
+    services.limit_set(type="test.rated", rate="1/minute", by="test")
+    first, second, third = submit("test.rated"), submit("test.rated"), submit("test.rated")
+    claim(first)
+    assert claim(second) is None and claim(third) is None
+
+    # A minute passes: the window frees for one start, and both waiters are due.
+    JobStart.objects.update(at=timezone.now() - timedelta(seconds=61))
+    Job.objects.filter(pk__in=[second.pk, third.pk]).update(run_at=timezone.now() - timedelta(seconds=1))
+    woke_at = timezone.now()
+    assert services.jobs_wake_due() == 1
+
+    assert status(second) == Status.QUEUED  # the older one
+    third.refresh_from_db()
+    assert third.status == Status.WAITING
+    # The woken job's start fills the window for a minute: the waiter is due when that frees.
+    assert third.run_at is not None
+    assert woke_at + timedelta(seconds=60) <= third.run_at <= timezone.now() + timedelta(seconds=60)
+
+
 def test_a_limit_key_partitions_the_limit_by_payload_value():
     a1, a2 = submit("test.per_key", payload={"key": "a"}), submit("test.per_key", payload={"key": "a"})
     b1 = submit("test.per_key", payload={"key": "b"})
