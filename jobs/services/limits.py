@@ -86,17 +86,17 @@ def _frees_at(*, rate: Rate, starts: list[datetime]) -> datetime | None:
 def claim_or_wait(*, job_id: Any, worker: str, job_type: str, limit: Limit) -> tuple[tuple | None, str, datetime]:
     """The limited claim: (the store's claim row, or None when the job waits or is not queued,
     the job's partition, the attempt's start). Only a limit with a key reads the job (its
-    payload) first.
+    payload and owner) first.
 
     The start is taken once the connection is open and the payload read, right before the
     claim: the attempt history is what shows a limit was kept, and a start taken before a slow
     reconnect would show an attempt as started while the one before it still ran."""
     key = ""
     if limit.key:
-        payload = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", flat=True).first()
-        if payload is None:
+        found = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", "owner_id").first()
+        if found is None:
             return None, "", timezone.now()  # not queued any more: another delivery has it, or it was cancelled
-        key = limit.partition(payload)  # a job's payload never changes: read outside the lock
+        key = limit.partition(found[0], owner=found[1])  # payload and owner never change: read outside the lock
     connection.ensure_connection()
     now = timezone.now()
     lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
