@@ -8,7 +8,8 @@ that did would refuse its client for good).
 
 DRF checks the limits only once authentication and permissions passed, so a request with a
 wrong token, or with none where one is needed, would never be counted: the API's error answer
-counts it toward the anonymous limit of its address (`refused_anonymous`) and answers 429 past it.
+counts it toward the anonymous limit of its address (`refused_anonymous`) and answers 429 past it;
+so does /metrics for a wrong bearer token.
 
 With Redis unreachable the limits fail open: requests are let through (jobs are still accepted
 into the database), and for JOB_BROKER_BACKOFF_SECONDS after a failure a process does not try
@@ -92,10 +93,17 @@ class AnonRateThrottle(RedisWindow, throttling.AnonRateThrottle):
     """Per client address, for requests without a token: JOB_THROTTLE_ANON."""
 
 
-def refused_anonymous(request, view) -> exceptions.Throttled | None:
-    """Count a request whose authentication failed toward the anonymous limit: the 429 to answer
-    past it, else None."""
-    throttle = AnonRateThrottle()
+class FailedAuthenticationThrottle(AnonRateThrottle):
+    """The anonymous limit of the request's address, whoever the request otherwise is."""
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def refused_anonymous(request, view=None) -> exceptions.Throttled | None:
+    """Count a request (DRF's or Django's) whose credentials were refused toward the anonymous
+    limit of its address: the 429 to answer past it, else None."""
+    throttle = FailedAuthenticationThrottle()
     if throttle.allow_request(request, view):
         return None
     return exceptions.Throttled(wait=throttle.wait())
