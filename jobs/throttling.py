@@ -54,6 +54,14 @@ def _count() -> redis.commands.core.Script:
     return counter_store()[0].register_script(COUNT)
 
 
+def count_in_window(key: str, *, seconds: float) -> tuple[int, int]:
+    """Count one more in the window of counter `key` (its name after the prefix), which opens
+    with its first count and lasts `seconds`: (the count, the window's ms left). Raises
+    redis.RedisError or OSError; the callers fail open."""
+    count, left_ms = _count()(keys=[counter_store()[1] + key], args=[max(int(seconds * 1000), 1)])
+    return count, left_ms
+
+
 class RedisWindow:
     """Mixed into DRF's rate throttles, which name the counter (`get_cache_key`) and parse the
     rate ("200/second") into `num_requests` per `duration` seconds."""
@@ -66,12 +74,11 @@ class RedisWindow:
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        _, prefix, store_breaker = counter_store()
+        store_breaker = counter_store()[2]
         if store_breaker.is_open():
             return True
-        key = prefix + key
         try:
-            count, left_ms = _count()(keys=[key], args=[int(self.duration * 1000)])
+            count, left_ms = count_in_window(key, seconds=self.duration)
         except (redis.RedisError, OSError) as exc:
             store_breaker.trip(exc)
             log.warning("rate limits not applied for %gs, their store is unreachable: %s", store_breaker.cooldown, exc)

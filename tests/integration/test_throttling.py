@@ -59,3 +59,19 @@ def test_a_window_opens_counts_and_expires_with_its_counter(anon_rate, broker):
     client.delete(key)  # the window ended
     assert APIClient().get("/api/jobs/").status_code == 401
     assert int(client.get(key)) == 1 and 0 < client.pttl(key) <= 60_000
+
+
+def test_a_login_failure_counter_left_without_an_expiry_gets_the_lockout_window(make_user, broker):
+    from django.conf import settings
+    from django.test import Client
+
+    make_user("operator", staff=True)
+    client, prefix, _ = throttling.counter_store()
+    throttling.counter_store()[2].reset()
+    key = f"{prefix}login-failures:127.0.0.9"
+    client.set(key, 3)  # what the window's start and its count as two commands could leave
+
+    Client(REMOTE_ADDR="127.0.0.9").post("/admin/login/", {"username": "operator", "password": "guess"})
+
+    assert int(client.get(key)) == 4
+    assert 0 < client.pttl(key) <= settings.JOB_LOGIN_LOCKOUT_SECONDS * 1000
