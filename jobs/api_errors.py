@@ -7,6 +7,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.views import defaults
 from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -24,6 +25,7 @@ from .exceptions import (
 )
 from .outages import unavailable_answer, unavailable_response
 from .services.schedules import ScheduleReadOnly
+from .throttling import refused_anonymous
 
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),
@@ -38,6 +40,8 @@ STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, NotAuthenticated | AuthenticationFailed):
+        exc = refused_anonymous(context["request"], context["view"]) or exc  # guessing tokens is throttled
     if isinstance(exc, DataError):
         # A value the database cannot hold (text it cannot encode, a number out of range).
         return Response({"detail": f"a value could not be stored: {exc}"[:500]}, status=status.HTTP_400_BAD_REQUEST)

@@ -115,19 +115,36 @@ def dead_letter_length() -> int:
     return client().llen(key(DEAD_LETTER_QUEUE))
 
 
-WORKER_KEY_PREFIX = key("jobqueue:worker:")
+# The worker nodes' heartbeats: one sorted set, node name -> when its heartbeat runs out (ms
+# of Redis's clock, so the nodes' clocks need not agree). Reading who is online costs the
+# nodes online, whatever else Redis holds; each heartbeat drops the ones that ran out.
+WORKERS = key("jobqueue:workers")
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+ANNOUNCE = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+"""
+)
+ONLINE = _NOW_MS + "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')"
+
+
+@cache
+def _script(text: str) -> Any:
+    return client().register_script(text)
 
 
 def worker_announce(*, hostname: str, ttl: float) -> None:
     """Say that worker node `hostname` is alive for the next `ttl` seconds."""
-    client().set(f"{WORKER_KEY_PREFIX}{hostname}", "1", px=max(int(ttl * 1000), 1))
+    _script(ANNOUNCE)(keys=[WORKERS], args=[hostname, max(int(ttl * 1000), 0)])
 
 
 def worker_withdraw(*, hostname: str) -> None:
-    client().delete(f"{WORKER_KEY_PREFIX}{hostname}")
+    client().zrem(WORKERS, hostname)
 
 
 def workers_online(redis_client: redis.Redis | None = None) -> list[str]:
-    """Worker nodes whose announcement has not expired."""
-    keys = (redis_client or client()).scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=1000)
-    return sorted(key.decode().removeprefix(WORKER_KEY_PREFIX) for key in keys)
+    """Worker nodes whose heartbeat has not run out."""
+    names = _script(ONLINE)(keys=[WORKERS], client=redis_client or client())
+    return sorted(name.decode() if isinstance(name, bytes) else name for name in names)

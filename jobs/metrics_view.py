@@ -7,6 +7,7 @@ app's /metrics uses: they are computed once per scrape, never summed over proces
 
 import hmac
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 
@@ -20,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 
 from . import broker, limit_selectors, metrics, selectors
+from .throttling import refused_anonymous
 
 log = logging.getLogger("jobqueue.metrics")
 
@@ -95,6 +97,10 @@ def metrics_view(request) -> HttpResponse:
     if settings.METRICS_ACCESS == "token":
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {settings.METRICS_TOKEN}".encode()):
+            if (throttled := refused_anonymous(request)) is not None:  # guessing the token is throttled
+                answer = JsonResponse({"detail": throttled.detail}, status=throttled.status_code)
+                answer["Retry-After"] = str(math.ceil(throttled.wait or 1))
+                return answer
             answer = JsonResponse({"detail": "metrics need Authorization: Bearer <METRICS_TOKEN>"}, status=401)
             answer["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return answer

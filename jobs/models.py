@@ -43,7 +43,8 @@ class Job(models.Model):
         max_length=150,
         null=True,
         blank=True,
-        help_text="The partition of its type's limit (customer_id=7, or empty for the whole type); "
+        help_text="The partition of its type's limit (owner 5: customer_id=7, each owner's its own; "
+        "customer_id=7 for a job from code; empty for the whole type); "
         "set when a limited claim first sees the job, none for types without limits.",
     )
     resubmitted_from = models.ForeignKey(
@@ -369,7 +370,9 @@ class JobLimit(models.Model):
         max_length=30, blank=True, help_text="At most this many starts per period: 60/minute, 5/second, 10/30s."
     )
     limit_key = models.CharField(
-        max_length=100, blank=True, help_text="A payload field that partitions the limits (customer_id)."
+        max_length=100,
+        blank=True,
+        help_text="A payload field that partitions the limits (customer_id), per owner of the job.",
     )
     changed_at = models.DateTimeField(auto_now=True)
     changed_by = models.CharField(max_length=150, blank=True, help_text="Who set it, and how.")

@@ -1,6 +1,6 @@
 """Cluster-wide limits of a job type, as rules: `concurrency` (at most N running at once),
 `rate` (at most N starts per period) and `limit_key` (the payload field that partitions both:
-each value of `customer_id` gets its own limit). Parsing and the checks of bad input, once."""
+each value of `customer_id` gets its own limit, per owner of the job). Parsing and the checks of bad input, once."""
 
 import re
 from dataclasses import dataclass
@@ -66,15 +66,18 @@ class Limit:
         parts += [f"rate {self.rate}"] if self.rate is not None else []
         return (", ".join(parts) or "unlimited") + (f" per {self.key}" if self.key and self.limits else "")
 
-    def partition(self, payload: Any) -> str:
-        """The partition of a job with `payload`: `customer_id=7`, or "" for the type as a whole
-        (no key, or a payload without the field)."""
+    def partition(self, payload: Any, *, owner: Any = None) -> str:
+        """The partition of a job with `payload` submitted by `owner` (a user's id; None for a job
+        from code). With a key, each owner's partitions are its own, so no client can use up (or
+        time) another's: `owner 5: customer_id=7`, or `owner 5` without the field; a job from code
+        gets `customer_id=7`, or "" without the field. No key: "", the type as a whole."""
         if not self.key:
             return ""
         value = payload.get(self.key) if isinstance(payload, dict) else None
-        if value is None:
-            return ""
-        return f"{self.key}={value}"[:MAX_KEY_VALUE]
+        field = "" if value is None else f"{self.key}={value}"
+        if owner is not None:
+            field = f"owner {owner}: {field}" if field else f"owner {owner}"
+        return field[:MAX_KEY_VALUE]
 
 
 UNLIMITED = Limit()

@@ -55,14 +55,11 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
 
     @staticmethod
     def _count_failure(key: str) -> None:
-        client, prefix, breaker = throttling.counter_store()
+        breaker = throttling.counter_store()[2]
         if breaker.is_open():
             return
         try:
-            pipe = client.pipeline(transaction=False)
-            pipe.set(prefix + key, 0, ex=settings.JOB_LOGIN_LOCKOUT_SECONDS, nx=True)
-            pipe.incr(prefix + key)
-            pipe.execute()
+            throttling.count_in_window(key, seconds=settings.JOB_LOGIN_LOCKOUT_SECONDS)
         except (redis.RedisError, OSError) as exc:
             breaker.trip(exc)
             log.warning("admin login failure not counted, its store is unreachable: %s", exc)

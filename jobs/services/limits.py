@@ -26,7 +26,7 @@ from django.utils import timezone
 from jobs import dispatch, limit_selectors, metrics, registry, states
 from jobs.exceptions import InvalidLimit
 from jobs.models import Job, JobLimit, JobStart
-from jobs.rates import MAX_PERIOD_SECONDS, Limit, LimitProblem, make_limit
+from jobs.rates import MAX_PERIOD_SECONDS, Limit, LimitProblem, Rate, make_limit
 from jobs.states import Priority, Status
 from jobs.store import store
 
@@ -70,26 +70,33 @@ def _verdict(
         return f"concurrency {limit.concurrency} of {job_type}{_for(key)} reached", None
     if limit.rate is not None:
         starts = limit_selectors.recent_starts(job_type=job_type, key=key, seconds=limit.rate.seconds, now=now)
-        if len(starts) >= limit.rate.count:
-            frees_at = starts[len(starts) - limit.rate.count] + timedelta(seconds=limit.rate.seconds)
+        frees_at = _frees_at(rate=limit.rate, starts=starts)
+        if frees_at is not None:
             return f"rate {limit.rate} of {job_type}{_for(key)} reached", frees_at
     return None
+
+
+def _frees_at(*, rate: Rate, starts: list[datetime]) -> datetime | None:
+    """When a window holding `starts` (oldest first) has room for one more; None if it has now."""
+    if len(starts) < rate.count:
+        return None
+    return starts[len(starts) - rate.count] + timedelta(seconds=rate.seconds)
 
 
 def claim_or_wait(*, job_id: Any, worker: str, job_type: str, limit: Limit) -> tuple[tuple | None, str, datetime]:
     """The limited claim: (the store's claim row, or None when the job waits or is not queued,
     the job's partition, the attempt's start). Only a limit with a key reads the job (its
-    payload) first.
+    payload and owner) first.
 
     The start is taken once the connection is open and the payload read, right before the
     claim: the attempt history is what shows a limit was kept, and a start taken before a slow
     reconnect would show an attempt as started while the one before it still ran."""
     key = ""
     if limit.key:
-        payload = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", flat=True).first()
-        if payload is None:
+        found = Job.objects.filter(pk=job_id, status=Status.QUEUED).values_list("payload", "owner_id").first()
+        if found is None:
             return None, "", timezone.now()  # not queued any more: another delivery has it, or it was cancelled
-        key = limit.partition(payload)  # a job's payload never changes: read outside the lock
+        key = limit.partition(found[0], owner=found[1])  # payload and owner never change: read outside the lock
     connection.ensure_connection()
     now = timezone.now()
     lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
@@ -131,8 +138,7 @@ def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
     if not waiting.exists():
         return 0  # the usual case after an attempt: nobody waits
     limit = limit_selectors.effective_limit(job_type)
-    room = WAKE_BATCH
-    next_free: datetime | None = None
+    room, queued, starts = WAKE_BATCH, 0, []
     if limit.limits:
         queued = Job.objects.filter(status=Status.QUEUED, type=job_type, limit_key=key).count()
         if limit.concurrency is not None:
@@ -140,12 +146,12 @@ def _wake_group(*, job_type: str, key: str, now: datetime) -> int:
         if limit.rate is not None:
             starts = limit_selectors.recent_starts(job_type=job_type, key=key, seconds=limit.rate.seconds, now=now)
             room = min(room, limit.rate.count - len(starts) - queued)
-            if len(starts) >= limit.rate.count:
-                next_free = starts[len(starts) - limit.rate.count] + timedelta(seconds=limit.rate.seconds)
     woken: list[tuple] = []
     if room > 0:
         best = waiting.select_for_update(skip_locked=True).order_by(PRIORITY_RANK, "created_at")
         woken = list(best.values_list("pk", "priority", "timeout", "type")[:room])
+    # The queued and the woken jobs start about now: the window frees for the next one a period on.
+    next_free = _frees_at(rate=limit.rate, starts=starts + [now] * (queued + len(woken))) if limit.rate else None
     if woken:
         store().transition(
             Job.objects.filter(pk__in=[row[0] for row in woken]),

@@ -1,6 +1,7 @@
 """Cluster-wide limits at the services' level, on the real PostgreSQL: the limited claim under
 concurrent claims, waiting reasons, the wakes, the rate window, partitions, overrides, bad input."""
 
+import importlib
 import threading
 from datetime import timedelta
 
@@ -166,6 +167,26 @@ def test_due_rate_waiters_that_find_no_room_wait_for_the_next_free_time_not_in_a
     assert second.status == Status.WAITING and second.run_at > timezone.now()
 
 
+def test_rate_waiters_left_when_the_window_frees_keep_a_run_at_of_the_next_free_time():
+    services.limit_set(type="test.rated", rate="1/minute", by="test")
+    first, second, third = submit("test.rated"), submit("test.rated"), submit("test.rated")
+    claim(first)
+    assert claim(second) is None and claim(third) is None
+
+    # A minute passes: the window frees for one start, and both waiters are due.
+    JobStart.objects.update(at=timezone.now() - timedelta(seconds=61))
+    Job.objects.filter(pk__in=[second.pk, third.pk]).update(run_at=timezone.now() - timedelta(seconds=1))
+    woke_at = timezone.now()
+    assert services.jobs_wake_due() == 1
+
+    assert status(second) == Status.QUEUED  # the older one
+    third.refresh_from_db()
+    assert third.status == Status.WAITING
+    # The woken job's start fills the window for a minute: the waiter is due when that frees.
+    assert third.run_at is not None
+    assert woke_at + timedelta(seconds=60) <= third.run_at <= timezone.now() + timedelta(seconds=60)
+
+
 def test_a_limit_key_partitions_the_limit_by_payload_value():
     a1, a2 = submit("test.per_key", payload={"key": "a"}), submit("test.per_key", payload={"key": "a"})
     b1 = submit("test.per_key", payload={"key": "b"})
@@ -178,6 +199,51 @@ def test_a_limit_key_partitions_the_limit_by_payload_value():
 
     services.job_succeed(job_id=a1.id, serial=running_a.serial, result={}, claim=running_a)
     assert status(a2) == Status.QUEUED
+
+
+def test_each_owner_has_its_own_partitions_so_no_client_uses_up_anothers(make_user):
+    alice, _ = make_user("alice")
+    mallory, _ = make_user("mallory")
+    hers = submit("test.per_key", payload={"key": "42"}, owner=alice)
+    theirs = [submit("test.per_key", payload={"key": "42"}, owner=mallory) for _ in range(2)]
+    from_code = [submit("test.per_key", payload={"key": "42"}) for _ in range(2)]
+
+    assert claim(theirs[0]) is not None
+    assert claim(theirs[1]) is None  # only the client's own partition is full
+    running = claim(hers)
+    assert running is not None and running.limit_key == f"owner {alice.pk}: key=42"
+    assert claim(from_code[0]).limit_key == "key=42"  # jobs submitted by code have no owner
+    assert claim(from_code[1]) is None
+    waiting = Job.objects.get(pk=theirs[1].pk)
+    assert waiting.reason == f"concurrency 1 of test.per_key for owner {mallory.pk}: key=42 reached"
+
+
+def test_a_rate_window_is_an_owners_own_and_tells_nothing_of_anothers_starts(make_user):
+    services.limit_set(type="test.rated", rate="1/minute", limit_key="customer_id", by="test")
+    alice, _ = make_user("alice")
+    mallory, _ = make_user("mallory")
+    claim(submit("test.rated", payload={"customer_id": 42}, owner=alice))
+    probe = submit("test.rated", payload={"customer_id": 42}, owner=mallory)
+    assert claim(probe) is not None  # not refused, and no run_at that says when alice started
+    nameless = [submit("test.rated", payload={}, owner=owner) for owner in (alice, mallory)]
+    assert [claim(job).limit_key for job in nameless] == [f"owner {alice.pk}", f"owner {mallory.pk}"]
+
+
+def test_the_upgrade_moves_the_slots_clients_hold_into_their_own_partitions(make_user):
+    from django.apps import apps
+
+    migration = importlib.import_module("jobs.migrations.0010_limit_partitions_per_owner")
+    alice, _ = make_user("alice")
+    held = claim(submit("test.per_key", payload={"key": "42"}, owner=alice))
+    from_code = claim(submit("test.per_key", payload={"key": "42"}))
+    Job.objects.filter(pk=held.job_id).update(limit_key="key=42")  # as a claim before the upgrade wrote it
+
+    migration.owners_partitions(apps, None)
+    migration.owners_partitions(apps, None)  # twice: changes nothing more
+
+    assert Job.objects.get(pk=held.job_id).limit_key == f"owner {alice.pk}: key=42"
+    assert Job.objects.get(pk=from_code.job_id).limit_key == "key=42"
+    assert claim(submit("test.per_key", payload={"key": "42"}, owner=alice)) is None  # the slot counts
 
 
 def test_an_override_replaces_the_code_limits_and_clearing_it_brings_them_back():

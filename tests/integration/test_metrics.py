@@ -137,6 +137,20 @@ def test_healthz_with_workers_needs_a_worker_heartbeat(broker):
     assert present.json()["checks"]["workers"] == "ok: 1 online"
 
 
+def test_healthz_with_workers_reads_the_heartbeats_without_scanning_the_keyspace(broker):
+    broker_view.worker_announce(hostname="w1@host", ttl=10)
+    broker_view.worker_announce(hostname="w2@host", ttl=0)  # already stale
+    broker_view.worker_announce(hostname="w3@host", ttl=10)
+    broker_view.worker_withdraw(hostname="w3@host")
+    broker.config_resetstat()
+
+    present = Client().get("/healthz", {"workers": "1"})
+
+    assert present.json()["checks"]["workers"] == "ok: 1 online"
+    assert broker_view.workers_online() == ["w1@host"]
+    assert not {"cmdstat_scan", "cmdstat_keys"} & set(broker.info("commandstats"))
+
+
 def test_each_job_event_is_one_log_line_with_the_job_fields(caplog):
     caplog.set_level(logging.INFO, logger="jobqueue.jobs")
     job, _ = services.job_submit(type="noop", payload={})
