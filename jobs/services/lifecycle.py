@@ -183,10 +183,13 @@ def job_fail(
     traceback: str = "",
     permanent: bool = False,
     outcome: Outcome = Outcome.FAILED,
+    worker: str | None = None,
 ) -> Status | None:
     """Record a failed attempt and move the job on by the retry policy; returns the new status.
 
     A lost attempt (its worker died) counts as failed, but its duration is unknown: not observed.
+    `worker`: the node that reports it, for a report that does not come from the attempt itself
+    (fenced by the node as well as the serial).
     """
     now = timezone.now()
     row = _attempt(job_id=job_id, serial=serial, running=True)
@@ -205,7 +208,8 @@ def job_fail(
     else:
         changes["finished_at"] = now
     with transaction.atomic():
-        if not job_transition(move, job_id=job_id, where={"serial": serial}, **error, **changes):
+        fence = {"serial": serial} if worker is None else {"serial": serial, "worker": worker}
+        if not job_transition(move, job_id=job_id, where=fence, **error, **changes):
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
         cluster_limits.wake_after(job_type=row.facts.type, job_id=job_id)
@@ -262,7 +266,9 @@ def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
     if row is None:
         return None
     if not retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=False).retry:
-        return job_fail(job_id=job_id, serial=serial, error_type="WorkerLost", message=reason, outcome=Outcome.LOST)
+        return job_fail(
+            job_id=job_id, serial=serial, error_type="WorkerLost", message=reason, outcome=Outcome.LOST, worker=worker
+        )
     where = {"serial": serial, "worker": worker}
     requeued = _requeue_now(job_id=job_id, where=where, outcome=Outcome.LOST, error_type="WorkerLost", reason=reason)
     return Status.QUEUED if requeued else None

@@ -1,5 +1,6 @@
 import re
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -242,3 +243,39 @@ def test_a_lost_attempt_is_requeued_only_for_the_node_that_ran_it():
     assert JobAttempt.objects.get(job=job, number=claim.serial).outcome == "lost"
     services.job_claim(job_id=job.id, worker="w1@host")
     assert services.job_lost(job_id=job.id, worker="w1@host", reason="killed again") == Status.DEAD
+
+
+def test_a_hard_time_limit_reported_by_an_old_node_leaves_a_newer_attempt_alone():
+    """Node 1 froze past its lease; the job now runs on node 2. Node 1's main process then reports
+    the hard time limit of its old attempt: node 2's attempt runs on, and only a report from
+    node 2 fails it."""
+    job = submit(max_retries=3)
+    services.job_claim(job_id=job.id, worker="w1@host")
+    Job.objects.filter(pk=job.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.jobs_requeue_lost() == 1
+    Job.objects.filter(pk=job.id).update(run_at=timezone.now())  # its backoff is over
+    assert services.jobs_release_due() == 1
+    newer = services.job_claim(job_id=job.id, worker="w2@host")
+
+    hard_limit(job.id, node="w1@host")
+
+    job.refresh_from_db()
+    assert (job.status, job.serial, job.worker) == (Status.RUNNING, newer.serial, "w2@host")
+    assert JobAttempt.objects.get(job=job, number=newer.serial).outcome == "running"
+    hard_limit(job.id, node="w2@host")
+    job.refresh_from_db()
+    assert (job.status, job.error_type) == (Status.RETRYING, "TimeLimitExceeded")
+
+
+def hard_limit(job_id, *, node: str) -> None:
+    """What Celery does in a node's main process when the hard time limit killed a pool process:
+    the task_failure signal, with no request of the task on its stack."""
+    from billiard.exceptions import TimeLimitExceeded
+    from celery import signals
+
+    from tasks.runner import run_job
+
+    signals.celeryd_after_setup.send(sender=node, instance=None, conf=None)
+    signals.task_failure.send(
+        sender=run_job, task_id=f"task-{node}", exception=TimeLimitExceeded(5), args=[str(job_id)], einfo=None
+    )
