@@ -7,9 +7,11 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs import services, states
+from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job, JobAttempt
 from jobs.states import Status
 from jobs.store import postgres as statements
+from tests.interleave import before_statement
 
 
 def submit(**overrides):
@@ -279,3 +281,41 @@ def hard_limit(job_id, *, node: str) -> None:
     signals.task_failure.send(
         sender=run_job, task_id=f"task-{node}", exception=TimeLimitExceeded(5), args=[str(job_id)], einfo=None
     )
+
+
+def dead_job():
+    job = submit(max_retries=0)
+    claim = services.job_claim(job_id=job.id, worker="w1@host")
+    services.job_fail(job_id=job.id, serial=claim.serial, error_type="RuntimeError", message="boom")
+    return job
+
+
+@pytest.mark.postgres_only
+def test_a_job_claimed_while_it_is_deleted_is_not_deleted_running():
+    """The claim comes between the delete's read of the job and its DELETE."""
+    job = submit()
+    with before_statement(r"^DELETE\b", lambda: services.job_claim(job_id=job.id, worker="w1@host")) as claim:
+        try:
+            services.job_delete(job_id=job.id)
+            deleted = True
+        except InvalidTransition:
+            deleted = False
+
+    assert "error" not in claim, claim.get("error")
+    claimed = claim["result"] is not None
+    assert deleted != claimed
+    assert Job.objects.filter(pk=job.id).exists() == claimed
+
+
+@pytest.mark.postgres_only
+def test_an_operators_retry_during_a_purge_of_finished_jobs_does_not_vanish():
+    """The retry comes between the purge's read of the dead job and its DELETE."""
+    job = dead_job()
+    later = timezone.now() + timedelta(seconds=1)
+    with before_statement(r"^DELETE\b", lambda: services.job_retry(job_id=job.id)) as retry:
+        purged = services.jobs_purge_finished(finished_before=later)
+
+    retried = "result" in retry
+    assert retried or isinstance(retry["error"], InvalidTransition | JobNotFound), retry
+    assert purged == (0 if retried else 1)
+    assert Job.objects.filter(pk=job.id, status=Status.QUEUED).exists() == retried
