@@ -19,17 +19,39 @@ def before_statement(pattern: str, write: Callable[[], Any]) -> Iterator[dict[st
     """While inside, the first statement of this thread's connection whose SQL matches `pattern`
     runs only once `write`, run in another thread on its own connection, has ended or waits for
     a lock this connection holds (it ends after this one commits). Yields a dict that holds, once
-    the block is left, write's `result` or `error`, and whether it had to `wait` for the lock."""
+    the block is left, write's `result` or `error`, and whether it had to `wait` for the lock.
+    Only statements run through Django's cursors are seen (not the store's raw psycopg ones)."""
+    with _interleaved(pattern, write, after=False) as outcome:
+        yield outcome
+
+
+@contextmanager
+def after_statement(pattern: str, write: Callable[[], Any]) -> Iterator[dict[str, Any]]:
+    """`before_statement`, with `write` made right after the matching statement instead."""
+    with _interleaved(pattern, write, after=True) as outcome:
+        yield outcome
+
+
+@contextmanager
+def _interleaved(pattern: str, write: Callable[[], Any], *, after: bool) -> Iterator[dict[str, Any]]:
     outcome: dict[str, Any] = {}
     ready = threading.Event()
     thread = threading.Thread(target=_run, args=(write, outcome, ready), daemon=True)
 
+    def compete() -> None:
+        outcome["fired"] = True
+        thread.start()
+        outcome["wait"] = _ended_or_waiting(thread, ready, outcome)
+
     def intercept(execute, sql, params, many, context):
-        if "fired" not in outcome and re.search(pattern, sql):
-            outcome["fired"] = True
-            thread.start()
-            outcome["wait"] = _ended_or_waiting(thread, ready, outcome)
-        return execute(sql, params, many, context)
+        if "fired" in outcome or not re.search(pattern, sql):
+            return execute(sql, params, many, context)
+        if not after:
+            compete()
+            return execute(sql, params, many, context)
+        result = execute(sql, params, many, context)
+        compete()
+        return result
 
     with connection.execute_wrapper(intercept):
         yield outcome

@@ -1,9 +1,12 @@
+import importlib
 import re
 import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.apps import apps as django_apps
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs import services, states
@@ -11,7 +14,7 @@ from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job, JobAttempt
 from jobs.states import Status
 from jobs.store import postgres as statements
-from tests.interleave import before_statement
+from tests.interleave import after_statement, before_statement
 
 
 def submit(**overrides):
@@ -319,3 +322,54 @@ def test_an_operators_retry_during_a_purge_of_finished_jobs_does_not_vanish():
     assert retried or isinstance(retry["error"], InvalidTransition | JobNotFound), retry
     assert purged == (0 if retried else 1)
     assert Job.objects.filter(pk=job.id, status=Status.QUEUED).exists() == retried
+
+
+@pytest.mark.postgres_only
+def test_an_ownerless_submit_racing_another_with_its_idempotency_key_is_answered_with_its_job():
+    """Two owner-less submits (CLI, Python) with one key: the other stores its job between this
+    one's look for the key and its INSERT."""
+
+    def twin():
+        return services.job_submit(type="noop", payload={"n": 1}, idempotency_key="nightly-42")
+
+    with after_statement(r'"idempotency_key" IN', twin) as other:
+        job, created = twin()
+
+    assert "error" not in other, other.get("error")
+    first, first_created = other["result"]
+    assert (first_created, created, job.pk) == (True, False, first.pk)
+    assert Job.objects.filter(idempotency_key="nightly-42").count() == 1
+
+
+def test_the_database_keeps_the_idempotency_key_of_ownerless_jobs_unique():
+    submit(idempotency_key="k")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(type="noop", payload={}, idempotency_key="k")
+    Job.objects.create(type="noop", payload={}, idempotency_key="other")
+    Job.objects.create(type="noop", payload={})
+    Job.objects.create(type="noop", payload={})
+
+
+@pytest.mark.postgres_only
+def test_the_migration_leaves_a_shared_ownerless_key_on_the_oldest_job_only():
+    """Duplicates stored before the key was unique for owner-less jobs do not stop the migration."""
+    migration = importlib.import_module("jobs.migrations.0010_job_ownerless_idempotency_key_unique")
+    [constraint] = [c for c in Job._meta.constraints if c.name == "job_ownerless_idempotency_key_unique"]
+    with connection.schema_editor() as editor:
+        editor.remove_constraint(Job, constraint)
+    try:
+        shared = [submit(payload={"n": n}) for n in range(3)]
+        Job.objects.filter(pk__in=[job.pk for job in shared]).update(idempotency_key="k")
+        alone = submit(idempotency_key="k2")
+        mine = submit(owner=get_user_model().objects.create_user("a"), idempotency_key="k")
+
+        migration.keep_each_key_on_its_oldest_job(django_apps, None)
+
+        keys = dict(Job.objects.values_list("pk", "idempotency_key"))
+    finally:
+        Job.objects.filter(owner__isnull=True, idempotency_key="k").delete()  # whatever happened above
+        with connection.schema_editor() as editor:
+            editor.add_constraint(Job, constraint)
+    assert [keys[job.pk] for job in shared] == ["k", None, None]
+    assert (keys[alone.pk], keys[mine.pk]) == ("k2", "k")
