@@ -373,3 +373,26 @@ def test_the_migration_leaves_a_shared_ownerless_key_on_the_oldest_job_only():
             editor.add_constraint(Job, constraint)
     assert [keys[job.pk] for job in shared] == ["k", None, None]
     assert (keys[alone.pk], keys[mine.pk]) == ("k2", "k")
+
+
+@pytest.mark.postgres_only
+def test_racing_ownerless_submits_with_one_idempotency_key_make_one_job():
+    barrier = threading.Barrier(8)
+    answers: list = []
+
+    def submit_once() -> None:
+        try:
+            barrier.wait()
+            answers.append(services.job_submit(type="noop", payload={}, idempotency_key="cron-7"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit_once) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(created for _, created in answers) == 1
+    assert len({job.pk for job, _ in answers}) == 1 and len(answers) == 8
+    assert Job.objects.count() == 1
