@@ -196,7 +196,8 @@ def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime) -> Sch
                 raise ScheduleNotFound(f"no schedule named {schedule.name!r}")
             _apply_locked(locked, changes, now=now)
     except IntegrityError:
-        raise InvalidSubmission(f"a schedule named {changes.get('name')!r} exists already", field="name") from None
+        name = str(changes.get("name", schedule.name)).strip()
+        raise InvalidSubmission(f"a schedule named {name!r} exists already", field="name") from None
     return locked
 
 
