@@ -106,6 +106,13 @@ class Job(models.Model):
                 condition=models.Q(idempotency_key__isnull=False),
                 name="job_owner_idempotency_key_unique",
             ),
+            # PostgreSQL counts NULLs as distinct in the one above: the owner-less jobs' keys
+            # (CLI, Python) need their own (NULLS NOT DISTINCT is PostgreSQL 15+, not SQLite).
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False, owner__isnull=True),
+                name="job_ownerless_idempotency_key_unique",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -227,9 +227,11 @@ def job_owner(*, job_id: Any) -> tuple[Any, bool]:
     return row[0], bool(row[1])
 
 
-def running_serial(*, job_id: Any) -> int | None:
-    """The serial of a running job's current attempt, or None if it is not running."""
-    return Job.objects.filter(pk=job_id, status=Status.RUNNING).values_list("serial", flat=True).first()
+def running_serial(*, job_id: Any, worker: str) -> int | None:
+    """The serial of a job's attempt running on node `worker`, or None if it does not run there:
+    a report from a node about its own attempt never reaches another node's newer one."""
+    rows = Job.objects.filter(pk=job_id, status=Status.RUNNING, worker=worker)
+    return rows.values_list("serial", flat=True).first()
 
 
 def running_on(*, worker: str) -> list[tuple[Any, int]]:

@@ -57,6 +57,14 @@ def _result_problem(value: Any) -> str | None:
 
 # Tasks of this process whose failure `failed` recorded; the task_failure receiver skips them.
 _recorded: set[str] = set()
+# This worker node's name, for the reports its main process makes without a task's request
+# (Celery's hard time limit sends task_failure with no request on the task's stack).
+_node: dict[str, str | None] = {"name": None}
+
+
+@signals.celeryd_after_setup.connect
+def _note_node_name(sender: str | None = None, **_: Any) -> None:
+    _node["name"] = sender
 
 
 def _already_recorded(task_id: str | None) -> bool:
@@ -84,13 +92,15 @@ def on_failure(
         _lost(sender, job_id=args[0] if args else None, exception=exception)
         return
     # Reported by the parent process after a hard time limit killed the child, or a failure
-    # the task did not catch (BaseException): find the running attempt, if there is one.
+    # the task did not catch (BaseException): find this node's running attempt, if there is one.
+    # Another node may run the job by now (this one froze past its lease): its attempt is not ours.
     job_id = args[0] if args else None
-    serial = selectors.running_serial(job_id=job_id) if job_id else None
+    worker = getattr(sender.request, "hostname", None) or _node["name"]
+    serial = selectors.running_serial(job_id=job_id, worker=worker) if job_id and worker else None
     if serial is None:
         return
     trace = einfo.traceback if einfo is not None else "".join(tb.format_tb(traceback))
-    _fail(job_id=job_id, serial=serial, exception=exception, trace=trace)
+    _fail(job_id=job_id, serial=serial, exception=exception, trace=trace, worker=worker)
 
 
 def failed(claim: services.Claim, exception: Exception, *, task_id: str) -> None:
@@ -102,10 +112,11 @@ def failed(claim: services.Claim, exception: Exception, *, task_id: str) -> None
     _fail(job_id=claim.job_id, serial=claim.serial, exception=exception, trace=trace)
 
 
-def _fail(*, job_id: str, serial: int, exception: BaseException | None, trace: str) -> None:
+def _fail(*, job_id: str, serial: int, exception: BaseException | None, trace: str, worker: str | None = None) -> None:
     services.job_fail(
         job_id=job_id,
         serial=serial,
+        worker=worker,
         error_type=type(exception).__name__,
         message=redact(_describe(exception)),
         traceback=redact(trace or ""),

@@ -8,7 +8,7 @@ overwrite a newer attempt's state.
 
 import logging
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
 from typing import Any
@@ -131,11 +131,17 @@ def _close_attempt(*, job_id: Any, serial: int, outcome: Outcome, when: datetime
     JobAttempt.objects.filter(job_id=job_id, number=serial).update(outcome=outcome, finished_at=when, **error)
 
 
+# What jobs_succeed did with a success, noted on it for a write of the same batch again.
+_SENT = "sent"  # its write went to the database: it may have moved the job even if the call failed
+_DONE = "done"  # its move is recorded and followed up (metrics, event, wake)
+
+
 @dataclass(frozen=True)
 class Success:
     """A successful attempt, to be recorded: the handler's value and when it returned.
 
     `claim`, the one `job_claim` returned for this attempt, spares a query for the event's facts.
+    `progress`: how far jobs_succeed got with it (_SENT, _DONE), kept for a retry of its batch.
     """
 
     job_id: str
@@ -143,30 +149,55 @@ class Success:
     result: Any
     finished_at: datetime
     claim: Claim | None = None
+    progress: set[str] = field(default_factory=set, compare=False, repr=False)
 
 
 def jobs_succeed(successes: list[Success]) -> list[Success]:
     """Record successful attempts (on PostgreSQL, in one statement); the ones recorded.
 
     A stale attempt (its job moved on: cancelled, recovered after a lost lease) changes nothing.
+    Called again with the same successes after it raised part-way (the finisher retries a batch
+    while the database is unreachable), it follows up the jobs an earlier call moved but did not
+    follow up, and never one twice: each counts and wakes once.
     """
+    todo = [success for success in successes if _DONE not in success.progress]
+    if todo:
+        sent_before = [success for success in todo if _SENT in success.progress]
+        for success in todo:
+            success.progress.add(_SENT)
+        moved = store().succeed_many([(s.job_id, s.serial, s.result, s.finished_at) for s in todo])
+        if sent_before:
+            moved = {**_moved_before([s for s in sent_before if str(s.job_id) not in moved]), **moved}
+        for success in todo:
+            if str(success.job_id) in moved:
+                _follow_up(success, waiting=moved[str(success.job_id)])
+                success.progress.add(_DONE)
+    return [success for success in successes if _DONE in success.progress]
+
+
+def _moved_before(successes: list[Success]) -> dict[str, bool | None]:
+    """Of successes written before, those whose attempt is the job's recorded success: an earlier
+    write moved them (a serial never repeats), its follow-up is missing. Whether someone waits: unknown."""
     if not successes:
-        return []
-    moved = store().succeed_many([(s.job_id, s.serial, s.result, s.finished_at) for s in successes])
-    recorded = [s for s in successes if str(s.job_id) in moved]
-    for success in recorded:
-        claim = success.claim
-        mine = claim is not None and (claim.job_id, claim.serial) == (str(success.job_id), success.serial)
-        known = claim if mine else _attempt(job_id=success.job_id, serial=success.serial)
-        events.succeeded(known.facts, duration=events.seconds_between(known.started_at, success.finished_at))
-        key = claim.limit_key if mine else None
-        cluster_limits.wake_after(
-            job_type=known.facts.type,
-            job_id=None if mine else success.job_id,
-            key=key,
-            waiting=moved[str(success.job_id)],
-        )
-    return recorded
+        return {}
+    mine = reduce(operator.or_, (Q(pk=s.job_id, serial=s.serial) for s in successes))
+    done = Job.objects.filter(mine, status=Status.SUCCEEDED).values_list("pk", flat=True)
+    return {str(job_id): None for job_id in done}
+
+
+def _follow_up(success: Success, *, waiting: bool | None) -> None:
+    """The wake of the slot a recorded success freed, then its event (metrics, log line): a wake
+    that fails leaves neither done, for the retry to do both."""
+    claim = success.claim
+    mine = claim is not None and (claim.job_id, claim.serial) == (str(success.job_id), success.serial)
+    known = claim if mine else _attempt(job_id=success.job_id, serial=success.serial)
+    cluster_limits.wake_after(
+        job_type=known.facts.type,
+        job_id=None if mine else success.job_id,
+        key=claim.limit_key if mine else None,
+        waiting=waiting,
+    )
+    events.succeeded(known.facts, duration=events.seconds_between(known.started_at, success.finished_at))
 
 
 def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = None) -> bool:
@@ -183,10 +214,13 @@ def job_fail(
     traceback: str = "",
     permanent: bool = False,
     outcome: Outcome = Outcome.FAILED,
+    worker: str | None = None,
 ) -> Status | None:
     """Record a failed attempt and move the job on by the retry policy; returns the new status.
 
     A lost attempt (its worker died) counts as failed, but its duration is unknown: not observed.
+    `worker`: the node that reports it, for a report that does not come from the attempt itself
+    (fenced by the node as well as the serial).
     """
     now = timezone.now()
     row = _attempt(job_id=job_id, serial=serial, running=True)
@@ -205,7 +239,8 @@ def job_fail(
     else:
         changes["finished_at"] = now
     with transaction.atomic():
-        if not job_transition(move, job_id=job_id, where={"serial": serial}, **error, **changes):
+        fence = {"serial": serial} if worker is None else {"serial": serial, "worker": worker}
+        if not job_transition(move, job_id=job_id, where=fence, **error, **changes):
             return None
         _close_attempt(job_id=job_id, serial=serial, outcome=outcome, when=now, traceback=trace, **error)
         cluster_limits.wake_after(job_type=row.facts.type, job_id=job_id)
@@ -262,7 +297,9 @@ def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
     if row is None:
         return None
     if not retry.after_failure(attempt=row.facts.attempt, max_retries=row.max_retries, permanent=False).retry:
-        return job_fail(job_id=job_id, serial=serial, error_type="WorkerLost", message=reason, outcome=Outcome.LOST)
+        return job_fail(
+            job_id=job_id, serial=serial, error_type="WorkerLost", message=reason, outcome=Outcome.LOST, worker=worker
+        )
     where = {"serial": serial, "worker": worker}
     requeued = _requeue_now(job_id=job_id, where=where, outcome=Outcome.LOST, error_type="WorkerLost", reason=reason)
     return Status.QUEUED if requeued else None

@@ -85,11 +85,14 @@ def job_run_now(*, job_id: Any) -> Job:
 
 
 def job_delete(*, job_id: Any) -> None:
-    """Delete a job and its history; a running job cannot be deleted."""
+    """Delete a job and its history; a running job cannot be deleted. The row is locked while its
+    status is checked and it is deleted, so a claim or a retry in between waits, then finds no job."""
     job = _get(job_id)
-    deleted, _ = Job.objects.filter(pk=job.pk).exclude(status=Status.RUNNING).delete()
-    if not deleted:
-        raise InvalidTransition(f"job {job.pk} is running; cancel is not possible, wait for it to finish")
+    with transaction.atomic():
+        deletable = Job.objects.select_for_update().filter(pk=job.pk).exclude(status=Status.RUNNING)
+        if not deletable.exists():
+            raise InvalidTransition(f"job {job.pk} is running; cancel is not possible, wait for it to finish")
+        Job.objects.filter(pk=job.pk).delete()
     _forget_dead_letters([job.pk])
 
 
@@ -142,10 +145,15 @@ def jobs_purge_finished(*, finished_before: datetime, batch: int = 5000) -> int:
     # Oldest first along the created_at index, which old finished jobs lead.
     finished = Job.objects.filter(status__in=FINISHED, finished_at__lt=finished_before).order_by("created_at")
     deleted = 0
-    while rows := list(finished.values_list("pk", "status")[:batch]):
-        ids = [pk for pk, _ in rows]
+    while rows := list(finished.values_list("pk", flat=True)[:batch]):
         with transaction.atomic():
-            _, per_model = Job.objects.filter(pk__in=ids, status__in=FINISHED).delete()
-        deleted += per_model.get(Job._meta.label, 0)
-        _forget_dead_letters([pk for pk, status in rows if status == Status.DEAD])
+            # Locked as they are read again, so a job an operator retries meanwhile is either
+            # deleted before the retry or left alone; a row locked by that retry is skipped.
+            locked = Job.objects.filter(pk__in=rows, status__in=FINISHED).select_for_update(skip_locked=True)
+            gone = list(locked.values_list("pk", "status"))
+            Job.objects.filter(pk__in=[pk for pk, _ in gone]).delete()
+        deleted += len(gone)
+        _forget_dead_letters([pk for pk, status in gone if status == Status.DEAD])
+        if not gone:
+            break  # every row of the batch is locked by a change under way: left for the next purge
     return deleted

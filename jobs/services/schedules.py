@@ -19,7 +19,7 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone as dj_timezone
 
 from jobs import metrics, recurrence, registry
-from jobs.exceptions import InvalidSubmission, JobQueueError, UnknownJobType
+from jobs.exceptions import InvalidSubmission, JobQueueError, ScheduleNotFound, UnknownJobType
 from jobs.models import Job, MissedPolicy, OverlapPolicy, Schedule, ScheduleRun, ScheduleSource, TickOutcome
 from jobs.states import FINISHED, Priority
 
@@ -180,9 +180,28 @@ def schedule_create(
 
 
 def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime) -> Schedule:
+    """Change the fields of `changes` on the schedule's row, locked and read afresh; the row as saved.
+
+    The caller's copy may be older than the mover's last firing: only the fields edited (and the
+    next tick, when the timing changed or the schedule resumes) are written, never the mover's
+    progress as the copy had it. The mover skips the row while it is locked.
+    """
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise InvalidSubmission(f"a schedule has no field {unknown[0]!r}", field=unknown[0])
+    try:
+        with transaction.atomic():
+            locked = Schedule.objects.select_for_update().filter(pk=schedule.pk).first()
+            if locked is None:
+                raise ScheduleNotFound(f"no schedule named {schedule.name!r}")
+            _apply_locked(locked, changes, now=now)
+    except IntegrityError:
+        name = str(changes.get("name", schedule.name)).strip()
+        raise InvalidSubmission(f"a schedule named {name!r} exists already", field="name") from None
+    return locked
+
+
+def _apply_locked(schedule: Schedule, changes: dict[str, Any], *, now: datetime) -> None:
     current = {key: getattr(schedule, key) for key in FIELDS}
     if "cron" in changes and changes["cron"] and "interval_seconds" not in changes:
         current["interval_seconds"] = None  # switching to cron
@@ -191,19 +210,17 @@ def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime) -> Sch
     values = _clean({**current, **changes})
     retimed = any(values[key] != current_value for key, current_value in _timing(schedule).items())
     resumed = values["enabled"] and not schedule.enabled
-    for key, value in values.items():
-        setattr(schedule, key, value)
+    written = [key for key, value in values.items() if value != getattr(schedule, key)]
+    for key in written:
+        setattr(schedule, key, values[key])
     if retimed:
         schedule.next_tick_at = None  # a new grid
         schedule.next_tick_at = _first_tick(schedule, now=now)
     elif resumed:
         schedule.next_tick_at = _next_after(schedule, after=now)
-    try:
-        with transaction.atomic():
-            schedule.save()
-    except IntegrityError:
-        raise InvalidSubmission(f"a schedule named {values['name']!r} exists already", field="name") from None
-    return schedule
+    if retimed or resumed:
+        written.append("next_tick_at")
+    schedule.save(update_fields=[*written, "updated_at"])
 
 
 def _timing(schedule: Schedule) -> dict[str, Any]:

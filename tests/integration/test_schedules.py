@@ -383,6 +383,21 @@ def test_update_checks_like_create_and_a_new_timing_starts_from_now():
     assert schedule.payload == {"x": 1} and schedule.next_tick_at == T0 + timedelta(seconds=307)
 
 
+def test_an_edit_of_a_schedule_read_before_the_mover_fired_keeps_the_movers_progress():
+    """The admin, the API and the CLI read the schedule, the mover fires its tick, then the edit lands."""
+    schedule = make(now=T0)
+    read_before = Schedule.objects.get(pk=schedule.pk)
+    assert services.schedules_fire_due(now=minute(1)) == 1
+
+    edited = services.schedule_update(schedule=read_before, payload={"x": 1}, now=minute(1))
+
+    schedule.refresh_from_db()
+    assert (schedule.payload, schedule.next_tick_at, schedule.last_tick_at) == ({"x": 1}, minute(2), minute(1))
+    assert (edited.next_tick_at, edited.last_tick_at) == (minute(2), minute(1))
+    assert services.schedules_fire_due(now=minute(1)) == 0
+    assert ticks(schedule) == [minute(1)]
+
+
 def test_code_defined_schedules_can_only_be_paused_and_resumed():
     schedule = make(source="code")
 

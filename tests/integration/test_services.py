@@ -1,14 +1,20 @@
+import importlib
 import re
 import threading
+from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.apps import apps as django_apps
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs import services, states
+from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job, JobAttempt
 from jobs.states import Status
 from jobs.store import postgres as statements
+from tests.interleave import after_statement, before_statement
 
 
 def submit(**overrides):
@@ -242,3 +248,151 @@ def test_a_lost_attempt_is_requeued_only_for_the_node_that_ran_it():
     assert JobAttempt.objects.get(job=job, number=claim.serial).outcome == "lost"
     services.job_claim(job_id=job.id, worker="w1@host")
     assert services.job_lost(job_id=job.id, worker="w1@host", reason="killed again") == Status.DEAD
+
+
+def test_a_hard_time_limit_reported_by_an_old_node_leaves_a_newer_attempt_alone():
+    """Node 1 froze past its lease; the job now runs on node 2. Node 1's main process then reports
+    the hard time limit of its old attempt: node 2's attempt runs on, and only a report from
+    node 2 fails it."""
+    job = submit(max_retries=3)
+    services.job_claim(job_id=job.id, worker="w1@host")
+    Job.objects.filter(pk=job.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.jobs_requeue_lost() == 1
+    Job.objects.filter(pk=job.id).update(run_at=timezone.now())  # its backoff is over
+    assert services.jobs_release_due() == 1
+    newer = services.job_claim(job_id=job.id, worker="w2@host")
+
+    hard_limit(job.id, node="w1@host")
+
+    job.refresh_from_db()
+    assert (job.status, job.serial, job.worker) == (Status.RUNNING, newer.serial, "w2@host")
+    assert JobAttempt.objects.get(job=job, number=newer.serial).outcome == "running"
+    hard_limit(job.id, node="w2@host")
+    job.refresh_from_db()
+    assert (job.status, job.error_type) == (Status.RETRYING, "TimeLimitExceeded")
+
+
+def hard_limit(job_id, *, node: str) -> None:
+    """What Celery does in a node's main process when the hard time limit killed a pool process:
+    the task_failure signal, with no request of the task on its stack."""
+    from billiard.exceptions import TimeLimitExceeded
+    from celery import signals
+
+    from tasks.runner import run_job
+
+    signals.celeryd_after_setup.send(sender=node, instance=None, conf=None)
+    signals.task_failure.send(
+        sender=run_job, task_id=f"task-{node}", exception=TimeLimitExceeded(5), args=[str(job_id)], einfo=None
+    )
+
+
+def dead_job():
+    job = submit(max_retries=0)
+    claim = services.job_claim(job_id=job.id, worker="w1@host")
+    services.job_fail(job_id=job.id, serial=claim.serial, error_type="RuntimeError", message="boom")
+    return job
+
+
+@pytest.mark.postgres_only
+def test_a_job_claimed_while_it_is_deleted_is_not_deleted_running():
+    """The claim comes between the delete's read of the job and its DELETE."""
+    job = submit()
+    with before_statement(r"^DELETE\b", lambda: services.job_claim(job_id=job.id, worker="w1@host")) as claim:
+        try:
+            services.job_delete(job_id=job.id)
+            deleted = True
+        except InvalidTransition:
+            deleted = False
+
+    assert "error" not in claim, claim.get("error")
+    claimed = claim["result"] is not None
+    assert deleted != claimed
+    assert Job.objects.filter(pk=job.id).exists() == claimed
+
+
+@pytest.mark.postgres_only
+def test_an_operators_retry_during_a_purge_of_finished_jobs_does_not_vanish():
+    """The retry comes between the purge's read of the dead job and its DELETE."""
+    job = dead_job()
+    later = timezone.now() + timedelta(seconds=1)
+    with before_statement(r"^DELETE\b", lambda: services.job_retry(job_id=job.id)) as retry:
+        purged = services.jobs_purge_finished(finished_before=later)
+
+    retried = "result" in retry
+    assert retried or isinstance(retry["error"], InvalidTransition | JobNotFound), retry
+    assert purged == (0 if retried else 1)
+    assert Job.objects.filter(pk=job.id, status=Status.QUEUED).exists() == retried
+
+
+@pytest.mark.postgres_only
+def test_an_ownerless_submit_racing_another_with_its_idempotency_key_is_answered_with_its_job():
+    """Two owner-less submits (CLI, Python) with one key: the other stores its job between this
+    one's look for the key and its INSERT."""
+
+    def twin():
+        return services.job_submit(type="noop", payload={"n": 1}, idempotency_key="nightly-42")
+
+    with after_statement(r'"idempotency_key" IN', twin) as other:
+        job, created = twin()
+
+    assert "error" not in other, other.get("error")
+    first, first_created = other["result"]
+    assert (first_created, created, job.pk) == (True, False, first.pk)
+    assert Job.objects.filter(idempotency_key="nightly-42").count() == 1
+
+
+def test_the_database_keeps_the_idempotency_key_of_ownerless_jobs_unique():
+    submit(idempotency_key="k")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(type="noop", payload={}, idempotency_key="k")
+    Job.objects.create(type="noop", payload={}, idempotency_key="other")
+    Job.objects.create(type="noop", payload={})
+    Job.objects.create(type="noop", payload={})
+
+
+@pytest.mark.postgres_only
+def test_the_migration_leaves_a_shared_ownerless_key_on_the_oldest_job_only():
+    """Duplicates stored before the key was unique for owner-less jobs do not stop the migration."""
+    migration = importlib.import_module("jobs.migrations.0010_job_ownerless_idempotency_key_unique")
+    [constraint] = [c for c in Job._meta.constraints if c.name == "job_ownerless_idempotency_key_unique"]
+    with connection.schema_editor() as editor:
+        editor.remove_constraint(Job, constraint)
+    try:
+        shared = [submit(payload={"n": n}) for n in range(3)]
+        Job.objects.filter(pk__in=[job.pk for job in shared]).update(idempotency_key="k")
+        alone = submit(idempotency_key="k2")
+        mine = submit(owner=get_user_model().objects.create_user("a"), idempotency_key="k")
+
+        migration.keep_each_key_on_its_oldest_job(django_apps, None)
+
+        keys = dict(Job.objects.values_list("pk", "idempotency_key"))
+    finally:
+        Job.objects.filter(owner__isnull=True, idempotency_key="k").delete()  # whatever happened above
+        with connection.schema_editor() as editor:
+            editor.add_constraint(Job, constraint)
+    assert [keys[job.pk] for job in shared] == ["k", None, None]
+    assert (keys[alone.pk], keys[mine.pk]) == ("k2", "k")
+
+
+@pytest.mark.postgres_only
+def test_racing_ownerless_submits_with_one_idempotency_key_make_one_job():
+    barrier = threading.Barrier(8)
+    answers: list = []
+
+    def submit_once() -> None:
+        try:
+            barrier.wait()
+            answers.append(services.job_submit(type="noop", payload={}, idempotency_key="cron-7"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit_once) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(created for _, created in answers) == 1
+    assert len({job.pk for job, _ in answers}) == 1 and len(answers) == 8
+    assert Job.objects.count() == 1
