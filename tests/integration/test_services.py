@@ -354,7 +354,7 @@ def test_the_database_keeps_the_idempotency_key_of_ownerless_jobs_unique():
 @pytest.mark.postgres_only
 def test_the_migration_leaves_a_shared_ownerless_key_on_the_oldest_job_only():
     """Duplicates stored before the key was unique for owner-less jobs do not stop the migration."""
-    migration = importlib.import_module("jobs.migrations.0010_job_ownerless_idempotency_key_unique")
+    migration = importlib.import_module("jobs.migrations.0011_job_ownerless_idempotency_key_unique")
     [constraint] = [c for c in Job._meta.constraints if c.name == "job_ownerless_idempotency_key_unique"]
     with connection.schema_editor() as editor:
         editor.remove_constraint(Job, constraint)

@@ -32,7 +32,7 @@ def keep_each_key_on_its_oldest_job(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0009_limits'),
+        ('jobs', '0010_limit_partitions_per_owner'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
