@@ -4,6 +4,7 @@ delete, on every API operation (read from the OpenAPI schema, so a new endpoint 
 by itself) and every admin page; and a client submitting an internal job type, on every
 endpoint that submits."""
 
+import json
 from mailbox import Maildir
 
 import pytest
@@ -288,15 +289,36 @@ SUBMITTING = {
 }
 
 
-@pytest.mark.parametrize("endpoint", SUBMITTING)
-def test_a_client_submitting_an_internal_type_is_refused(world, endpoint):
-    role, method, path, body = SUBMITTING[endpoint]
-    a_schedule_named_low()
-    jobs_before = Job.objects.count()
-    schedules_before = sorted(Schedule.objects.values_list("name", "job_type"))
+ADMIN_SCHEDULE = {
+    "name": "made-in-admin",
+    "priority": "medium",
+    "interval_seconds": "60",
+    "timezone": "UTC",
+    "enabled": "on",
+    "missed": "skip",
+    "overlap": "allow",
+}
 
-    response = getattr(api_client(world, role), method)(path, body, format="json")
 
-    assert 400 <= response.status_code < 500, (response.status_code, response.content)
-    assert Job.objects.count() == jobs_before
-    assert sorted(Schedule.objects.values_list("name", "job_type")) == schedules_before
+def test_a_client_submitting_an_internal_type_is_refused_on_every_submitting_endpoint(world):
+    problems = []
+    for endpoint, (role, method, path, body) in SUBMITTING.items():
+        a_schedule_named_low()
+        jobs_before = Job.objects.count()
+        schedules_before = sorted(Schedule.objects.values_list("name", "job_type"))
+
+        response = getattr(api_client(world, role), method)(path, body, format="json")
+
+        if not 400 <= response.status_code < 500:
+            problems.append(f"{endpoint}: {response.status_code}")
+        if Job.objects.count() != jobs_before:
+            problems.append(f"{endpoint}: a job was made")
+        if sorted(Schedule.objects.values_list("name", "job_type")) != schedules_before:
+            problems.append(f"{endpoint}: a schedule was made or changed")
+    # The admin's schedule form, by staff who may manage schedules: refused is the form again
+    # with an error (200), not the redirect of a saved schedule.
+    form = {**ADMIN_SCHEDULE, "job_type": INTERNAL["type"], "payload": json.dumps(INTERNAL["payload"])}
+    answer = logged_in(world["users"]["scheduler"]).post("/admin/jobs/schedule/add/", form)
+    if answer.status_code != 200 or Schedule.objects.filter(name=form["name"]).exists():
+        problems.append(f"admin schedule form: {answer.status_code}")
+    assert not problems, "\n".join(problems)
