@@ -302,12 +302,12 @@ ADMIN_SCHEDULE = {
 
 def test_a_client_submitting_an_internal_type_is_refused_on_every_submitting_endpoint(world):
     problems = []
-    for endpoint, (role, method, path, body) in SUBMITTING.items():
+    for endpoint, (role, method, url, body) in SUBMITTING.items():
         a_schedule_named_low()
         jobs_before = Job.objects.count()
         schedules_before = sorted(Schedule.objects.values_list("name", "job_type"))
 
-        response = getattr(api_client(world, role), method)(path, body, format="json")
+        response = getattr(api_client(world, role), method)(url, body, format="json")
 
         if not 400 <= response.status_code < 500:
             problems.append(f"{endpoint}: {response.status_code}")
