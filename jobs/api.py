@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from . import history, selectors, services
 from .pagination import JobPagination
-from .permissions import may_see_tracebacks
+from .permissions import may_cancel, may_see_tracebacks
 from .serializers import (
     ErrorSerializer,
     JobFilterSerializer,
@@ -181,13 +181,18 @@ class ClientJobCancelView(APIView):
         responses={
             200: JobStatusSerializer,
             401: UNAUTHENTICATED,
+            403: OpenApiResponse(ErrorSerializer, description="Staff who may view the job but not change jobs."),
             404: NOT_YOURS,
             409: OpenApiResponse(ErrorSerializer, description="The job already started or finished."),
         },
     )
     def post(self, request: Request, job_id: str) -> Response:
-        """Cancel one of your jobs that has not started (scheduled, queued, waiting for a limit or to retry)."""
-        selectors.job_owned_by(job_id=job_id, user=request.user)
+        """Cancel one of your jobs that has not started (scheduled, queued, waiting for a limit or to
+        retry); staff who may view and change jobs cancel any job here too."""
+        job = selectors.job_for_user(job_id=job_id, user=request.user)
+        if not may_cancel(request.user, job):
+            raise PermissionDenied("cancelling another user's job needs the permission jobs.change_job")
+        whose = "its owner" if job.owner_id == request.user.pk else "staff"
         job = services.job_cancel(job_id=job_id)
-        history.record(user=request.user, obj=job, message="Cancelled by its owner through the API")
+        history.record(user=request.user, obj=job, message=f"Cancelled by {whose} through the API")
         return Response(for_client(represent(JobStatusSerializer, job), request))

@@ -14,6 +14,7 @@ It uses aiosmtpd (a development requirement), imported only when the sink starts
 import mailbox
 from dataclasses import dataclass
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
@@ -77,19 +78,39 @@ def read_mail(maildir: Path, *, limit: int = 100) -> list[Mail]:
         ((path.stat().st_mtime, path) for sub in ("new", "cur") for path in (maildir / sub).glob("*")),
         reverse=True,
     )[:limit]
-    parser = BytesParser(policy=policy.default)
-    mails = []
-    for _, path in files:
-        message = parser.parsebytes(path.read_bytes())
-        body = message.get_body(preferencelist=("plain", "html"))
-        mails.append(
-            Mail(
-                key=path.name.partition(":")[0],
-                sender=str(message.get("From", "")),
-                to=str(message.get("To", "")),
-                subject=str(message.get("Subject", "")),
-                date=str(message.get("Date", "")),
-                body=body.get_content() if body is not None else "",
-            )
-        )
-    return mails
+    return [_read(path) for _, path in files]
+
+
+def _read(path: Path) -> Mail:
+    """One message as far as it reads: a header or body that cannot be decoded (an unknown
+    charset, a broken encoding) shows as text with replacement characters, never an error."""
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+
+    def header(name: str) -> str:
+        try:
+            return str(message.get(name, ""))
+        except (LookupError, UnicodeError, ValueError):
+            return "(unreadable header)"
+
+    return Mail(
+        key=path.name.partition(":")[0],
+        sender=header("From"),
+        to=header("To"),
+        subject=header("Subject"),
+        date=header("Date"),
+        body=_body(message),
+    )
+
+
+def _body(message: EmailMessage) -> str:
+    try:
+        part = message.get_body(preferencelist=("plain", "html"))
+    except (LookupError, UnicodeError, ValueError):
+        part = None
+    if part is None:
+        return ""
+    try:
+        return part.get_content()
+    except (LookupError, UnicodeError, ValueError, KeyError):
+        raw = part.get_payload(decode=True)
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")

@@ -114,6 +114,8 @@ class Job(models.Model):
                 name="job_ownerless_idempotency_key_unique",
             ),
         ]
+        # Beyond Django's four: the CLI's actor submitting in another user's name (`--owner`).
+        permissions = [("submit_for_others", "Can submit jobs in another user's name")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"

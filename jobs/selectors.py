@@ -12,7 +12,7 @@ from django.db.models.functions import Cast, Replace, TruncMinute
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from . import broker, internals
+from . import broker, internals, permissions
 from .exceptions import JobNotFound, ScheduleNotFound
 from .models import Job, JobArtifact, JobAttempt, Outcome, QueueSample, QueueState, Schedule, ScheduleRun
 from .states import QUEUES, WAITING_FOR_LIMIT, WAITING_FOR_TIME, Status
@@ -27,8 +27,8 @@ BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
 
 
 def jobs_visible_to(user: Any) -> QuerySet[Job]:
-    """Staff see every job; everyone else only their own."""
-    if user.is_staff:
+    """Staff who may view jobs see every job; everyone else (other staff too) only their own."""
+    if permissions.may_view_every_job(user):
         return Job.objects.all()
     return Job.objects.filter(owner=user)
 
@@ -45,11 +45,6 @@ def job_artifact(*, job_id: Any, name: str, user: Any) -> JobArtifact:
     if artifact is None:
         raise JobNotFound(f"job {job.pk} has no file named {name!r}")
     return artifact
-
-
-def job_owned_by(*, job_id: Any, user: Any) -> Job:
-    """The job, if `user` submitted it; any other job is reported as missing, to staff too."""
-    return job_by_id(job_id=job_id, among=Job.objects.filter(owner=user))
 
 
 def with_empty_history(job: Job) -> Job:
@@ -219,12 +214,12 @@ def counts_by_type_and_status(*, since: datetime, until: datetime, owner_id: Any
 
 
 def job_owner(*, job_id: Any) -> tuple[Any, bool]:
-    """(owner id, whether the owner is staff) of a job; (None, True) for a job without an owner,
-    submitted from Python or the CLI by an operator."""
-    row = Job.objects.filter(pk=job_id).values_list("owner_id", "owner__is_staff").first()
-    if row is None or row[0] is None:
+    """(owner id, whether the owner may view every job) of a job; (None, True) for a job without
+    an owner, submitted from Python, the CLI or a schedule by an operator."""
+    job = Job.objects.select_related("owner").filter(pk=job_id).first()
+    if job is None or job.owner is None:
         return None, True
-    return row[0], bool(row[1])
+    return job.owner.pk, permissions.may_view_every_job(job.owner)
 
 
 def running_serial(*, job_id: Any, worker: str) -> int | None:

@@ -204,9 +204,9 @@ def report(payload: dict, ctx: JobContext) -> dict:
     until = fields.validated_data.get("until") or timezone.now()
     since = fields.validated_data.get("since") or until - timedelta(hours=fields.validated_data.get("hours", 24))
     ctx.progress(10, "counting jobs")
-    # A client's report counts its own jobs; only staff see everyone's.
-    owner_id, staff = selectors.job_owner(job_id=ctx.job_id)
-    owner = selectors.ALL_OWNERS if staff else owner_id
+    # A report counts its owner's jobs; everyone's only for staff who may view every job.
+    owner_id, sees_all = selectors.job_owner(job_id=ctx.job_id)
+    owner = selectors.ALL_OWNERS if sees_all else owner_id
     rows = selectors.counts_by_type_and_status(since=since, until=until, owner_id=owner)
     out = io.StringIO()
     writer = csv.writer(out)

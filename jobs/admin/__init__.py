@@ -1,6 +1,7 @@
 """The admin is the operators' dashboard: jobs, the dead-letter queue, queues and an overview."""
 
 from django.contrib import admin
+from django.urls import reverse_lazy
 
 from jobs.models import QueueState
 
@@ -13,6 +14,8 @@ from .schedules import ScheduleAdmin, ScheduleRunAdmin
 admin.site.site_header = "jobqueue"
 admin.site.site_title = "jobqueue admin"
 admin.site.index_title = "Dashboard"
+# "View site": the site's own pages are its API, documented by Swagger UI (there is no page at /).
+admin.site.site_url = reverse_lazy("swagger-ui")
 # The header carries the operator links; the app sidebar would only squeeze the job tables.
 admin.site.enable_nav_sidebar = False
 # Too many failed logins from an address lock it out for a while (JOB_LOGIN_MAX_FAILURES).

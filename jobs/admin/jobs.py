@@ -218,9 +218,11 @@ class DeadJobAdmin(JobDisplay):
     list_filter = ["type", "priority", "finished_at"]
     date_hierarchy = "finished_at"
     actions = ["retry_jobs", "resubmit_jobs", "delete_selected"]
+    # Most recently dead first, as the API lists them (the changelist orders by this, not by the queryset).
+    ordering = ["-finished_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).filter(status=Status.DEAD).order_by("-finished_at")
+        return super().get_queryset(request).filter(status=Status.DEAD)
 
     @admin.display(description="error")
     def error_summary(self, job: Job) -> str:

@@ -238,7 +238,7 @@ def limit_set(
     }
     override, _ = JobLimit.objects.update_or_create(type=type, defaults=fields)
     limit_selectors.forget_overrides()
-    log.warning("limits of %s set to %s by %s", type, limit.describe(), by or "unknown")
+    log.info("limits of %s set to %s by %s", type, limit.describe(), by or "unknown")
     return override
 
 
@@ -251,5 +251,5 @@ def limit_clear(*, type: str, by: str = "") -> JobLimit | None:
         return None
     JobLimit.objects.filter(pk=override.pk).delete()
     limit_selectors.forget_overrides()
-    log.warning("limits of %s back to the code's by %s", type, by or "unknown")
+    log.info("limits of %s back to the code's by %s", type, by or "unknown")
     return override

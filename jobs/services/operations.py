@@ -14,9 +14,12 @@ from jobs import broker, dispatch, states
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job
 from jobs.states import FINISHED, Status
+from jobs.store import ERROR_COLUMNS
 
 from .lifecycle import job_transition, jobs_transition
 from .submit import job_submit, validate_payload
+
+FAILURE_CLEARED = dict.fromkeys(ERROR_COLUMNS, "")  # error type, message, traceback and reason
 
 log = logging.getLogger("jobqueue.jobs")
 
@@ -117,7 +120,8 @@ def _retry_dead(jobs: QuerySet[Job], **edit: Any) -> list[Any]:
         dead = jobs.filter(status__in=states.RETRY_DEAD.sources).select_for_update(skip_locked=True)
         rows = list(dead.values_list("pk", "priority", "timeout", "type"))
         ids = [row[0] for row in rows]
-        resets = {"attempts": 0, "run_at": None, "finished_at": None, "result": None, "reason": ""}
+        # The last error goes with the attempts it came from (their history keeps each one).
+        resets = {"attempts": 0, "run_at": None, "finished_at": None, "result": None, **FAILURE_CLEARED}
         jobs_transition(states.RETRY_DEAD, job_ids=ids, **resets, **edit)
         dispatch.send_jobs_on_commit(rows)
     _forget_dead_letters(ids)

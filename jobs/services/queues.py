@@ -43,7 +43,7 @@ def queue_pause(*, queue: str, by: str = "") -> QueueState:
         # Still paused: any message left is refused by the claim and published again on resume.
         log.warning("queue %s paused by %s; its waiting messages could not be removed: %s", queue, by, exc)
         return state
-    log.warning("queue %s paused by %s; %d waiting messages removed", queue, by or "unknown", dropped)
+    log.info("queue %s paused by %s; %d waiting messages removed", queue, by or "unknown", dropped)
     return state
 
 
@@ -63,7 +63,7 @@ def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
     published = dispatch.publish_or_defer(rows)
     if resumed:
         who = by or "unknown"
-        log.warning("queue %s resumed by %s; %d of %d queued jobs published", queue, who, published, len(rows))
+        log.info("queue %s resumed by %s; %d of %d queued jobs published", queue, who, published, len(rows))
     return queue_state(queue), published
 
 

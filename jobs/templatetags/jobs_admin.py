@@ -5,13 +5,16 @@ from django import template
 from django.conf import settings
 
 from jobs import formatting
+from jobs.permissions import may_view_every_job
 
 register = template.Library()
 
 
-@register.simple_tag
-def operator_links() -> dict[str, str]:
-    return {"flower": settings.FLOWER_URL, "grafana": settings.GRAFANA_URL, "mail": settings.DEBUG}
+@register.simple_tag(takes_context=True)
+def operator_links(context: template.Context) -> dict[str, str]:
+    """The mailbox only for those who may open it (jobs.admin.devmail)."""
+    mail = settings.DEBUG and may_view_every_job(context.get("user"))
+    return {"flower": settings.FLOWER_URL, "grafana": settings.GRAFANA_URL, "mail": mail}
 
 
 @register.filter

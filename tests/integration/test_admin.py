@@ -1,12 +1,14 @@
 """The admin dashboard over Django's test client: lists, job page, actions, dead letters, overview."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from jobs import services
 from jobs.models import Job, QueueState
@@ -133,6 +135,25 @@ def test_the_dead_letter_queue_lists_dead_jobs_with_reason_and_edit_link(operato
     assert str(broken.id)[:8] in page and str(alive.id)[:8] not in page
     assert "retries exhausted" in page and "RuntimeError: mailbox full" in page
     assert f"/admin/jobs/job/{broken.id}/edit-retry/" in page
+
+
+def test_the_dead_letter_queue_lists_the_most_recently_dead_first(operator):
+    first, second, third = dead(), dead(), dead()
+    now = timezone.now()
+    for job, died_ago in ((first, 1), (second, 30), (third, 5)):  # created first..third; died in another order
+        Job.objects.filter(pk=job.pk).update(finished_at=now - timedelta(minutes=died_ago))
+
+    page = html(operator.get("/admin/jobs/deadjob/"))
+
+    shown = sorted((page.index(str(job.id)[:8]), name) for name, job in (("1", first), ("2", second), ("3", third)))
+    assert [name for _, name in shown] == ["1", "3", "2"]
+
+
+def test_the_view_site_link_opens_a_page(operator):
+    front = html(operator.get("/admin/"))
+    [link] = re.findall(r'<a href="([^"]+)">View site</a>', front)
+
+    assert operator.get(link).status_code == 200
 
 
 def test_edit_payload_and_retry_validates_then_requeues_and_logs(operator, broker):

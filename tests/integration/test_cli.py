@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import os
 import subprocess
 from datetime import timedelta
@@ -105,6 +106,26 @@ def test_retry_one_with_a_corrected_payload_and_all_dead(broker):
     assert jobs_json("retry", "--all-dead") == {"retried": 2}
     assert set(Job.objects.filter(pk__in=[o.id for o in others]).values_list("status", flat=True)) == {"queued"}
     assert broker.llen("dead_letter") == 0
+
+
+def test_a_retried_job_shows_no_error_of_the_attempts_before(broker):
+    job = dead(message="SMTP refused")
+
+    text = jobs("retry", str(job.id))
+
+    assert "status: queued" in text and "failed" in text  # the attempt history keeps the failure
+    assert "SMTP refused" not in text and "TB" not in text.split()
+    assert jobs_json("status", str(job.id))["error"] is None
+
+
+def test_routine_actions_log_no_warning(broker, caplog):
+    """A warning reaches a shell's stderr; pausing or setting a limit is no cause for one."""
+    actions = (("pause", "low"), ("resume", "low"), ("limits", "set", "noop", "--concurrency", "2"))
+    for args in (*actions, ("limits", "clear", "noop")):
+        jobs(*args)
+
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
+    assert not cli("pause", "medium").stderr
 
 
 def test_resubmit_cancel_and_delete():

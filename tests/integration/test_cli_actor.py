@@ -2,6 +2,7 @@
 management API ask, and writes each change to the admin's history under the actor's name."""
 
 import io
+import json
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -143,3 +144,22 @@ def test_the_actor_comes_from_the_environment_and_a_refusal_is_exit_code_1(make_
     assert refused.returncode == 1, refused.stderr
     assert "may not run `jobs cancel`" in refused.stderr and "jobs.change_job" in refused.stderr
     assert Job.objects.get(pk=job.pk).status == "scheduled"
+
+
+def test_submitting_in_another_users_name_needs_the_permission_and_is_in_the_history(make_user, broker):
+    alice, _ = make_user("alice")
+    make_user("plain")
+    make_user("operator", staff=True, perms=("view_job", "change_job", "delete_job"))
+    make_user("delegate", staff=True, perms=("submit_for_others",))
+
+    for actor in ("plain", "operator"):
+        error = refusal("--as", actor, "submit", "noop", "--owner", "alice")
+        assert error.returncode == 1 and "jobs.submit_for_others" in str(error), actor
+    assert not Job.objects.exists() and LogEntry.objects.count() == 0
+    jobs("--as", "plain", "submit", "noop", "--owner", "plain")  # one's own name needs nothing
+    submitted = json.loads(jobs("--as", "delegate", "--json", "submit", "noop", "--owner", "alice"))
+
+    assert Job.objects.get(pk=submitted["id"]).owner == alice
+    [entry] = LogEntry.objects.all()
+    assert (entry.user.username, entry.object_id) == ("delegate", submitted["id"])
+    assert entry.get_change_message() == "Submitted in alice's name from the CLI" and entry.is_addition()

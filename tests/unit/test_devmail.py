@@ -1,5 +1,6 @@
 """The development SMTP sink: greylisting once per message, bouncing, keeping what it accepts."""
 
+import mailbox
 import smtplib
 
 import pytest
@@ -43,3 +44,19 @@ def test_greylist_is_refused_once_per_message_bounce_always_and_the_rest_is_kept
     assert sorted(mail.subject for mail in mails) == ["hi", "message 0", "message 1"]
     assert all(mail.body.strip() == "hello" for mail in mails)
     assert devmail.read_mail(maildir.parent / "nothing-yet") == []
+
+
+def test_a_malformed_message_is_shown_as_far_as_it_reads_and_the_others_still_are(tmp_path):
+    maildir = tmp_path / "mail"
+    box = mailbox.Maildir(maildir, create=True)
+    box.add(b"From: a@localhost\r\nSubject: fine\r\n\r\nhello\r\n")
+    box.add(
+        b"From: b@localhost\r\nSubject: odd charset\r\nContent-Type: text/plain; charset=x-no-such-charset\r\n"
+        b"\r\nh\xe9llo\r\n"
+    )
+
+    mails = {mail.subject: mail for mail in devmail.read_mail(maildir)}
+
+    assert set(mails) == {"fine", "odd charset"}
+    assert mails["fine"].body.strip() == "hello"
+    assert mails["odd charset"].body.strip() == "h\ufffdllo" and mails["odd charset"].sender == "b@localhost"

@@ -6,7 +6,8 @@ such job, queue, schedule or user; 4 the database or Redis does not answer. Erro
 
 `--as USER` (or JOB_CLI_USER) names the actor: the command then needs the permissions the admin
 and the management API ask of that user, and each change is written to the admin's history
-under the user's name. JOB_CLI_REQUIRE_ACTOR=1 refuses changes made without one.
+under the user's name. Submitting in another user's name (`submit --owner`) needs
+jobs.submit_for_others. JOB_CLI_REQUIRE_ACTOR=1 refuses changes made without one.
 """
 
 import argparse
@@ -28,7 +29,16 @@ from kombu.exceptions import OperationalError
 from jobs import history, limit_selectors, registry, selectors, services
 from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, ScheduleNotFound, UnknownQueue
 from jobs.formatting import age, duration, plain, shorten, table
-from jobs.permissions import CHANGE_JOBS, CHANGE_QUEUES, DELETE_JOBS, VIEW_JOBS, VIEW_QUEUES, may_operate
+from jobs.permissions import (
+    CHANGE_JOBS,
+    CHANGE_QUEUES,
+    DELETE_JOBS,
+    SUBMIT_FOR_OTHERS,
+    VIEW_JOBS,
+    VIEW_QUEUES,
+    may_operate,
+    may_submit_for,
+)
 from jobs.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.states import Priority, Status
 
@@ -273,12 +283,19 @@ class Command(ScheduleCommands, BaseCommand):
 
     def do_submit(self, *, type: str, payload: str, run_at: str | None, owner: str | None, **options: Any) -> None:
         user = _user(owner) if owner else self.actor
+        if self.actor is not None and not may_submit_for(self.actor, user):
+            raise _fail(
+                f"user {self.actor.get_username()!r} may not submit in {owner!r}'s name: "
+                f"it needs staff status and {', '.join(SUBMIT_FOR_OTHERS)}"
+            )
         fields = {k: options[k] for k in ("priority", "delay", "max_retries", "idempotency_key", "unique_for")}
         fields["unique_key"] = options["unique_key"]
         if options["unique_fields"] is not None:
             fields["unique_key"] = [name.strip() for name in options["unique_fields"].split(",") if name.strip()]
         when = _time(run_at, "--run-at")
         job, created = services.job_submit(type=type, payload=_json_object(payload), owner=user, run_at=when, **fields)
+        if created and self.actor is not None and user is not None and user.pk != self.actor.pk:
+            self.log(obj=job, message=f"Submitted in {user.get_username()}'s name", flag=history.ADDITION)
         answered = services.answered_with(created=created, job=job, idempotency_key=fields["idempotency_key"])
         if answered and not self.as_json:
             self.stdout.write(f"existing job {job.pk} answered (same {answered.replace('_', ' ')})")
