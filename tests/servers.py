@@ -217,7 +217,8 @@ class PostgresServer:
             conn.execute(f"ALTER SYSTEM SET default_transaction_read_only = {setting}")
             conn.execute("SELECT pg_reload_conf()")
             conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
             )
 
         def applied() -> bool:
