@@ -92,9 +92,12 @@ def send_job(*, job_id: Any, queue: str, timeout: int | None, job_type: str) -> 
     return send_jobs([(job_id, queue, timeout, job_type)]) == 1
 
 
-def send_jobs(jobs: Iterable[Dispatch]) -> int:
+def send_jobs(jobs: Iterable[Dispatch], *, front: bool = False) -> int:
     """Publish jobs through pipelined batches, one Redis round trip per BATCH messages; how
     many were published (a paused queue's jobs are not).
+
+    `front`: at the end of the list workers take from next (a message sent again for a job
+    that lost its own keeps the job's place in line), the last of `jobs` first.
 
     The messages are built here (`_envelope`) rather than by `send_task`, which costs several
     times more per message than the rest of a submission. They are the messages `send_task`
@@ -105,8 +108,9 @@ def send_jobs(jobs: Iterable[Dispatch]) -> int:
         return 0
     with _channel() as (channel, origin):
         pipe = channel.client.pipeline(transaction=False)  # kombu's client: it adds the key prefix
+        push = pipe.rpush if front else pipe.lpush  # kombu's workers take from the right
         for job_id, queue, timeout, job_type in ready:
-            pipe.lpush(queue, _envelope(channel, origin, job_id, queue, timeout, job_type))
+            push(queue, _envelope(channel, origin, job_id, queue, timeout, job_type))
             if len(pipe) >= BATCH:
                 pipe.execute()
         pipe.execute()
