@@ -17,9 +17,7 @@ def message_ids(broker, queue: str) -> list[str]:
     return [broker_view.job_id_of(raw) for raw in reversed(broker.lrange(queue, 0, -1))]
 
 
-def test_jobs_queued_before_redis_restarted_empty_are_sent_again_while_new_ones_keep_coming(
-    redis_server, broker, db
-):
+def test_jobs_queued_before_redis_restarted_empty_are_sent_again_while_new_ones_keep_coming(redis_server, broker, db):
     services.jobs_redispatch_missing()  # the mover saw Redis holding its data
     before = [submit() for _ in range(20)]
 
