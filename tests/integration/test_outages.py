@@ -282,3 +282,29 @@ def test_a_publish_that_fails_for_a_bug_is_loud_not_deferred(client_for, broker,
     # Once the code publishes again, so does the health check.
     assert dispatch.publish_or_defer(jobs) == 1
     assert client.get("/healthz").status_code == 200
+
+
+def test_the_mover_waits_out_an_outage_but_reports_a_bug_loudly(db, monkeypatch, caplog):
+    from django.db import IntegrityError, OperationalError
+
+    from jobs.mover import Mover
+
+    mover, stop = Mover(interval=0.01), threading.Event()
+    failures = [IntegrityError("a bug: a duplicate key"), OperationalError("connection refused")]
+
+    def failing_round() -> int:
+        if len(failures) == 1:
+            mover.lost_sweep.due = 0.0  # what the round after the bug left
+        if not failures:
+            stop.set()
+            return 0
+        raise failures.pop(0)
+
+    monkeypatch.setattr(mover, "tick", failing_round)
+    mover.run(stop)
+
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and r.name == "jobqueue.mover"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "jobqueue.mover"]
+    assert errors == ["mover round failed unexpectedly"]
+    assert warnings == ["mover round failed, retrying: OperationalError: connection refused"]
+    assert mover.lost_sweep.due > 0  # the lost-lease sweep waits after the outage
