@@ -78,7 +78,7 @@ def jobs_redispatch_missing() -> int:
     """Send again the queued jobs whose message the broker lost; how many.
 
     Two checks, on every queue that is not paused, whatever its length (docs/operations.md,
-    "If Redis loses its data"):
+    "Redis persistence and what it means for loss"):
 
     - Redis lost its data (the marker the mover keeps there is gone: restarted empty, flushed):
       every queued job from before the loss is sent again at once, in batches.
@@ -110,7 +110,8 @@ def _after_data_loss(queues: list[str]) -> int:
     while batch := _send_again(lost.order_by("-updated_at"), limit=RESEND_BATCH):
         sent += batch
     _marker_seen_at = time.time()
-    log.warning("Redis lost its data: sent %d queued jobs again, queued before %s", sent, cutoff.isoformat())
+    if sent:
+        log.warning("Redis lost its data: sent %d queued jobs again, queued before %s", sent, cutoff.isoformat())
     return sent
 
 
