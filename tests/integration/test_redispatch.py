@@ -5,6 +5,7 @@ from django.test import override_settings
 from jobs import broker as broker_view
 from jobs import services
 from jobs.models import Job
+from jobs.services import recovery
 
 
 def submit(**overrides) -> str:
@@ -47,3 +48,20 @@ def test_a_message_lost_deep_in_a_backlog_is_sent_again_to_the_front_once(broker
     waiting = message_ids(broker, "low")
     assert waiting[0] == lost
     assert sorted(waiting) == sorted(backlog)  # every other job still has one message, not two
+
+
+@override_settings(JOB_REDISPATCH_AFTER=0)
+def test_each_check_goes_on_where_the_last_stopped_so_every_queued_job_is_looked_at(broker, db, monkeypatch):
+    monkeypatch.setattr(recovery, "COMPARE_BATCH", 5)
+    monkeypatch.setattr(recovery, "COMPARE_SHARE", 1.0)  # no pause between checks
+    monkeypatch.setattr(recovery, "_compare_after", {})
+    services.jobs_redispatch_missing()  # the mover saw Redis holding its data
+    backlog = [submit() for _ in range(12)]
+    lost = backlog[-1]  # the newest: the last of three checks of five looks at it
+    [raw] = [raw for raw in broker.lrange("low", 0, -1) if broker_view.job_id_of(raw) == lost]
+    broker.lrem("low", 1, raw)
+
+    sent = [services.jobs_redispatch_missing() for _ in range(3)]
+
+    assert sent == [0, 0, 1]
+    assert message_ids(broker, "low")[0] == lost
