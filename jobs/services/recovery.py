@@ -150,7 +150,7 @@ def _missing_from(queue: str) -> int:
         return 0
     sent = _send_again(stale.filter(pk__in=missing).order_by("-updated_at"), limit=len(missing))
     if sent:
-        log.warning("sent %d queued jobs of %s again that the broker did not hold", sent, queue)
+        log.warning("sent %d queued jobs again that the broker did not hold (queue %s)", sent, queue)
     return sent
 
 
