@@ -10,6 +10,7 @@ message, so a dead job's copy is dropped without reading the list.
 
 import base64
 import json
+import time
 from functools import cache
 from typing import Any
 
@@ -56,6 +57,40 @@ def queue_lengths() -> dict[str, int]:
     for queue in QUEUES:
         pipe.llen(key(queue))
     return dict(zip(QUEUES, pipe.execute(), strict=True))
+
+
+def queued_job_ids(queue: str, *, among: set[str], chunk: int = 1000) -> set[str] | None:
+    """Which of the jobs `among` have a message waiting in `queue`'s list; None if the list grew
+    faster than it could be read (try again later).
+
+    Read from the head, where messages are pushed, towards the tail, where workers take them: a
+    push while it reads only makes it read some entries twice, and an entry taken meanwhile is
+    in the `unacked` hash (or its job is claimed), so no waiting message is missed.
+    """
+    found: set[str] = set()
+    start, stop = 0, 2 * client().llen(key(queue)) + chunk
+    while start < stop:
+        entries = client().lrange(key(queue), start, start + chunk - 1)
+        found.update(job_id for raw in entries if (job_id := job_id_of(raw)) in among)
+        if len(entries) < chunk:
+            return found
+        start += chunk
+    return None
+
+
+# A key the mover keeps in Redis: its absence means Redis lost its data (restarted empty, or
+# flushed), and with it every waiting message.
+DATA_MARKER = key("jobqueue:data_marker")
+
+
+def data_marker_missing() -> bool:
+    """Whether Redis no longer held the marker (it is written again at once, by one caller only)."""
+    return bool(client().set(DATA_MARKER, str(time.time()), nx=True))
+
+
+def started_at() -> float:
+    """When the Redis server started (epoch seconds), from its uptime."""
+    return time.time() - float(client().info("server")["uptime_in_seconds"])
 
 
 def drop_queue(queue: str) -> int:

@@ -22,6 +22,7 @@ from kombu.utils import json
 from jobs import broker, internals
 from jobs.breaker import breaker_for
 from jobs.states import DEAD_LETTER_QUEUE
+from jobs.unavailable import broker_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,12 @@ def send_job(*, job_id: Any, queue: str, timeout: int | None, job_type: str) -> 
     return send_jobs([(job_id, queue, timeout, job_type)]) == 1
 
 
-def send_jobs(jobs: Iterable[Dispatch]) -> int:
+def send_jobs(jobs: Iterable[Dispatch], *, front: bool = False) -> int:
     """Publish jobs through pipelined batches, one Redis round trip per BATCH messages; how
     many were published (a paused queue's jobs are not).
+
+    `front`: at the end of the list workers take from next (a message sent again for a job
+    that lost its own keeps the job's place in line), the last of `jobs` first.
 
     The messages are built here (`_envelope`) rather than by `send_task`, which costs several
     times more per message than the rest of a submission. They are the messages `send_task`
@@ -104,8 +108,9 @@ def send_jobs(jobs: Iterable[Dispatch]) -> int:
         return 0
     with _channel() as (channel, origin):
         pipe = channel.client.pipeline(transaction=False)  # kombu's client: it adds the key prefix
+        push = pipe.rpush if front else pipe.lpush  # kombu's workers take from the right
         for job_id, queue, timeout, job_type in ready:
-            pipe.lpush(queue, _envelope(channel, origin, job_id, queue, timeout, job_type))
+            push(queue, _envelope(channel, origin, job_id, queue, timeout, job_type))
             if len(pipe) >= BATCH:
                 pipe.execute()
         pipe.execute()
@@ -161,9 +166,25 @@ def _envelope(
 broker_breaker = breaker_for(settings.CELERY_BROKER_URL)
 
 
+# The last publish of this process that failed for a reason other than the broker (a bug), until
+# one succeeds again; /healthz reports it.
+_publish_bug = ""
+
+
+def publish_problem() -> str:
+    """Why this process's publishes fail when the broker is not to blame ("" if they do not)."""
+    return _publish_bug
+
+
 def publish_or_defer(jobs: list[Dispatch]) -> int:
     """Publish `jobs`; those the broker cannot take now are noted for the mover (`PendingDispatch`),
-    which sends them once Redis answers. Never raises: the jobs are already committed."""
+    which sends them once Redis answers.
+
+    Only the broker being unavailable (`jobs.unavailable.broker_unavailable`) defers. Any other
+    error is a bug: it is logged with its traceback and /healthz reports it until a publish
+    succeeds; the jobs, committed, stay `queued` for the redispatch sweep. Never raises.
+    """
+    global _publish_bug
     if not jobs:
         return 0
     if broker_breaker.is_open():
@@ -171,11 +192,16 @@ def publish_or_defer(jobs: list[Dispatch]) -> int:
         return 0
     try:
         sent = send_jobs(jobs)
-    except Exception as exc:  # any failure of the broker (kombu, redis-py, the socket) alike
+    except Exception as exc:
+        if not broker_unavailable(exc):
+            _publish_bug = f"{type(exc).__name__}: {exc}"[:300]
+            log.exception("publishing %d jobs failed, not for the broker: they stay queued", len(jobs))
+            return 0
         broker_breaker.trip(exc)
         _defer(jobs, reason=broker_breaker.last_error)
         return 0
     broker_breaker.reset()
+    _publish_bug = ""
     return sent
 
 
@@ -221,6 +247,9 @@ def send_dead_letter_on_commit(*, job_id: str, job_type: str, reason: str) -> No
                 message = _envelope(channel, origin, job_id, DEAD_LETTER_QUEUE, None, job_type, **headers)
             broker.park_dead_letter(job_id, message)
         except Exception as exc:
+            if not broker_unavailable(exc):
+                log.exception("no dead-letter copy of job %s: not for the broker", job_id)
+                return
             broker_breaker.trip(exc)
             log.warning("broker unavailable: no dead-letter copy of job %s: %s", job_id, broker_breaker.last_error)
 

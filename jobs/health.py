@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from . import broker
+from . import broker, dispatch
 from .store import store
 
 
@@ -39,7 +39,15 @@ def _check_workers() -> str:
     return f"ok: {len(online)} online"
 
 
-CHECKS = {"database": _check_database, "broker": _check_broker}
+def _check_dispatch() -> str:
+    """A publish of this process failed for a bug, not for the broker: jobs get no messages."""
+    problem = dispatch.publish_problem()
+    if problem:
+        raise RuntimeError(f"publishing jobs fails: {problem}")
+    return "ok"
+
+
+CHECKS = {"database": _check_database, "broker": _check_broker, "dispatch": _check_dispatch}
 
 
 @require_GET

@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import close_old_connections
 from django.utils import timezone
-from kombu.exceptions import KombuError
 
 from jobs import selectors, services
+from jobs.unavailable import broker_unavailable, database_unavailable
 
 log = logging.getLogger("jobqueue.mover")
 
@@ -88,17 +87,17 @@ class Mover:
                 if self.tick() >= settings.JOB_MOVER_BATCH:
                     continue  # more are due: no sleep
                 wait = self.pause()
-            except (DatabaseError, redis.RedisError, KombuError, OSError) as exc:
-                log.warning("mover round failed, retrying: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:
                 close_old_connections()
                 wait = max(self.interval, 1.0)
-                if isinstance(exc, DatabaseError):
+                if database_unavailable(exc):
+                    log.warning("mover round failed, retrying: %s: %s", type(exc).__name__, exc)
                     self.grace_after_outage()
-            except Exception:
-                # A bug must not stop delayed jobs for good: say it loudly and keep going.
-                log.exception("mover round failed unexpectedly")
-                close_old_connections()
-                wait = max(self.interval, 1.0)
+                elif broker_unavailable(exc):
+                    log.warning("mover round failed, retrying: %s: %s", type(exc).__name__, exc)
+                else:
+                    # A bug must not stop delayed jobs for good: say it loudly and keep going.
+                    log.exception("mover round failed unexpectedly")
             self.last_round = time.monotonic()
             stop.wait(wait)
         log.info("mover stopped")

@@ -1,32 +1,27 @@
 """The services a request stands on being away: which one an error names, and the 503 that says so.
 
-With PostgreSQL or Redis unreachable a client gets `503` JSON naming the service and a
+With PostgreSQL or Redis unreachable (or PostgreSQL read-only) a client gets `503` JSON naming the service and a
 `Retry-After`, never an HTML page or a `500`: the API's exception handler, a middleware for
 every other view, and the `handler500` for errors raised outside views all answer through here.
 """
 
 import logging
 
-import redis
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.utils.deprecation import MiddlewareMixin
-from kombu.exceptions import OperationalError as BrokerError
+
+from .unavailable import broker_unavailable, database_unavailable
 
 log = logging.getLogger("jobqueue.api")
 
-# OperationalError covers a refused or lost connection, a server shutting down and a statement
-# timeout; InterfaceError a connection already closed.
-DATABASE_ERRORS = (OperationalError, InterfaceError)
-BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, BrokerError)
-
 
 def unavailable_answer(exc: BaseException | None) -> tuple[dict, dict] | None:
-    """The body and headers of the 503 if `exc` says the database or the broker cannot be reached, else None."""
-    if isinstance(exc, DATABASE_ERRORS):
+    """The body and headers of the 503 if `exc` says the database or the broker cannot serve
+    now (`jobs.unavailable`: down, unreachable, or a read-only node after a failover), else None."""
+    if database_unavailable(exc):
         service = "database"
-    elif isinstance(exc, BROKER_ERRORS):
+    elif broker_unavailable(exc):
         service = "broker"
     else:
         return None

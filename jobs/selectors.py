@@ -6,24 +6,22 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
 from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery, TextField, Value
 from django.db.models.functions import Cast, Replace, TruncMinute
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from . import broker, internals, permissions
 from .exceptions import JobNotFound, ScheduleNotFound
 from .models import Job, JobArtifact, JobAttempt, Outcome, QueueSample, QueueState, Schedule, ScheduleRun
 from .states import QUEUES, WAITING_FOR_LIMIT, WAITING_FOR_TIME, Status
 from .store import store
+from .unavailable import BROKER_ERRORS
 
 log = logging.getLogger("jobqueue.jobs")
 
 # Attempt outcomes that count as processed, and those of them that count as failed.
 PROCESSED_OUTCOMES = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.LOST)
 FAILED_OUTCOMES = (Outcome.FAILED, Outcome.LOST)
-BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
 
 
 def jobs_visible_to(user: Any) -> QuerySet[Job]:

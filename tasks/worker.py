@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from jobs import selectors, services
-from jobs.outages import DATABASE_ERRORS
+from jobs.unavailable import database_unavailable
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -63,7 +63,8 @@ def _heal_connections(**_: object) -> None:
 def claim_when_reachable(*, job_id: str, worker: str, request: Any) -> services.Claim | None:
     """`services.job_claim`, waiting out a database outage instead of dropping the message.
 
-    While the database cannot be reached the claim is tried again, backing off up to 2 s, so a
+    While the database cannot be reached (or is read-only, as after a failover onto a standby,
+    until the writable node is back) the claim is tried again, backing off up to 2 s, so a
     worker holds one message per pool process rather than spinning through its queue. Past
     JOB_DATABASE_WAIT_SECONDS (and before the task's soft time limit) the message goes back to
     its queue for a later try.
@@ -74,7 +75,9 @@ def claim_when_reachable(*, job_id: str, worker: str, request: Any) -> services.
         try:
             # The message names the job's type (its shadow name): a limited type's claim is the limited one.
             return services.job_claim(job_id=job_id, worker=worker, job_type=getattr(request, "shadow", None))
-        except DATABASE_ERRORS as exc:
+        except DatabaseError as exc:
+            if not database_unavailable(exc):
+                raise
             close_old_connections()  # the failed connection is dropped; the next try opens one
             if time.monotonic() + pause > deadline:
                 log.warning("job %s: database unavailable, its message goes back to the queue: %s", job_id, exc)

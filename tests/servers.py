@@ -205,6 +205,28 @@ class PostgresServer:
         if restarted.returncode != 0:
             raise RuntimeError(f"pg_ctl restart failed: {restarted.stderr}")
 
+    def read_only(self, on: bool) -> None:
+        """Make the server read-only (or writable again) as a failover onto a standby looks to its
+        clients: every session is cut off, and every new one is read-only (SQLSTATE 25006 on a write)."""
+        import psycopg
+
+        setting = "on" if on else "off"
+        url = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(f"ALTER SYSTEM SET default_transaction_read_only = {setting}")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+
+        def applied() -> bool:
+            with psycopg.connect(url, autocommit=True) as conn:
+                return conn.execute("SHOW default_transaction_read_only").fetchone()[0] == setting
+
+        wait_for(applied, timeout=10, what=f"PostgreSQL default_transaction_read_only = {setting}")
+
     def stop(self) -> None:
         if self.data.exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

@@ -7,10 +7,12 @@ other change is a fenced conditional update.
 
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from jobs import broker, dispatch, states
@@ -58,31 +60,127 @@ def jobs_requeue_lost() -> int:
     return count
 
 
-def jobs_redispatch_missing() -> int:
-    """Send again the queued jobs the broker no longer holds (e.g. Redis restarted empty).
+# Queued jobs sent again per statement, and compared with a queue's messages per sweep at most.
+RESEND_BATCH = 1000
+COMPARE_BATCH = 5000
+# The share of the mover's time the comparison may take: after reading a long list for T
+# seconds, that queue's next comparison waits (1 / share - 1) * T.
+COMPARE_SHARE = 0.1
 
-    Looks only at queues that are not paused and whose list is empty: a queued job there that
-    no worker received in the last JOB_REDISPATCH_AFTER seconds has no message left. A false
-    positive only costs a duplicate message, which the claim turns into a no-op.
+# The mover's place in each check, kept between sweeps (in this process only): when this mover
+# last saw the data marker, where each queue's comparison goes on, and when it may run again.
+_marker_seen_at: float | None = None
+_compare_after: dict[str, tuple[datetime, Any]] = {}
+_compare_not_before: dict[str, float] = {}
+
+
+def jobs_redispatch_missing() -> int:
+    """Send again the queued jobs whose message the broker lost; how many.
+
+    Two checks, on every queue that is not paused, whatever its length (docs/operations.md,
+    "Redis persistence and what it means for loss"):
+
+    - Redis lost its data (the marker the mover keeps there is gone: restarted empty, flushed):
+      every queued job from before the loss is sent again at once, in batches.
+    - Any other lost message: queued jobs older than JOB_REDISPATCH_AFTER are compared by id with
+      the messages in their queue's list and those delivered and not acked, COMPARE_BATCH a
+      sweep, going on where the last stopped; a job with neither is sent again.
+
+    A message sent again goes to the front of its queue, so its job keeps its place in line. A
+    job is sent again by one mover only (its `updated_at` moves under a row lock first). A false
+    positive costs a duplicate message, which the claim turns into a no-op.
     """
     paused = dispatch.paused_queues(fresh=True)
-    empty = [queue for queue, length in broker.queue_lengths().items() if length == 0 and queue not in paused]
-    if not empty:
+    queues = [queue for queue in states.QUEUES if queue not in paused]
+    sent = _after_data_loss(queues)
+    for queue in queues:
+        sent += _missing_from(queue)
+    return sent
+
+
+def _after_data_loss(queues: list[str]) -> int:
+    global _marker_seen_at
+    if not broker.data_marker_missing():
+        _marker_seen_at = time.time()
+        return 0
+    cutoff = _lost_before()
+    lost = Job.objects.filter(status=Status.QUEUED, priority__in=queues, updated_at__lt=cutoff)
+    sent = 0
+    # Newest first: each batch goes in front of the one before, so the oldest job runs first.
+    while batch := _send_again(lost.order_by("-updated_at"), limit=RESEND_BATCH):
+        sent += batch
+    _marker_seen_at = time.time()
+    if sent:
+        log.warning("Redis lost its data: sent %d queued jobs again, queued before %s", sent, cutoff.isoformat())
+    return sent
+
+
+def _lost_before() -> datetime:
+    """The time before which a queued job's message may be lost: when Redis started, if it
+    restarted since this mover last saw the marker (plus 2 s: its uptime is in whole seconds, and
+    hosts' clocks differ a little), else now (a flush, or a mover that never saw the marker)."""
+    now = time.time()
+    started = broker.started_at()
+    restarted = _marker_seen_at is not None and started > _marker_seen_at
+    return datetime.fromtimestamp(min(now, started + 2) if restarted else now, tz=UTC)
+
+
+def _missing_from(queue: str) -> int:
+    """Compare the next COMPARE_BATCH stale queued jobs of `queue` with its messages; send again
+    those that have none."""
+    if time.monotonic() < _compare_not_before.get(queue, 0.0):
         return 0
     window = settings.JOB_REDISPATCH_AFTER
     stale = Job.objects.filter(
-        status=Status.QUEUED, priority__in=empty, updated_at__lt=timezone.now() - timedelta(seconds=window)
+        status=Status.QUEUED, priority=queue, updated_at__lt=timezone.now() - timedelta(seconds=window)
     )
-    candidates = list(stale.values_list("pk", "priority", "timeout", "type")[:1000])
+    candidates = _next_candidates(queue, stale)
     if not candidates:
         return 0
+    began = time.monotonic()
+    ids = {str(pk) for pk in candidates}
+    waiting = broker.queued_job_ids(queue, among=ids)
+    took = time.monotonic() - began
+    _compare_not_before[queue] = time.monotonic() + took * (1 / COMPARE_SHARE - 1)
+    if waiting is None:
+        return 0
     in_flight = broker.in_flight_job_ids(delivered_after=time.time() - window)
-    missing = [row for row in candidates if str(row[0]) not in in_flight]
-    dispatch.send_jobs(missing)
-    Job.objects.filter(pk__in=[row[0] for row in missing], status=Status.QUEUED).update(updated_at=timezone.now())
-    if missing:
-        log.warning("sent %d queued jobs again that the broker did not hold", len(missing))
-    return len(missing)
+    missing = [pk for pk in candidates if str(pk) not in waiting and str(pk) not in in_flight]
+    if not missing:
+        return 0
+    sent = _send_again(stale.filter(pk__in=missing).order_by("-updated_at"), limit=len(missing))
+    if sent:
+        log.warning("sent %d queued jobs again that the broker did not hold (queue %s)", sent, queue)
+    return sent
+
+
+def _next_candidates(queue: str, stale: QuerySet) -> list[Any]:
+    """Ids of the next COMPARE_BATCH jobs of `stale`, oldest first, after those of the last sweep;
+    from the oldest again once the end is reached."""
+    after = _compare_after.get(queue)
+    page = stale
+    if after is not None:
+        page = stale.filter(Q(updated_at__gt=after[0]) | Q(updated_at=after[0], pk__gt=after[1]))
+    rows = list(page.order_by("updated_at", "pk").values_list("updated_at", "pk")[:COMPARE_BATCH])
+    if len(rows) < COMPARE_BATCH:
+        _compare_after.pop(queue, None)
+    else:
+        _compare_after[queue] = rows[-1]
+    return [pk for _, pk in rows]
+
+
+def _send_again(jobs: QuerySet, *, limit: int) -> int:
+    """Send the first `limit` of `jobs` (queued) again, to the front of their queues; how many.
+
+    Their `updated_at` moves first, under a row lock: another mover's sweep no longer takes them.
+    """
+    with transaction.atomic():
+        rows = list(jobs.select_for_update(skip_locked=True).values_list("pk", "priority", "timeout", "type")[:limit])
+        if not rows:
+            return 0
+        Job.objects.filter(pk__in=[row[0] for row in rows]).update(updated_at=timezone.now())
+    dispatch.send_jobs(rows, front=True)
+    return len(rows)
 
 
 def dead_letters_reconcile() -> int:

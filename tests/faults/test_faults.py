@@ -6,17 +6,23 @@ short, and the time each worker node took to serve again (printed, and bounded w
 acceptance says so).
 """
 
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+import redis
 import requests
 from django.db import close_old_connections, connections
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
+from jobs import broker as broker_view
 from jobs import services as job_services
-from jobs.models import JobAttempt
+from jobs.dispatch import celery_app
+from jobs.models import Job, JobAttempt
+from jobs.states import QUEUES
 
 from . import catalog
 from .conftest import WORKERS, Stack, check_outcome, first_start_per_node, report, wait_all_terminal
@@ -231,3 +237,103 @@ def test_sigterm_to_a_worker_process_group_runs_its_jobs_again_within_5s_elsewhe
 
     reruns = JobAttempt.objects.filter(job_id__in=[job_id for job_id, _ in caught], outcome="succeeded")
     assert faults.node("w1") not in set(reruns.values_list("worker", flat=True))
+
+
+# --- the broker losing its data under a backlog, the database turning read-only -----------------
+
+BACKLOG = 5000
+MESSAGES_BACK_WITHIN = 30.0
+
+
+def consumers(stack: Stack, action: str, queue: str) -> None:
+    """Stop (`cancel_consumer`) or start again (`add_consumer`) every worker node's consumption
+    of `queue`, through Celery's remote control, until each node has answered."""
+    nodes = all_nodes(stack)
+    deadline = time.monotonic() + 30
+    while True:
+        try:  # a connection of its own each time: those of the pool may have died with Redis
+            with celery_app().connection_for_write() as connection:
+                control = getattr(celery_app().control, action)
+                replies = control(queue, destination=nodes, reply=True, timeout=3, connection=connection)
+        except (redis.ConnectionError, OSError, KombuOperationalError):
+            replies = []
+        answered = {node for reply in replies or [] for node in reply}
+        if answered >= set(nodes):
+            return
+        assert time.monotonic() < deadline, f"{action} {queue}: only {sorted(answered)} of {nodes} answered"
+        nodes = [node for node in nodes if node not in answered]
+
+
+def without_message(client: redis.Redis, job_ids: list[str]) -> list[str]:
+    """Those of `job_ids` still queued in the database with no message in Redis (waiting or in flight)."""
+    pipe = client.pipeline()
+    for queue in QUEUES:
+        pipe.lrange(broker_view.key(queue), 0, -1)
+    pipe.hvals(broker_view.key(broker_view.UNACKED))
+    *lists, unacked = pipe.execute()
+    held = {broker_view.job_id_of(raw) for entries in lists for raw in entries}
+    held |= {broker_view.job_id_of(json.loads(raw)[0]) for raw in unacked}
+    close_old_connections()
+    queued = {str(pk) for pk in Job.objects.filter(pk__in=job_ids, status="queued").values_list("pk", flat=True)}
+    return [job_id for job_id in job_ids if job_id in queued and job_id not in held]
+
+
+def test_redis_restarted_empty_under_a_backlog_every_job_has_its_message_again_within_30s(faults):
+    # Given a backlog of BACKLOG jobs in the low queue, which no worker takes for now, and clients
+    # that keep submitting to every queue (low included, so its list is never empty for long).
+    client = redis.Redis(host="127.0.0.1", port=faults.redis.port)
+    consumers(faults, "cancel_consumer", "low")
+    try:
+        backlog = []
+        for _ in range(BACKLOG // 1000):
+            submitted = job_services.jobs_submit_many(
+                submissions=[{"type": "noop", "payload": {}, "priority": "low"}] * 1000
+            )
+            backlog += [str(job.id) for job, _ in submitted]
+        load = Load(faults.url, faults.token, run="redis-restart-empty-backlog").start()
+        try:
+            time.sleep(SETTLE)
+            assert client.llen(broker_view.key("low")) >= BACKLOG
+            before = backlog + [job["id"] for job in dict(load.accepted).values()]
+
+            # When Redis restarts empty while the clients go on.
+            started = time.monotonic()
+            catalog.redis_restart_empty(faults)
+            missing = before
+            while missing and time.monotonic() - started < MESSAGES_BACK_WITHIN + 5:
+                time.sleep(0.5)
+                missing = without_message(client, missing)
+            back_after = round(time.monotonic() - started, 1)
+            report("redis-restart-empty-backlog", {"jobs_before": len(before), "messages_back_after_s": back_after})
+
+            # Then every job accepted before it has its message again (or ran) within 30 s.
+            assert not missing, f"{len(missing)} jobs without a message {back_after}s after the restart: {missing[:3]}"
+            assert back_after <= MESSAGES_BACK_WITHIN
+        finally:
+            load.stop()
+    finally:
+        consumers(faults, "add_consumer", "low")
+        client.close()
+    # And none is lost: every one runs.
+    connections.close_all()
+    check_outcome(faults, load, finish_within=120)
+    assert set(wait_all_terminal(backlog, timeout=120).values()) == {"succeeded"}
+    faults.healthy()
+
+
+def test_postgres_read_only_and_back(faults):
+    # A failover onto a read-only node and back: sessions cut each time, new ones read-only
+    # meanwhile. Clients get 503s, workers wait, nothing is lost or dead-lettered.
+    def read_only_for_a_while(stack: Stack) -> datetime:
+        stack.postgres.read_only(True)
+        try:
+            time.sleep(catalog.OUTAGE)
+        finally:
+            stack.postgres.read_only(False)
+        return timezone.now()
+
+    figures = run_fault(faults, "postgres-read-only", read_only_for_a_while)
+
+    assert figures["answers"].get("503", 0) > 0, "the load never saw the database read-only"
+    workers_back(figures, nodes=all_nodes(faults))
+    faults.healthy()

@@ -206,3 +206,105 @@ def test_a_retry_or_delete_while_redis_is_down_stands_and_the_mover_drops_the_st
 
     assert broker_view.dead_letter_job_ids() == [str(still_dead.id)]
     assert services.dead_letters_reconcile() == 0
+
+
+@pytest.fixture
+def postgres_read_only(postgres, db):
+    """PostgreSQL failed over onto a read-only node: sessions cut, new ones read-only; writable again after."""
+    postgres.read_only(True)
+    connections.close_all()
+    try:
+        yield postgres
+    finally:
+        postgres.read_only(False)
+        connections.close_all()
+
+
+def test_on_a_read_only_database_a_submit_answers_503_naming_it_and_heals(client_for, postgres):
+    client = client_for()
+
+    postgres.read_only(True)
+    connections.close_all()
+    try:
+        during = client.post("/submit-job", {"type": "noop", "payload": {}}, format="json")
+    finally:
+        postgres.read_only(False)
+        connections.close_all()
+    after = client.post("/submit-job", {"type": "noop", "payload": {}}, format="json")
+
+    assert during.status_code == 503, during.content[:300]
+    assert during["Retry-After"] == "5" and during.json()["service"] == "database"
+    assert after.status_code == 201, after.content[:300]
+
+
+def test_a_claim_waits_out_a_read_only_database(postgres, db):
+    job, _ = services.job_submit(type="noop", payload={})
+    postgres.read_only(True)
+    connections.close_all()
+    writable_again = threading.Timer(2.0, postgres.read_only, args=(False,))
+    writable_again.start()
+    try:
+        claim = worker.claim_when_reachable(job_id=str(job.id), worker="w1", request=SimpleNamespace(timelimit=None))
+    finally:
+        writable_again.join()
+        connections.close_all()
+
+    assert claim is not None and claim.serial == 1
+    assert Job.objects.get(pk=job.id).status == Status.RUNNING
+
+
+def test_a_claim_gives_its_message_back_when_the_database_stays_read_only(postgres_read_only):
+    request = SimpleNamespace(timelimit=(None, 2))  # soft limit 2 s: waits at most 1 s
+
+    with pytest.raises(Reject) as rejected:
+        worker.claim_when_reachable(job_id="00000000-0000-4000-8000-000000000001", worker="w1", request=request)
+
+    assert rejected.value.requeue is True
+
+
+def test_a_publish_that_fails_for_a_bug_is_loud_not_deferred(client_for, broker, monkeypatch, caplog):
+    client = client_for()
+    job, _ = services.job_submit(type="noop", payload={}, priority="low")
+    jobs = [(job.id, "low", None, "noop")]
+
+    def broken_envelope(*args, **kwargs):
+        raise TypeError("a bug in the message's envelope")
+
+    monkeypatch.setattr(dispatch, "_envelope", broken_envelope)
+    sent = dispatch.publish_or_defer(jobs)
+    health = client.get("/healthz")
+    monkeypatch.undo()
+
+    assert sent == 0 and "TypeError: a bug in the message's envelope" in caplog.text
+    assert not dispatch.broker_breaker.is_open()
+    assert not PendingDispatch.objects.filter(job_id=job.id).exists()
+    assert health.status_code == 503 and "dispatch" in health.json()["failed"], health.json()
+    # Once the code publishes again, so does the health check.
+    assert dispatch.publish_or_defer(jobs) == 1
+    assert client.get("/healthz").status_code == 200
+
+
+def test_the_mover_waits_out_an_outage_but_reports_a_bug_loudly(db, monkeypatch, caplog):
+    from django.db import IntegrityError, OperationalError
+
+    from jobs.mover import Mover
+
+    mover, stop = Mover(interval=0.01), threading.Event()
+    failures = [IntegrityError("a bug: a duplicate key"), OperationalError("connection refused")]
+
+    def failing_round() -> int:
+        if len(failures) == 1:
+            mover.lost_sweep.due = 0.0  # what the round after the bug left
+        if not failures:
+            stop.set()
+            return 0
+        raise failures.pop(0)
+
+    monkeypatch.setattr(mover, "tick", failing_round)
+    mover.run(stop)
+
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and r.name == "jobqueue.mover"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "jobqueue.mover"]
+    assert errors == ["mover round failed unexpectedly"]
+    assert warnings == ["mover round failed, retrying: OperationalError: connection refused"]
+    assert mover.lost_sweep.due > 0  # the lost-lease sweep waits after the outage

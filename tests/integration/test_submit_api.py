@@ -172,4 +172,4 @@ def test_healthz_reports_database_and_broker(db):
 
     response = Client().get("/healthz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok", "dispatch": "ok"}
