@@ -1,5 +1,7 @@
 """Input limits shared by the API and the services, and redaction of secrets from text we keep."""
 
+import json
+import math
 import re
 from functools import cache
 from typing import Any
@@ -30,13 +32,93 @@ def too_deep(value: Any) -> str | None:
     return f"JSON nests {depth} levels deep; the limit is {limit}" if depth > limit else None
 
 
-ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which the database cannot store"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "contains text that is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def unstorable(value: Any) -> str | None:
+    """The problem, if `value` (parsed JSON) cannot be stored as it is: nested too deeply, a number
+    that is not finite (NaN, Infinity, 1e999), or text with a NUL or a lone surrogate."""
+    problem = too_deep(value)
+    if problem:
+        return problem
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"holds {item}: JSON numbers must be finite"
+        if isinstance(item, str):
+            problem = _text_problem(item)
+        elif isinstance(item, dict):
+            problem = next(filter(None, (_text_problem(key) for key in item if isinstance(key, str))), None)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        if problem:
+            return problem
+    return None
+
+
+def payload_problem(payload: Any) -> str | None:
+    """The problem, if `payload` may not be a job's payload: the one check of every entry point
+    (API, admin, CLI, schedules, Python), before the job type's own validator."""
+    if not isinstance(payload, dict):
+        return "must be a JSON object"
+    problem = unstorable(payload)
+    if problem:
+        return problem
+    size, limit = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()), settings.JOB_MAX_PAYLOAD_BYTES
+    return f"is {size} bytes; the limit is {limit} bytes" if size > limit else None
+
+
+class NotJSON(ValueError):
+    """Text that is not JSON a job can keep; the message says why."""
+
+
+def _no_constant(name: str) -> Any:
+    raise NotJSON(f"{name} is not a JSON number")
+
+
+def parse_json(text: str) -> Any:
+    """JSON text typed by an operator (admin form, CLI option) as a value that can be stored;
+    raises NotJSON naming the problem. The API's parser refuses the same (jobs.parsers)."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise NotJSON("it nests too deeply") from None
+    except NotJSON:
+        raise
+    except ValueError as exc:
+        raise NotJSON(str(exc)) from None
+    problem = unstorable(value)
+    if problem:
+        raise NotJSON(problem)
+    return value
+
+
+# A name that is one segment of a URL path: artifacts, schedules.
+SLUG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SLUG_RULE = "use 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def name_problem(name: Any, what: str) -> str | None:
+    """The problem, if `name` may not name a `what` (an artifact, a schedule) in a URL."""
+    if not isinstance(name, str) or not SLUG_NAME.fullmatch(name):
+        return f"{what} name {name!r}: {SLUG_RULE}"
+    return None
 
 
 def artifact_problem(name: str, size: int) -> str | None:
     """The problem, if a job's file may not be kept under `name` with `size` bytes."""
-    if not ARTIFACT_NAME.fullmatch(name):
-        return f"artifact name {name!r}: use 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    problem = name_problem(name, "artifact")
+    if problem:
+        return problem
     if size > settings.JOB_MAX_ARTIFACT_BYTES:
         return f"artifact {name!r} is {size} bytes; JOB_MAX_ARTIFACT_BYTES is {settings.JOB_MAX_ARTIFACT_BYTES}"
     return None

@@ -34,11 +34,13 @@ class JobType:
     # Cluster-wide limits declared with the type (a run-time JobLimit overrides them).
     limit: Limit = UNLIMITED
 
-    def validate(self, payload: dict) -> dict:
+    def validate(self, payload: dict, *, owner: Any = None) -> dict:
+        """The payload cleaned by the type's validator; a serializer finds the submitting user (None
+        for code) as `self.context["owner"]`."""
         if self.validator is None:
             return payload
         if isinstance(self.validator, type) and issubclass(self.validator, serializers.Serializer):
-            serializer = self.validator(data=payload)
+            serializer = self.validator(data=payload, context={"owner": owner})
             if not serializer.is_valid():
                 raise InvalidPayload(f"payload is not valid for type {self.name!r}", details=serializer.errors)
             # Keep the submitted JSON, not Python objects the serializer may have built.

@@ -18,6 +18,7 @@ from jobs.models import Schedule, ScheduleRun, ScheduleSource
 from jobs.serializers import LARGEST_SECONDS
 
 from . import display
+from .fields import PayloadField
 from .jobs import ReadOnly
 from .views import _describe
 
@@ -56,6 +57,7 @@ class ScheduleForm(forms.ModelForm):
     """Saved by the services while it validates, so that their errors land on the field they name."""
 
     job_type = forms.ChoiceField()
+    payload = PayloadField(required=False)
     interval_seconds = forms.IntegerField(required=False, min_value=1, max_value=LARGEST_SECONDS)
     catch_up_seconds = forms.IntegerField(required=False, min_value=1, max_value=LARGEST_SECONDS)
 
