@@ -73,7 +73,8 @@ def payload_problem(payload: Any) -> str | None:
     problem = unstorable(payload)
     if problem:
         return problem
-    size, limit = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()), settings.JOB_MAX_PAYLOAD_BYTES
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    limit = settings.JOB_MAX_PAYLOAD_BYTES
     return f"is {size} bytes; the limit is {limit} bytes" if size > limit else None
 
 
