@@ -10,6 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from jobs.exceptions import DuplicateJobType, InvalidPayload, UnknownJobType
+from jobs.limits import name_problem
 from jobs.rates import UNLIMITED, Limit, make_limit
 
 log = logging.getLogger("jobqueue.registry")
@@ -142,8 +143,9 @@ def schedule(
     The mover writes the declared schedules to the database when it starts (code-defined
     schedules are read-only elsewhere); it checks them then, as schedule_create does.
     """
-    if not name or len(name) > 100:
-        raise ValueError("a schedule name must have 1 to 100 characters")
+    problem = name_problem(name, "schedule")
+    if problem:
+        raise ValueError(problem)
     if name in _schedules:
         raise ValueError(f"schedule {name!r} is already declared")
     declaration = ScheduleDeclaration(
