@@ -103,6 +103,32 @@ def parse_json(text: str) -> Any:
     return value
 
 
+def sender_problem(*, owner: Any, address: str) -> str | None:
+    """The problem, if a job of `owner` (a user; None for code) may not send mail as `address`:
+    a client's mail comes from DEFAULT_FROM_EMAIL unless JOB_EMAIL_SENDERS gives its user the address."""
+    if owner is None:
+        return None
+    name = owner.get_username()
+    if address.lower() in settings.JOB_EMAIL_SENDERS.get(name, frozenset()):
+        return None
+    return (
+        f"user {name!r} may not choose the sender: leave from_email out (mail is sent from DEFAULT_FROM_EMAIL), "
+        "or have an operator allow the address for this user in JOB_EMAIL_SENDERS"
+    )
+
+
+def mail_volume_problem(*, owner: Any, sent_last_hour: int) -> str | None:
+    """The problem, if `owner` (None for code, never limited) has submitted as many mail jobs in
+    the last hour as JOB_EMAIL_HOURLY_PER_OWNER allows."""
+    limit = settings.JOB_EMAIL_HOURLY_PER_OWNER
+    if owner is None or not limit or sent_last_hour < limit:
+        return None
+    return (
+        f"user {owner.get_username()!r} submitted {sent_last_hour} mail jobs in the last hour; "
+        f"JOB_EMAIL_HOURLY_PER_OWNER allows {limit}: try again later"
+    )
+
+
 # A name that is one segment of a URL path: artifacts, schedules.
 SLUG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SLUG_RULE = "use 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"

@@ -381,3 +381,8 @@ def schedule_with_last_run(*, name: str) -> Schedule:
     if schedule is None:
         raise ScheduleNotFound(f"no schedule named {name!r}")
     return schedule
+
+
+def jobs_submitted_since(*, owner: Any, types: tuple[str, ...], since: datetime) -> int:
+    """How many jobs of `types` the user `owner` submitted since `since` (the mail volume's count)."""
+    return Job.objects.filter(owner=owner, created_at__gte=since, type__in=types).count()

@@ -4,7 +4,9 @@ the server's replies decide between a retry (4xx, no connection) and a dead job 
 import pytest
 from django.test import override_settings
 
+from jobs import services
 from jobs.exceptions import PermanentError
+from jobs.models import Job
 from tasks import handlers
 from tasks.context import JobContext
 from tests import servers
@@ -163,3 +165,48 @@ def test_after_a_failed_email_the_next_one_goes_over_a_new_connection(smtp, comm
     assert send("next@example.com") == {"sent": 1, "to": ["next@example.com"]}
     assert server.messages == [["first@example.com"], ["next@example.com"]]
     assert server.connections == 2
+
+
+MAIL = {"to": "someone@example.com", "subject": "hi", "body": "hello"}
+
+
+def test_a_client_cannot_choose_the_sender_of_the_platforms_mail(client_for):
+    client = client_for("shop")
+    spoofed = {**MAIL, "from_email": "ceo@bank.example"}
+
+    one = client.post("/submit-job", {"type": "email", "payload": spoofed}, format="json")
+    many = client.post("/submit-jobs", {"jobs": [{"type": "email", "payload": spoofed}]}, format="json")
+    plain = client.post("/submit-job", {"type": "email", "payload": MAIL}, format="json")
+
+    assert one.status_code == 400 and "from_email" in one.json()["payload"], one.content
+    assert many.status_code == 400 and "from_email" in str(many.json()["jobs"]), many.content
+    assert plain.status_code == 201 and "from_email" not in plain.json()["payload"]
+    job, _ = services.job_submit(type="email", payload=spoofed)  # code, not a client, may
+    assert Job.objects.count() == 2 and job.payload["from_email"] == "ceo@bank.example"
+
+
+def test_a_sender_the_allow_list_gives_a_user_is_that_users_alone(client_for):
+    shop, other = client_for("shop"), client_for("other")
+    own = {**MAIL, "from_email": "Orders@Shop.example"}
+
+    with override_settings(JOB_EMAIL_SENDERS={"shop": frozenset({"orders@shop.example"})}):
+        allowed = shop.post("/submit-job", {"type": "email", "payload": own}, format="json")
+        refused = other.post("/submit-job", {"type": "email", "payload": own}, format="json")
+
+    assert allowed.status_code == 201 and allowed.json()["payload"]["from_email"] == "Orders@Shop.example"
+    assert refused.status_code == 400 and "from_email" in refused.json()["payload"]
+
+
+def test_a_users_mail_per_hour_is_limited_and_another_users_is_not(client_for):
+    shop, other = client_for("shop"), client_for("other")
+    welcome = {"type": "email_welcome", "payload": {"email": "new@example.com"}}
+
+    with override_settings(JOB_EMAIL_HOURLY_PER_OWNER=2):
+        sent = [shop.post("/submit-job", body, format="json") for body in (welcome, {"type": "email", "payload": MAIL})]
+        over = shop.post("/submit-job", welcome, format="json")
+        elsewhere = other.post("/submit-job", welcome, format="json")
+        code, _ = services.job_submit(type="email", payload=MAIL)
+
+    assert [answer.status_code for answer in sent] == [201, 201]
+    assert over.status_code == 400 and "JOB_EMAIL_HOURLY_PER_OWNER" in str(over.json()["payload"]), over.content
+    assert elsewhere.status_code == 201 and code.owner is None
