@@ -194,10 +194,22 @@ def _deliver(message: EmailMessage, *, fresh: bool = False) -> int:
     return message.send()
 
 
+def _sender(payload: dict, ctx: JobContext) -> str | None:
+    """The payload's `from_email`, checked again at sending: the job may have been stored before
+    the rule, or before an operator took the address from its owner's allow-list."""
+    address = payload.get("from_email")
+    if not address:
+        return None
+    problem = sender_problem(owner=selectors.job_owner_user(job_id=ctx.job_id), address=address)
+    if problem:
+        raise PermanentError(problem)
+    return address
+
+
 @job_type("email", max_retries=3, timeout=30, validator=EmailPayload)
 def email(payload: dict, ctx: JobContext) -> dict:
     to = payload["to"] if isinstance(payload["to"], list) else [payload["to"]]
-    return _send(to=to, subject=payload["subject"], body=payload["body"], from_email=payload.get("from_email"))
+    return _send(to=to, subject=payload["subject"], body=payload["body"], from_email=_sender(payload, ctx))
 
 
 class WelcomePayload(MailPayload):

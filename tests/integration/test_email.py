@@ -2,6 +2,7 @@
 the server's replies decide between a retry (4xx, no connection) and a dead job (5xx)."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from jobs import services
@@ -211,3 +212,17 @@ def test_a_users_mail_per_hour_is_limited_and_another_users_is_not(client_for):
     assert [answer.status_code for answer in sent] == [201, 201]
     assert over.status_code == 400 and "JOB_EMAIL_HOURLY_PER_OWNER" in str(over.json()["payload"]), over.content
     assert elsewhere.status_code == 201 and code.owner is None
+
+
+def test_a_sender_is_checked_again_when_the_mail_is_sent(smtp):
+    # Stored before the rule, or before an operator took the address from the user's allow-list.
+    job, _ = services.job_submit(type="email", payload={**MAIL, "from_email": "ceo@bank.example"})
+    owner = get_user_model().objects.create_user("shop")
+    Job.objects.filter(pk=job.pk).update(owner=owner)
+    ctx = JobContext(job_id=str(job.pk), attempt=1, serial=1)
+
+    with pytest.raises(PermanentError, match="may not choose the sender"):
+        handlers.email(job.payload, ctx)
+    with override_settings(JOB_EMAIL_SENDERS={"shop": frozenset({"ceo@bank.example"})}):
+        assert handlers.email(job.payload, ctx) == {"sent": 1, "to": ["someone@example.com"]}
+    assert smtp.messages == [["someone@example.com"]]
