@@ -43,23 +43,25 @@ def _text_problem(text: str) -> str | None:
 
 
 def unstorable(value: Any) -> str | None:
-    """The problem, if `value` (parsed JSON) cannot be stored as it is: nested too deeply, a number
-    that is not finite (NaN, Infinity, 1e999), or text with a NUL or a lone surrogate."""
-    problem = too_deep(value)
-    if problem:
-        return problem
-    stack = [value]
+    """The problem, if `value` (parsed JSON) cannot be stored as it is: nested deeper than
+    JOB_MAX_JSON_DEPTH, a number that is not finite (NaN, Infinity, 1e999), or text with a NUL or a
+    lone surrogate. One walk, which stops at the first problem (a cycle too: it is too deep)."""
+    limit = settings.JOB_MAX_JSON_DEPTH
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        problem = None
+        if depth > limit:
+            return f"JSON nests more than {limit} levels deep (JOB_MAX_JSON_DEPTH)"
         if isinstance(item, float) and not math.isfinite(item):
             return f"holds {item}: JSON numbers must be finite"
         if isinstance(item, str):
             problem = _text_problem(item)
         elif isinstance(item, dict):
             problem = next(filter(None, (_text_problem(key) for key in item if isinstance(key, str))), None)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
         if problem:
             return problem
     return None
@@ -73,7 +75,10 @@ def payload_problem(payload: Any) -> str | None:
     problem = unstorable(payload)
     if problem:
         return problem
-    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError) as exc:  # from code: a value JSON has no form for
+        return f"is not JSON: {exc}"
     limit = settings.JOB_MAX_PAYLOAD_BYTES
     return f"is {size} bytes; the limit is {limit} bytes" if size > limit else None
 
@@ -88,7 +93,8 @@ def _no_constant(name: str) -> Any:
 
 def parse_json(text: str) -> Any:
     """JSON text typed by an operator (admin form, CLI option) as a value that can be stored;
-    raises NotJSON naming the problem. The API's parser refuses the same (jobs.parsers)."""
+    raises NotJSON naming the problem. What the API parses meets the same `unstorable` in the
+    payload check."""
     try:
         value = json.loads(text, parse_constant=_no_constant)
     except RecursionError:

@@ -199,6 +199,8 @@ UNSTORABLE_VALUES = {
     "NaN": {"x": {"y": float("nan")}},
     "NUL": {"x": "a\x00b"},
     "NUL in a key": {"\x00": 1},
+    "NaN in a tuple": {"x": (1, float("nan"))},
+    "not JSON at all": {"x": {1, 2}},
 }
 
 
