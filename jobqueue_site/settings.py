@@ -339,6 +339,23 @@ EMAIL_BACKEND = env_str(
 )
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobqueue@localhost")
 
+
+def _senders(raw: str) -> dict[str, frozenset[str]]:
+    senders: dict[str, set[str]] = {}
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        user, sep, address = (text.strip() for text in item.partition("="))
+        if not (sep and user and "@" in address):
+            raise ValueError(item)
+        senders.setdefault(user, set()).add(address.lower())
+    return {user: frozenset(addresses) for user, addresses in senders.items()}
+
+
+# A client's mail always comes from DEFAULT_FROM_EMAIL, unless this lists the `from_email`
+# addresses its user may set: user=address pairs, comma-separated (jobs.limits.sender_problem).
+JOB_EMAIL_SENDERS = _env("JOB_EMAIL_SENDERS", {}, _senders, "a list of user=address pairs")
+# How many mail jobs (email, email_welcome) one client may submit in an hour; 0: no limit.
+JOB_EMAIL_HOURLY_PER_OWNER = env_int("JOB_EMAIL_HOURLY_PER_OWNER", 1000)
+
 # Jobs.
 JOB_HANDLER_MODULES = env_list("JOB_HANDLER_MODULES")
 # The demonstration types of tasks/demo.py (demo.flaky, demo.slow): on in development only.

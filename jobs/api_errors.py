@@ -1,5 +1,6 @@
 """One place that turns errors into 4xx JSON answers naming the field and the problem."""
 
+import logging
 import sys
 
 from django.conf import settings
@@ -27,6 +28,8 @@ from .outages import unavailable_answer, unavailable_response
 from .services.schedules import ScheduleReadOnly
 from .throttling import refused_anonymous
 
+log = logging.getLogger("jobqueue.api")
+
 STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (JobNotFound, status.HTTP_404_NOT_FOUND),
     (UnknownQueue, status.HTTP_404_NOT_FOUND),
@@ -43,8 +46,11 @@ def exception_handler(exc, context):
     if isinstance(exc, NotAuthenticated | AuthenticationFailed):
         exc = refused_anonymous(context["request"], context["view"]) or exc  # guessing tokens is throttled
     if isinstance(exc, DataError):
-        # A value the database cannot hold (text it cannot encode, a number out of range).
-        return Response({"detail": f"a value could not be stored: {exc}"[:500]}, status=status.HTTP_400_BAD_REQUEST)
+        # A value the database cannot hold that no check caught first. Its message is the database's
+        # own (statement text, internals): it is logged, not echoed.
+        log.warning("a value could not be stored: %s", exc)
+        detail = "a value could not be stored: text or a number the database cannot hold"
+        return Response({"detail": detail}, status=status.HTTP_400_BAD_REQUEST)
     if (answer := unavailable_answer(exc)) is not None:
         return Response(answer[0], status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=answer[1])
     if isinstance(exc, RequestDataTooBig):

@@ -81,14 +81,16 @@ class Limit:
 
 
 UNLIMITED = Limit()
+# The largest concurrency the override's column holds on every database (a positive integer).
+MAX_CONCURRENCY = 2**31 - 1
 
 
 def make_limit(*, concurrency: int | None, rate: str | None, limit_key: str | None) -> Limit:
     """A checked Limit from what a person wrote; raises LimitProblem naming the field."""
     if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)):
         raise LimitProblem("concurrency must be a whole number of jobs", field="concurrency")
-    if concurrency is not None and concurrency < 1:
-        raise LimitProblem(f"concurrency must be 1 or more (got {concurrency})", field="concurrency")
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise LimitProblem(f"concurrency must be from 1 to {MAX_CONCURRENCY} (got {concurrency})", field="concurrency")
     key = (limit_key or "").strip()
     if key and not KEY_FIELD.fullmatch(key):
         raise LimitProblem(f"limit_key {key!r} must be the name of a payload field", field="limit_key")

@@ -10,6 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from jobs.exceptions import DuplicateJobType, InvalidPayload, UnknownJobType
+from jobs.limits import name_problem
 from jobs.rates import UNLIMITED, Limit, make_limit
 
 log = logging.getLogger("jobqueue.registry")
@@ -34,11 +35,13 @@ class JobType:
     # Cluster-wide limits declared with the type (a run-time JobLimit overrides them).
     limit: Limit = UNLIMITED
 
-    def validate(self, payload: dict) -> dict:
+    def validate(self, payload: dict, *, owner: Any = None) -> dict:
+        """The payload cleaned by the type's validator; a serializer finds the submitting user (None
+        for code) as `self.context["owner"]`."""
         if self.validator is None:
             return payload
         if isinstance(self.validator, type) and issubclass(self.validator, serializers.Serializer):
-            serializer = self.validator(data=payload)
+            serializer = self.validator(data=payload, context={"owner": owner})
             if not serializer.is_valid():
                 raise InvalidPayload(f"payload is not valid for type {self.name!r}", details=serializer.errors)
             # Keep the submitted JSON, not Python objects the serializer may have built.
@@ -140,8 +143,9 @@ def schedule(
     The mover writes the declared schedules to the database when it starts (code-defined
     schedules are read-only elsewhere); it checks them then, as schedule_create does.
     """
-    if not name or len(name) > 100:
-        raise ValueError("a schedule name must have 1 to 100 characters")
+    problem = name_problem(name, "schedule")
+    if problem:
+        raise ValueError(problem)
     if name in _schedules:
         raise ValueError(f"schedule {name!r} is already declared")
     declaration = ScheduleDeclaration(

@@ -376,3 +376,14 @@ def schedule_with_last_run(*, name: str) -> Schedule:
     if schedule is None:
         raise ScheduleNotFound(f"no schedule named {name!r}")
     return schedule
+
+
+def jobs_submitted_since(*, owner: Any, types: tuple[str, ...], since: datetime) -> int:
+    """How many jobs of `types` the user `owner` submitted since `since` (the mail volume's count)."""
+    return Job.objects.filter(owner=owner, created_at__gte=since, type__in=types).count()
+
+
+def job_owner_user(*, job_id: Any) -> Any:
+    """The user who owns the job; None for a job of code's (or one no longer there)."""
+    job = Job.objects.select_related("owner").filter(pk=job_id).only("owner").first()
+    return job.owner if job is not None else None

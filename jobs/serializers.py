@@ -456,7 +456,7 @@ class LimitSerializer(LimitValuesSerializer):
     changed_at = serializers.DateTimeField(allow_null=True)
 
 
-class LimitChangeSerializer(serializers.Serializer):
+class LimitChangeSerializer(StrictSerializer):
     """A run-time override: it replaces all the code's limits of the type (what is left out is not limited)."""
 
     concurrency = serializers.IntegerField(required=False, allow_null=True, help_text="1 or more; null: no limit.")

@@ -18,6 +18,7 @@ from rest_framework import serializers
 
 from jobs import selectors
 from jobs.exceptions import PermanentError
+from jobs.limits import mail_volume_problem, sender_problem
 from jobs.registry import job_type
 
 from .context import JobContext
@@ -42,11 +43,38 @@ def _one_line(value: str) -> None:
         raise serializers.ValidationError("must be one line: a line break would inject a mail header")
 
 
-class EmailPayload(serializers.Serializer):
+# The types that send mail: one user's volume of them per hour is limited (jobs.limits).
+MAIL_TYPES = ("email", "email_welcome")
+
+
+class MailPayload(serializers.Serializer):
+    """A payload of a mail type, submitted by `context["owner"]` (None for code): the owner's mail
+    volume is checked. The message's headers are the handler's; unknown fields are dropped."""
+
+    def validate(self, attrs: dict) -> dict:
+        owner = self.context.get("owner")
+        if owner is not None and settings.JOB_EMAIL_HOURLY_PER_OWNER:
+            since = timezone.now() - timedelta(hours=1)
+            count = selectors.jobs_submitted_since(owner=owner, types=MAIL_TYPES, since=since)
+            problem = mail_volume_problem(owner=owner, sent_last_hour=count)
+            if problem:
+                raise serializers.ValidationError(problem)
+        return attrs
+
+
+class EmailPayload(MailPayload):
     to = Recipients()
     subject = serializers.CharField(max_length=998, validators=[_one_line])
     body = serializers.CharField(allow_blank=True, max_length=1_000_000)
-    from_email = serializers.EmailField(required=False)
+    from_email = serializers.EmailField(
+        required=False, help_text="Only for code, or a user JOB_EMAIL_SENDERS gives the address."
+    )
+
+    def validate_from_email(self, value: str) -> str:
+        problem = sender_problem(owner=self.context.get("owner"), address=value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 # Each worker thread keeps its SMTP connection open between email jobs: opening one (connect,
@@ -166,13 +194,25 @@ def _deliver(message: EmailMessage, *, fresh: bool = False) -> int:
     return message.send()
 
 
+def _sender(payload: dict, ctx: JobContext) -> str | None:
+    """The payload's `from_email`, checked again at sending: the job may have been stored before
+    the rule, or before an operator took the address from its owner's allow-list."""
+    address = payload.get("from_email")
+    if not address:
+        return None
+    problem = sender_problem(owner=selectors.job_owner_user(job_id=ctx.job_id), address=address)
+    if problem:
+        raise PermanentError(problem)
+    return address
+
+
 @job_type("email", max_retries=3, timeout=30, validator=EmailPayload)
 def email(payload: dict, ctx: JobContext) -> dict:
     to = payload["to"] if isinstance(payload["to"], list) else [payload["to"]]
-    return _send(to=to, subject=payload["subject"], body=payload["body"], from_email=payload.get("from_email"))
+    return _send(to=to, subject=payload["subject"], body=payload["body"], from_email=_sender(payload, ctx))
 
 
-class WelcomePayload(serializers.Serializer):
+class WelcomePayload(MailPayload):
     email = serializers.EmailField()
     name = serializers.CharField(required=False, max_length=200)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from jobs import retry, selectors, services
 from jobs.dispatch import RUN_JOB_TASK
-from jobs.limits import redact, too_deep
+from jobs.limits import redact, unstorable
 
 from . import finisher
 
@@ -52,7 +52,8 @@ def _result_problem(value: Any) -> str | None:
         return f"the handler returned a value that is not JSON: {exc}"[:1000]
     if size > settings.JOB_MAX_RESULT_BYTES:
         return f"the handler's result is {size} bytes; the limit is {settings.JOB_MAX_RESULT_BYTES} bytes"
-    return too_deep(value)
+    problem = unstorable(value)  # the payload's check (jobs.limits): NUL, lone surrogates, depth
+    return f"the handler's result cannot be stored: {problem}" if problem else None
 
 
 # Tasks of this process whose failure `failed` recorded; the task_failure receiver skips them.

@@ -96,6 +96,8 @@ def misbehave(payload, ctx):
         return {"when": object()}
     if kind == "huge":
         return {"blob": "x" * (settings.JOB_MAX_RESULT_BYTES + 1)}
+    if kind == "unstorable":
+        return {"text": "a\x00b", "surrogate": "\ud800"}
     if kind == "leak":
         raise RuntimeError(f"SMTP login refused for password {settings.EMAIL_HOST_PASSWORD}")
     if kind == "unprintable":

@@ -1,6 +1,8 @@
 """The admin is the operators' dashboard: jobs, the dead-letter queue, queues and an overview."""
 
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin  # registers users and groups now, to check their actions
+from django.contrib.auth.models import Group, User
 from django.urls import reverse_lazy
 
 from jobs.models import QueueState
@@ -23,7 +25,7 @@ admin.site.login_form = LockoutAuthenticationForm
 
 
 @admin.register(QueueState)
-class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
+class QueueStateAdmin(actions.CheckedSelection, ReadOnly, admin.ModelAdmin):
     """Paused queues and who paused them; pausing itself is on the overview page."""
 
     list_display = ["name", "paused", "changed_at", "changed_by"]
@@ -45,6 +47,12 @@ class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
     def resume(self, request, queryset) -> None:
         for state in queryset:
             actions.change_queue(self, request, state.name, "resume")
+
+
+# Django's own admins of users and groups answer a forged selection with a 400 too.
+for _model, _admin in ((User, auth_admin.UserAdmin), (Group, auth_admin.GroupAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, type(_admin.__name__, (actions.CheckedSelection, _admin), {}))
 
 
 __all__ = ["DeadJobAdmin", "JobAdmin", "JobLimitAdmin", "QueueStateAdmin", "ScheduleAdmin", "ScheduleRunAdmin"]

@@ -56,7 +56,7 @@ class JobAttemptInline(ReadOnly, admin.TabularInline):
         return format_html('<details><summary>show</summary><pre class="jq-pre">{}</pre></details>', attempt.traceback)
 
 
-class JobDisplay(ReadOnly, admin.ModelAdmin):
+class JobDisplay(actions.CheckedSelection, ReadOnly, admin.ModelAdmin):
     """What the job list and job page show; shared by the dead-letter view."""
 
     list_display = [

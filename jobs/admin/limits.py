@@ -9,6 +9,8 @@ from jobs.exceptions import JobQueueError
 from jobs.models import JobLimit
 from jobs.rates import LimitProblem, make_limit
 
+from .actions import CheckedSelection
+
 
 class JobLimitForm(forms.ModelForm):
     type = forms.ChoiceField(choices=())
@@ -35,7 +37,7 @@ class JobLimitForm(forms.ModelForm):
 
 
 @admin.register(JobLimit)
-class JobLimitAdmin(admin.ModelAdmin):
+class JobLimitAdmin(CheckedSelection, admin.ModelAdmin):
     """An override replaces all the limits a type declares in code; deleting it brings them back."""
 
     form = JobLimitForm

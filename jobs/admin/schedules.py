@@ -18,6 +18,8 @@ from jobs.models import Schedule, ScheduleRun, ScheduleSource
 from jobs.serializers import LARGEST_SECONDS
 
 from . import display
+from .actions import CheckedSelection
+from .fields import PayloadField
 from .jobs import ReadOnly
 from .views import _describe
 
@@ -56,6 +58,7 @@ class ScheduleForm(forms.ModelForm):
     """Saved by the services while it validates, so that their errors land on the field they name."""
 
     job_type = forms.ChoiceField()
+    payload = PayloadField(required=False)
     interval_seconds = forms.IntegerField(required=False, min_value=1, max_value=LARGEST_SECONDS)
     catch_up_seconds = forms.IntegerField(required=False, min_value=1, max_value=LARGEST_SECONDS)
 
@@ -83,7 +86,7 @@ class ScheduleForm(forms.ModelForm):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(CheckedSelection, admin.ModelAdmin):
     form = ScheduleForm
     change_form_template = "admin/jobs/schedule_change_form.html"
     list_display = ["name", "job_type", "every", "next_run", "last_run", "last_outcome", "enabled", "source"]
@@ -240,7 +243,7 @@ def schedule_operate(model_admin: ScheduleAdmin, request: HttpRequest, object_id
 
 
 @admin.register(ScheduleRun)
-class ScheduleRunAdmin(ReadOnly, admin.ModelAdmin):
+class ScheduleRunAdmin(CheckedSelection, ReadOnly, admin.ModelAdmin):
     """Every tick of every schedule: fired (with its job), missed or skipped."""
 
     list_display = ["tick_at", "schedule", "outcome_badge", "job_link", "recorded_at", "late"]

@@ -21,6 +21,7 @@ from jobs.states import Status
 
 from . import actions, display
 from .chart import line_chart, throughput_chart
+from .fields import json_text
 
 # The overview's sections, each a template of its own that the page polls for (admin/jobs/overview/).
 SECTIONS = (
@@ -152,10 +153,7 @@ class PayloadForm(forms.Form):
     payload = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "cols": 80, "class": "jq-json"}))
 
     def clean_payload(self) -> dict:
-        try:
-            value = json.loads(self.cleaned_data["payload"])
-        except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        value = json_text(self.cleaned_data["payload"])
         if not isinstance(value, dict):
             raise forms.ValidationError("The payload must be a JSON object.")
         return value

@@ -37,7 +37,7 @@ def job_retry(*, job_id: Any, payload: dict | None = None) -> Job:
     With `payload`, the job runs with the corrected payload (validated like a submission).
     """
     job = _get(job_id)
-    edit = {} if payload is None else {"payload": validate_payload(job.type, payload)}
+    edit = {} if payload is None else {"payload": validate_payload(job.type, payload, owner=job.owner)}
     if not _retry_dead(Job.objects.filter(pk=job.pk), **edit):
         raise InvalidTransition(f"job {job.pk} is {_get(job.pk).status}; only dead jobs can be retried")
     job.refresh_from_db()

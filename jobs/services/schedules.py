@@ -20,6 +20,7 @@ from django.utils import timezone as dj_timezone
 
 from jobs import metrics, recurrence, registry
 from jobs.exceptions import InvalidSubmission, JobQueueError, ScheduleNotFound, UnknownJobType
+from jobs.limits import name_problem
 from jobs.models import Job, MissedPolicy, OverlapPolicy, Schedule, ScheduleRun, ScheduleSource, TickOutcome
 from jobs.states import FINISHED, Priority
 
@@ -147,7 +148,12 @@ def schedule_create(
     source: str = ScheduleSource.RUNTIME,
     now: datetime | None = None,
 ) -> Schedule:
-    """A new schedule, validated; its first tick is the first after now. Raises naming the field."""
+    """A new schedule, validated; its first tick is the first after now. Raises naming the field.
+    Its name is one URL segment (jobs.limits.SLUG_NAME); a schedule named before that rule keeps
+    its name and stays editable (`_clean` checks only the length, names never change)."""
+    problem = name_problem(name, "schedule")
+    if problem:
+        raise InvalidSubmission(problem, field="name")
     values = _clean(
         {
             "name": name,

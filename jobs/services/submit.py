@@ -1,6 +1,5 @@
 """Submitting jobs: validation against the registry and the limits, storage, dispatch on commit."""
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from jobs.exceptions import (
     JobQueueError,
     error_detail,
 )
-from jobs.limits import too_deep
+from jobs.limits import payload_problem
 from jobs.models import Job
 from jobs.states import Priority, Status
 from jobs.store import store
@@ -45,23 +44,12 @@ def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetim
     return None
 
 
-def validate_payload(job_type: str, payload: Any) -> dict:
-    """The payload as the type accepts it; raises naming what is wrong."""
-    if not isinstance(payload, dict):
-        raise InvalidSubmission("payload must be a JSON object", field="payload")
-    problem = too_deep(payload)
+def validate_payload(job_type: str, payload: Any, *, owner: Any = None) -> dict:
+    """The payload as the type accepts it from `owner` (None: code); raises naming what is wrong."""
+    problem = payload_problem(payload)
     if problem:
         raise InvalidSubmission(f"payload {problem}", field="payload")
-    try:
-        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
-    except UnicodeEncodeError:
-        # A lone surrogate (JSON's "\ud800"): no database or UTF-8 answer can hold it faithfully.
-        problem = "payload contains text that is not valid Unicode (a lone surrogate)"
-        raise InvalidSubmission(problem, field="payload") from None
-    limit = settings.JOB_MAX_PAYLOAD_BYTES
-    if size > limit:
-        raise InvalidSubmission(f"payload is {size} bytes; the limit is {limit} bytes", field="payload")
-    return registry.get(job_type).validate(payload)
+    return registry.get(job_type).validate(payload, owner=owner)
 
 
 PRIORITIES = frozenset(Priority.values)
@@ -93,7 +81,7 @@ def build_job(
     """A validated, unsaved job: every rule a submission must pass, in one place."""
     _check_options(priority=priority, max_retries=max_retries)
     job_type = registry.get(type)
-    payload = validate_payload(type, payload)
+    payload = validate_payload(type, payload, owner=owner)
     now = now or timezone.now()
     when = resolve_run_at(delay=delay, run_at=run_at, now=now)
     scheduled = when is not None and when > now

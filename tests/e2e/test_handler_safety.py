@@ -15,6 +15,7 @@ SECRET = "smtp-pa55word-do-not-show"
     [
         ("non_json", "InvalidResult", "not JSON"),
         ("huge", "InvalidResult", "the limit is"),
+        ("unstorable", "InvalidResult", "cannot be stored"),
         ("leak", "RuntimeError", "[redacted]"),
         ("unprintable", "Unprintable", "unprintable"),
     ],

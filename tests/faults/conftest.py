@@ -68,6 +68,7 @@ class Stack:
             "JOB_WORKER_METRICS_PORT": "0",
             "JOB_MOVER_METRICS_PORT": "0",
             "JOB_THROTTLE_USER": "100000/second",
+            "JOB_EMAIL_HOURLY_PER_OWNER": "0",  # the load's client mails far more than a client should
             EFFECTS_FILE_ENV: str(self.effects),
         }
         self.processes: dict[str, servers.Process] = {}

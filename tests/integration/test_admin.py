@@ -245,3 +245,23 @@ def test_staff_without_permissions_cannot_operate(db):
 def test_the_admin_and_models_pass_djangos_checks():
     call_command("check", "--fail-level", "WARNING")
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [
+        ("/admin/jobs/job/", "retry_jobs"),
+        ("/admin/jobs/deadjob/", "resubmit_jobs"),
+        ("/admin/jobs/schedule/", "pause"),
+        ("/admin/jobs/joblimit/", "delete_selected"),
+        ("/admin/auth/user/", "delete_selected"),
+    ],
+)
+def test_an_action_on_a_malformed_selection_is_a_400_naming_it(operator, changelist, action):
+    operator.raise_request_exception = False
+    broken = dead()
+
+    answer = operator.post(changelist, {"action": action, "_selected_action": [str(broken.id)[:8], "1'--"]})
+
+    assert answer.status_code == 400 and "_selected_action" in answer.content.decode()
+    assert Job.objects.get(pk=broken.id).status == "dead"

@@ -2,9 +2,12 @@
 the server's replies decide between a retry (4xx, no connection) and a dead job (5xx)."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import override_settings
 
+from jobs import services
 from jobs.exceptions import PermanentError
+from jobs.models import Job
 from tasks import handlers
 from tasks.context import JobContext
 from tests import servers
@@ -163,3 +166,63 @@ def test_after_a_failed_email_the_next_one_goes_over_a_new_connection(smtp, comm
     assert send("next@example.com") == {"sent": 1, "to": ["next@example.com"]}
     assert server.messages == [["first@example.com"], ["next@example.com"]]
     assert server.connections == 2
+
+
+MAIL = {"to": "someone@example.com", "subject": "hi", "body": "hello"}
+
+
+def test_a_client_cannot_choose_the_sender_of_the_platforms_mail(client_for):
+    client = client_for("shop")
+    spoofed = {**MAIL, "from_email": "ceo@bank.example"}
+
+    one = client.post("/submit-job", {"type": "email", "payload": spoofed}, format="json")
+    many = client.post("/submit-jobs", {"jobs": [{"type": "email", "payload": spoofed}]}, format="json")
+    headers = {"headers": {"Sender": "ceo@bank.example"}, "reply_to": "ceo@bank.example"}
+    plain = client.post("/submit-job", {"type": "email", "payload": {**MAIL, **headers}}, format="json")
+
+    assert one.status_code == 400 and "from_email" in one.json()["payload"], one.content
+    assert many.status_code == 400 and "from_email" in str(many.json()["jobs"]), many.content
+    assert plain.status_code == 201 and plain.json()["payload"] == MAIL  # no header of the client's reaches the mail
+    job, _ = services.job_submit(type="email", payload=spoofed)  # code, not a client, may
+    assert Job.objects.count() == 2 and job.payload["from_email"] == "ceo@bank.example"
+
+
+def test_a_sender_the_allow_list_gives_a_user_is_that_users_alone(client_for):
+    shop, other = client_for("shop"), client_for("other")
+    own = {**MAIL, "from_email": "Orders@Shop.example"}
+
+    with override_settings(JOB_EMAIL_SENDERS={"shop": frozenset({"orders@shop.example"})}):
+        allowed = shop.post("/submit-job", {"type": "email", "payload": own}, format="json")
+        refused = other.post("/submit-job", {"type": "email", "payload": own}, format="json")
+
+    assert allowed.status_code == 201 and allowed.json()["payload"]["from_email"] == "Orders@Shop.example"
+    assert refused.status_code == 400 and "from_email" in refused.json()["payload"]
+
+
+def test_a_users_mail_per_hour_is_limited_and_another_users_is_not(client_for):
+    shop, other = client_for("shop"), client_for("other")
+    welcome = {"type": "email_welcome", "payload": {"email": "new@example.com"}}
+
+    with override_settings(JOB_EMAIL_HOURLY_PER_OWNER=2):
+        sent = [shop.post("/submit-job", body, format="json") for body in (welcome, {"type": "email", "payload": MAIL})]
+        over = shop.post("/submit-job", welcome, format="json")
+        elsewhere = other.post("/submit-job", welcome, format="json")
+        code, _ = services.job_submit(type="email", payload=MAIL)
+
+    assert [answer.status_code for answer in sent] == [201, 201]
+    assert over.status_code == 400 and "JOB_EMAIL_HOURLY_PER_OWNER" in str(over.json()["payload"]), over.content
+    assert elsewhere.status_code == 201 and code.owner is None
+
+
+def test_a_sender_is_checked_again_when_the_mail_is_sent(smtp):
+    # Stored before the rule, or before an operator took the address from the user's allow-list.
+    job, _ = services.job_submit(type="email", payload={**MAIL, "from_email": "ceo@bank.example"})
+    owner = get_user_model().objects.create_user("shop")
+    Job.objects.filter(pk=job.pk).update(owner=owner)
+    ctx = JobContext(job_id=str(job.pk), attempt=1, serial=1)
+
+    with pytest.raises(PermanentError, match="may not choose the sender"):
+        handlers.email(job.payload, ctx)
+    with override_settings(JOB_EMAIL_SENDERS={"shop": frozenset({"ceo@bank.example"})}):
+        assert handlers.email(job.payload, ctx) == {"sent": 1, "to": ["someone@example.com"]}
+    assert smtp.messages == [["someone@example.com"]]

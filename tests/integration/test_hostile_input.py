@@ -10,8 +10,10 @@ path), control and direction characters, wrong types, and raw bodies that are no
 import json
 from urllib.parse import quote, urlencode
 
+import pytest
 from django.test import Client
 
+from jobs.exceptions import JobQueueError, error_detail
 from jobs.models import Job
 
 HOSTILE_TEXT = [
@@ -177,3 +179,101 @@ def test_no_hostile_query_or_path_of_the_management_api_or_admin_is_a_server_err
             )
 
     assert not server_errors(answers), server_errors(answers)
+
+
+# JSON text that no store keeps faithfully, as an operator types it into a form or a shell.
+UNSTORABLE_TEXT = {
+    "nested 100,000 deep": "[" * 100_000,
+    "lone surrogate": '{"x": "\\ud800"}',
+    "overflowing number": '{"x": 1e999}',
+    "NaN": '{"x": NaN}',
+    "Infinity": '{"x": -Infinity}',
+    "NUL": '{"x": "a\\u0000b"}',
+    "NUL in a key": '{"\\u0000": 1}',
+}
+# The same as Python values, as code submits them.
+UNSTORABLE_VALUES = {
+    "nested 5,000 deep": deep(5000),
+    "lone surrogate": {"x": ["\ud800"]},
+    "infinite number": {"x": float("inf")},
+    "NaN": {"x": {"y": float("nan")}},
+    "NUL": {"x": "a\x00b"},
+    "NUL in a key": {"\x00": 1},
+    "NaN in a tuple": {"x": (1, float("nan"))},
+    "not JSON at all": {"x": {1, 2}},
+}
+
+
+@pytest.mark.parametrize("value", UNSTORABLE_VALUES.values(), ids=list(UNSTORABLE_VALUES))
+def test_every_python_entry_point_refuses_an_unstorable_payload_naming_it(value):
+    from jobs import services
+
+    dead_job, _ = services.job_submit(type="noop", payload={})
+    Job.objects.filter(pk=dead_job.pk).update(status="dead")
+    calls = {
+        "job_submit": lambda: services.job_submit(type="noop", payload=value),
+        "jobs_submit_many": lambda: services.jobs_submit_many(submissions=[{"type": "noop", "payload": value}]),
+        "job_retry": lambda: services.job_retry(job_id=dead_job.pk, payload=value),
+        "schedule_create": lambda: services.schedule_create(name="s", job_type="noop", cron="@daily", payload=value),
+    }
+    for name, call in calls.items():
+        with pytest.raises(JobQueueError) as refused:
+            call()
+        detail = getattr(refused.value, "details", None) if name == "jobs_submit_many" else error_detail(refused.value)
+        assert "payload" in str(detail), name
+    assert Job.objects.count() == 1 and Job.objects.get().payload == {}
+
+
+@pytest.mark.parametrize("text", UNSTORABLE_TEXT.values(), ids=list(UNSTORABLE_TEXT))
+def test_the_cli_refuses_an_unstorable_payload_as_bad_input_not_an_outage(text):
+    from django.core.management import CommandError, call_command
+
+    for args in (("submit", "noop"), ("schedules", "create", "s", "--type", "noop", "--cron", "@daily")):
+        with pytest.raises(CommandError) as refused:
+            call_command("jobs", *args, "--payload", text)
+        assert refused.value.returncode == 1 and "payload" in str(refused.value), (args, str(refused.value))
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize("text", UNSTORABLE_TEXT.values(), ids=list(UNSTORABLE_TEXT))
+def test_the_admin_forms_refuse_unstorable_json_on_the_payload_field(operator, text):
+    from jobs import services
+    from jobs.models import Schedule
+
+    job, _ = services.job_submit(type="noop", payload={"keep": 1})
+    Job.objects.filter(pk=job.pk).update(status="dead")
+    kept = services.schedule_create(name="kept", job_type="noop", cron="@daily")
+    form = {"name": "new", "job_type": "noop", "payload": text, "priority": "medium", "cron": "@daily"}
+    form |= {"timezone": "UTC", "enabled": "on", "missed": "skip", "overlap": "allow"}
+    answers = {
+        "edit and retry": operator.post(f"/admin/jobs/job/{job.pk}/edit-retry/", {"payload": text}),
+        "schedule add": operator.post("/admin/jobs/schedule/add/", form),
+        "schedule change": operator.post(f"/admin/jobs/schedule/{kept.pk}/change/", {**form, "name": "kept"}),
+    }
+
+    for where, answer in answers.items():
+        assert answer.status_code == 200, where
+        assert 'class="errorlist' in answer.content.decode(), where
+    assert Job.objects.get(pk=job.pk).status == "dead" and Job.objects.get(pk=job.pk).payload == {"keep": 1}
+    assert list(Schedule.objects.values_list("name", "payload")) == [("kept", {})]
+
+
+@pytest.mark.parametrize("text", ['{"x": 1e999}', '{"x": "a\\u0000b"}', '{"\\u0000": 1}', '{"x": "\\ud800"}'])
+def test_the_api_refuses_an_unstorable_payload_naming_the_field(client_for, text):
+    client = client_for("ops", staff=True, perms=("change_job", "view_job", "add_schedule", "view_schedule"))
+    dead_job = post(client, "/submit-job", {"type": "noop", "payload": {}}).json()["id"]
+    Job.objects.filter(pk=dead_job).update(status="dead")
+    answers = {
+        path: client.generic("POST", path, body.replace("PAYLOAD", text), content_type="application/json")
+        for path, body in (
+            ("/submit-job", '{"type": "noop", "payload": PAYLOAD}'),
+            ("/submit-jobs", '{"jobs": [{"type": "noop", "payload": PAYLOAD}]}'),
+            (f"/api/jobs/{dead_job}/retry/", '{"payload": PAYLOAD}'),
+            ("/api/schedules/", '{"name": "s", "job_type": "noop", "cron": "@daily", "payload": PAYLOAD}'),
+        )
+    }
+
+    for path, answer in answers.items():
+        assert answer.status_code == 400, (path, answer.content)
+        assert "payload" in answer.content.decode() and "could not be stored" not in answer.content.decode(), path
+    assert Job.objects.count() == 1

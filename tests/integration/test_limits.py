@@ -319,6 +319,9 @@ def staff(client_for):
         ("test.limited", {"rate": "0/minute"}, "rate"),
         ("test.limited", {"concurrency": 1, "limit_key": "no spaces"}, "limit_key"),
         ("no.such.type", {"concurrency": 1}, "type"),
+        ("test.limited", {"concurrency": 10**20}, "concurrency"),
+        ("test.limited", {"concurrency": 2**31}, "concurrency"),
+        ("test.limited", {"concurrency": 1, "concurency": 2}, "concurency"),
     ],
 )
 @covers("PUT", "/api/limits/{type}/")

@@ -437,6 +437,13 @@ def declared():
         registry.undeclare(name)
 
 
+def test_a_name_that_is_not_one_url_segment_is_refused_where_it_is_declared(declared):
+    for name in ("team/nightly", "", "-x", "n" * 101):
+        with pytest.raises(ValueError, match="schedule name"):
+            declared(name, cron="@daily")
+    assert "team/nightly" not in registry.declared_schedules()
+
+
 def test_sync_creates_updates_and_removes_code_defined_schedules(declared):
     declared("nightly", cron="0 3 * * *", timezone="Europe/Berlin")
     declared("often", interval_seconds=60)

@@ -82,6 +82,7 @@ def test_bad_input_in_the_form_is_shown_on_its_field_and_nothing_is_stored(opera
         ({"cron": "", "interval_seconds": ""}, "cron"),
         ({"missed": "all_within"}, "catch_up_seconds"),
         ({"cron": "", "interval_seconds": str(10**12)}, "interval_seconds"),
+        ({"name": "team/nightly"}, "name"),
     ]
     for change, field in cases:
         response = operator.post(f"{CHANGELIST}add/", {**FORM, **change})

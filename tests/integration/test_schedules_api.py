@@ -129,6 +129,9 @@ BAD = [
     ({"max_retries": -1}, "max_retries"),
     ({"colour": "red"}, "colour"),
     ({"name": ""}, "name"),
+    ({"name": "team/nightly"}, "name"),
+    ({"name": "../nightly"}, "name"),
+    ({"name": "nightly run"}, "name"),
 ]
 
 
@@ -357,3 +360,16 @@ def test_every_schedule_change_is_in_the_admin_history_with_its_actor(staff):
         "Resumed through the API",
     ]
     assert messages[4].startswith("Run now through the API as job ") and messages[5] == "Deleted through the API"
+
+
+def test_a_schedule_named_before_names_were_restricted_is_left_alone_and_can_still_be_changed(staff):
+    old = schedule()
+    Schedule.objects.filter(pk=old.pk).update(name="team/nightly")  # as made by an earlier version
+    old.refresh_from_db()
+
+    services.schedule_update(schedule=old, cron="0 4 * * *")
+    services.schedule_pause(schedule=old)
+
+    assert Schedule.objects.get(pk=old.pk).name == "team/nightly" and old.cron == "0 4 * * *"
+    services.schedule_delete(schedule=old)
+    assert not Schedule.objects.exists()

@@ -96,7 +96,11 @@ def test_the_lease_renewal_interval_also_reads_its_older_name(tmp_path, env, sec
 
 
 def test_a_malformed_number_or_boolean_is_refused_by_name(tmp_path):
-    for name, value in (("JOB_LEASE_SECONDS", "thirty"), ("JOB_CLI_REQUIRE_ACTOR", "maybe")):
+    for name, value in (
+        ("JOB_LEASE_SECONDS", "thirty"),
+        ("JOB_CLI_REQUIRE_ACTOR", "maybe"),
+        ("JOB_EMAIL_SENDERS", "shop"),
+    ):
         result = manage("check", env={"DEBUG": "1", "JOBQUEUE_VAR_DIR": str(tmp_path), name: value})
         assert result.returncode != 0 and f"{name}={value!r} is not" in result.stderr, result.stderr
 

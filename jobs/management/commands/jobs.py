@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError
@@ -29,6 +29,7 @@ from kombu.exceptions import OperationalError
 from jobs import history, limit_selectors, registry, selectors, services
 from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, ScheduleNotFound, UnknownQueue
 from jobs.formatting import age, duration, plain, shorten, table
+from jobs.limits import NotJSON, parse_json
 from jobs.permissions import (
     CHANGE_JOBS,
     CHANGE_QUEUES,
@@ -113,8 +114,8 @@ def _user(name: str) -> Any:
 
 def _json_object(text: str, option: str = "--payload") -> dict:
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = parse_json(text)
+    except NotJSON as exc:
         raise _fail(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise _fail(f"{option} must be a JSON object")
@@ -241,6 +242,9 @@ class Command(ScheduleCommands, BaseCommand):
             raise _invalid_payload(exc) from None
         except JobQueueError as exc:
             raise _fail(str(exc)) from None
+        except DataError:
+            # The database answered: a value it cannot hold is bad input, not an outage.
+            raise _fail("the database cannot store a value given (text or a number out of its range)") from None
         except (DatabaseError, redis.RedisError, OperationalError) as exc:
             raise _fail(f"cannot reach a service: {type(exc).__name__}: {exc}", UNAVAILABLE) from None
 
