@@ -367,9 +367,10 @@ def test_a_schedule_named_before_names_were_restricted_is_left_alone_and_can_sti
     Schedule.objects.filter(pk=old.pk).update(name="team/nightly")  # as made by an earlier version
     old.refresh_from_db()
 
-    services.schedule_update(schedule=old, cron="0 4 * * *")
+    old = services.schedule_update(schedule=old, cron="0 4 * * *")
     services.schedule_pause(schedule=old)
 
-    assert Schedule.objects.get(pk=old.pk).name == "team/nightly" and old.cron == "0 4 * * *"
+    stored = Schedule.objects.get(pk=old.pk)
+    assert stored.name == "team/nightly" and stored.cron == "0 4 * * *" and not stored.enabled
     services.schedule_delete(schedule=old)
     assert not Schedule.objects.exists()
