@@ -106,6 +106,9 @@ class Job(models.Model):
                 name="job_owner_idempotency_key_unique",
             ),
         ]
+        # Internal types (the task API's django_task) are submitted by code; a person choosing such
+        # a job's payload (API, admin, CLI --as, schedules) needs this (jobs.services.submit.check_reachable).
+        permissions = [("submit_internal_job", "Can submit jobs of internal types (Django tasks)")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"

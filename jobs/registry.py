@@ -33,6 +33,8 @@ class JobType:
     unique_key: str | tuple[str, ...] | None = None
     # Cluster-wide limits declared with the type (a run-time JobLimit overrides them).
     limit: Limit = UNLIMITED
+    # Submitted by code only (jobs.services.submit.check_reachable): the task API's type.
+    internal: bool = False
 
     def validate(self, payload: dict) -> dict:
         if self.validator is None:
@@ -66,6 +68,7 @@ def job_type(
     concurrency: int | None = None,
     rate: str | None = None,
     limit_key: str | None = None,
+    internal: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once.
 
@@ -73,6 +76,8 @@ def job_type(
     `concurrency` (at most N running at once across every worker node), `rate` (at most N starts
     per period: "60/minute") and `limit_key` (a payload field, each of whose values gets its own
     limits) limit the type across the cluster; a job over a limit waits in the database.
+    `internal`: only code submits it; a client, or a person choosing its payload through a surface,
+    needs the permission jobs.submit_internal_job (jobs.services.submit.check_reachable).
     """
     if not name or len(name) > 100:
         raise ValueError("a job type name must have 1 to 100 characters")
@@ -94,6 +99,7 @@ def job_type(
             unique_for=unique_for,
             unique_key=key,
             limit=limit,
+            internal=internal,
         )
         return handler
 
@@ -194,7 +200,7 @@ def get(name: str) -> JobType:
     try:
         return _registry[name]
     except KeyError:
-        known = ", ".join(sorted(_registry)) or "none"
+        known = ", ".join(sorted(n for n, t in _registry.items() if not t.internal)) or "none"
         raise UnknownJobType(f"unknown job type {name!r}; known types: {known}") from None
 
 

@@ -14,6 +14,8 @@ result: `get_result` reads it back as the API's own TaskResult.
 
 import builtins
 import json
+import logging
+import sys
 from typing import Any
 
 from django.apps import apps
@@ -38,6 +40,8 @@ from jobs.task_api import (
     normalize_json,
     task_enqueued,
 )
+
+log = logging.getLogger("jobqueue.tasks")
 
 TASK_JOB_TYPE = "django_task"
 PAYLOAD_FIELDS = frozenset({"task", "args", "kwargs", "takes_context"})
@@ -79,17 +83,24 @@ def _project_packages() -> set[str]:
     return {app.name for app in apps.get_app_configs()} | set(modules) | parents
 
 
-def task_at(path: Any) -> Task:
+def task_at(path: Any, *, load: bool = False) -> Task:
     """The task declared with `@task` at `path`; ValueError for anything else, or a path outside the
-    project's packages, which is not even imported."""
+    project's packages. Only a loaded module is looked in: a submitted payload never makes this
+    process import a module (one with side effects, such as registering job types). `load` imports
+    the module of a stored job's task (the worker that runs it, get_result), which code chose. The
+    error never carries an exception's text: that goes to the log."""
     if not isinstance(path, str) or not path:
         raise ValueError("task must be the dotted path of a function declared with @task")
     if not any(path.startswith(package + ".") for package in _project_packages()):
         raise ValueError(f"task {path!r} is not in an installed app or a package of JOB_HANDLER_MODULES")
+    module_path, _, name = path.rpartition(".")
+    if not load and module_path not in sys.modules:
+        raise ValueError(f"task {path!r} is not a task of this project: its module is not loaded")
     try:
-        found = import_string(path)
-    except Exception as exc:  # ImportError, or whatever a broken module raises as it is imported
-        raise ValueError(f"task {path!r} cannot be imported: {type(exc).__name__}: {exc}") from None
+        found = import_string(path) if load else getattr(sys.modules[module_path], name)
+    except Exception:  # ImportError, AttributeError, or whatever a broken module raises as it is imported
+        log.warning("task %r cannot be found", path, exc_info=True)
+        raise ValueError(f"task {path!r} cannot be found") from None
     if not isinstance(found, Task):
         raise ValueError(f"{path!r} is not a task: declare it with @task")
     return found
@@ -127,7 +138,7 @@ def task_result(job: Job, *, backend: str, task: Task | None = None, attempts: l
     attempts = list(job.history.all()) if attempts is None else attempts
     failed = [attempt for attempt in attempts if attempt.outcome in selectors.FAILED_OUTCOMES]
     result = TaskResult(
-        task=task or task_at(job.payload["task"]),
+        task=task or task_at(job.payload["task"], load=True),  # a stored job: code chose its task
         id=str(job.pk),
         status=RESULT_STATUS[job.status],
         enqueued_at=job.created_at,

@@ -26,11 +26,14 @@ SENDER = tasks_backend.JobQueueBackend
 
 
 @job_type(
-    tasks_backend.TASK_JOB_TYPE, max_retries=settings.JOB_TASKS_MAX_RETRIES, validator=tasks_backend.clean_payload
+    tasks_backend.TASK_JOB_TYPE,
+    max_retries=settings.JOB_TASKS_MAX_RETRIES,
+    validator=tasks_backend.clean_payload,
+    internal=True,  # it runs any task of the deployment with the arguments given: code submits it
 )
 def run_task(payload: dict, ctx: JobContext) -> Any:
     try:
-        task = tasks_backend.task_at(payload["task"])
+        task = tasks_backend.task_at(payload["task"], load=True)  # a stored job's task, which code chose
     except ValueError as exc:  # gone from the code since it was enqueued: another attempt finds it gone too
         raise PermanentError(str(exc)) from exc
     watched = task_started.has_listeners() or task_finished.has_listeners()
