@@ -19,6 +19,10 @@ from . import outcomes, worker
 from .context import JobContext
 
 
+class HandlerExited(Exception):
+    """The handler raised SystemExit or KeyboardInterrupt (exit() in a task): its attempt failed."""
+
+
 class JobRequest(Request):
     """Celery's request, its task-failed event carrying the attempt's runtime as task-succeeded
     does (Celery sends none on a failure), so Flower shows how long a failed job ran."""
@@ -41,8 +45,10 @@ def run_job(self, job_id: str) -> None:
     try:
         handler = registry.get(claim.type).handler  # UnknownJobType: a permanent failure
         value = handler(claim.payload, JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial))
-    except Exception as exc:  # the soft time limit too (SoftTimeLimitExceeded)
+    except BaseException as exc:  # the soft time limit too; and exit() fails the attempt, not the pool process
         outcomes.failed(claim, exc, task_id=self.request.id)
+        if not isinstance(exc, Exception):  # Celery would let it end the process: the job counted as lost
+            raise HandlerExited(f"the handler raised {type(exc).__name__}") from exc
         raise  # Celery reports the task failed (events, Flower); the job's failure is recorded
     finally:
         worker.running.pop(self.request.id, None)
