@@ -4,9 +4,12 @@ refused, and so is a staff user who chooses such a job's payload (a schedule ove
 admin, a resubmit or a retry with an edited payload) without the permission
 `jobs.submit_internal_job`. A task named in a payload is looked up without importing its module."""
 
+import io
+import json
 import sys
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from jobs import services
@@ -101,6 +104,17 @@ def test_the_admins_edit_and_retry_of_an_internal_job_needs_the_permission(make_
 
     assert page.status_code == 200 and "internal" in page.content.decode()
     assert Job.objects.get(pk=job.pk).status == "dead"
+
+
+def test_the_cli_submits_an_internal_type_for_the_operator_but_not_as_a_user_without_the_permission(make_user):
+    make_user("someone")
+    payload = json.dumps({"task": "tests.tasks_app.tasks.add", "args": [1, 2]})
+
+    with pytest.raises(CommandError, match="internal"):
+        call_command("jobs", "--as", "someone", "submit", TASK_JOB_TYPE, "--payload", payload, stdout=io.StringIO())
+    assert not Job.objects.exists()
+    call_command("jobs", "submit", TASK_JOB_TYPE, "--payload", payload, stdout=io.StringIO())  # the host's operator
+    assert Job.objects.get().payload["args"] == [1, 2]
 
 
 def test_a_named_task_is_looked_up_without_importing_its_module_or_echoing_errors():
