@@ -106,6 +106,23 @@ def test_the_admins_edit_and_retry_of_an_internal_job_needs_the_permission(make_
     assert Job.objects.get(pk=job.pk).status == "dead"
 
 
+def test_a_schedule_of_an_internal_type_in_the_admin_needs_the_permission(make_user):
+    form = {
+        **{"name": "refunds", "job_type": TASK_JOB_TYPE, "payload": json.dumps(CHARGE), "priority": "medium"},
+        **{"cron": "0 3 * * *", "timezone": "UTC", "enabled": "on", "missed": "skip", "overlap": "allow"},
+    }
+    pages = {}
+    for name, perms in (("operator", SCHEDULE_PERMS), ("lead", (*SCHEDULE_PERMS, "submit_internal_job"))):
+        user, _ = make_user(name, staff=True, perms=perms)
+        admin = Client()
+        admin.force_login(user)
+        pages[name] = admin.post("/admin/jobs/schedule/add/", form)
+
+    assert pages["operator"].status_code == 200 and "internal" in pages["operator"].content.decode()
+    assert pages["lead"].status_code == 302
+    assert Schedule.objects.get().job_type == TASK_JOB_TYPE
+
+
 def test_the_cli_submits_an_internal_type_for_the_operator_but_not_as_a_user_without_the_permission(make_user):
     make_user("someone")
     payload = json.dumps({"task": "tests.tasks_app.tasks.add", "args": [1, 2]})
