@@ -74,6 +74,7 @@ class SubmitJobView(APIView):
             201: OpenApiResponse(SubmitAnswerSerializer, description="The new job (`duplicate` is null)."),
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid submission, naming each bad field."),
             401: UNAUTHENTICATED,
+            403: OpenApiResponse(ErrorSerializer, description="An internal type (`django_task`): code submits it."),
             413: OpenApiResponse(ErrorSerializer, description="Request body too large."),
             422: KEY_REUSED,
         },
@@ -87,7 +88,7 @@ class SubmitJobView(APIView):
         if header_key and len(header_key) > 255:
             raise ValidationError({"Idempotency-Key": ["must be at most 255 characters"]})
         fields["idempotency_key"] = fields.get("idempotency_key") or header_key or None
-        job, created = services.job_submit(owner=request.user, **fields)
+        job, created = services.job_submit(owner=request.user, actor=request.user, **fields)
         body = represent(JobStatusSerializer, selectors.as_answered(job))
         body["duplicate"] = services.answered_with(created=created, job=job, idempotency_key=fields["idempotency_key"])
         return Response(for_client(body, request), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -102,7 +103,7 @@ class SubmitJobsView(APIView):
     )
     def post(self, request: Request) -> Response:
         submissions = validated(SubmitJobsSerializer, request.data)["jobs"]
-        results = services.jobs_submit_many(submissions=submissions, owner=request.user)
+        results = services.jobs_submit_many(submissions=submissions, owner=request.user, actor=request.user)
         body = {
             "jobs": [
                 {

@@ -14,6 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .exceptions import (
     IdempotencyKeyReused,
+    InternalJobType,
     InvalidBulkSubmission,
     InvalidTransition,
     JobNotFound,
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: list[tuple[type[JobQueueError], int]] = [
     (UnknownQueue, status.HTTP_404_NOT_FOUND),
     (ScheduleNotFound, status.HTTP_404_NOT_FOUND),
     (ScheduleReadOnly, status.HTTP_409_CONFLICT),
+    (InternalJobType, status.HTTP_403_FORBIDDEN),
     (UnknownJobType, status.HTTP_400_BAD_REQUEST),
     (InvalidTransition, status.HTTP_409_CONFLICT),
     (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),

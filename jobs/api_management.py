@@ -109,7 +109,7 @@ class JobRetryView(StaffView):
     def post(self, request: Request, job_id: str) -> Response:
         """Run a dead job again under the same id, optionally with a corrected payload."""
         body = validated(JobRetrySerializer, request.data)
-        job = services.job_retry(job_id=job_id, payload=body.get("payload"))
+        job = services.job_retry(job_id=job_id, payload=body.get("payload"), actor=request.user)
         edited = " with an edited payload" if "payload" in body else ""
         history.record(user=request.user, obj=job, message=f"Retried through the API{edited}")
         return Response(JobDetailSerializer(job).data)
@@ -122,7 +122,7 @@ class JobResubmitView(StaffView):
     def post(self, request: Request, job_id: str) -> Response:
         """Submit a copy of a job (same type, payload unless given, options) as a new job."""
         body = validated(JobRetrySerializer, request.data)
-        job = services.job_resubmit(job_id=job_id, payload=body.get("payload"))
+        job = services.job_resubmit(job_id=job_id, payload=body.get("payload"), actor=request.user)
         history.record(user=request.user, obj=job.resubmitted_from, message=f"Resubmitted through the API as {job.pk}")
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
 

@@ -84,7 +84,7 @@ class ScheduleListView(GenericAPIView):
     def post(self, request: Request) -> Response:
         """Create a run-time schedule: a cron expression or an interval, a time zone and its policies."""
         fields = validated(ScheduleWriteSerializer, request.data)
-        schedule = services.schedule_create(**fields)
+        schedule = services.schedule_create(**fields, actor=request.user)
         history.record(user=request.user, obj=schedule, message="Created through the API", flag=history.ADDITION)
         return Response(_fresh(schedule), status=status.HTTP_201_CREATED)
 
@@ -104,7 +104,7 @@ class ScheduleDetailView(ScheduleView):
         """Change the fields given of a run-time schedule; a code-defined one only takes `enabled`."""
         schedule = selectors.schedule_by_name(name=name)
         changes = validated(ScheduleUpdateSerializer, request.data)
-        schedule = services.schedule_update(schedule=schedule, **changes)
+        schedule = services.schedule_update(schedule=schedule, actor=request.user, **changes)
         changed = f"Changed {', '.join(sorted(changes))}" if changes else "Saved (no field given)"
         history.record(user=request.user, obj=schedule, message=f"{changed} through the API")
         return Response(_fresh(schedule))

@@ -31,6 +31,12 @@ class UnknownJobType(JobQueueError):
     field = "type"
 
 
+class InternalJobType(JobQueueError):
+    """This job type is internal: the project's code submits it (people need jobs.submit_internal_job)."""
+
+    field = "type"
+
+
 class DuplicateJobType(JobQueueError):
     """A job type with this name is already registered."""
 

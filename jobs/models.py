@@ -114,8 +114,14 @@ class Job(models.Model):
                 name="job_ownerless_idempotency_key_unique",
             ),
         ]
-        # Beyond Django's four: the CLI's actor submitting in another user's name (`--owner`).
-        permissions = [("submit_for_others", "Can submit jobs in another user's name")]
+        # Beyond Django's four: the CLI's actor submitting in another user's name (`--owner`); and
+        # internal types (the task API's django_task), submitted by code: a person choosing such a
+        # job's payload (API, admin, CLI --as, schedules) needs `submit_internal_job`
+        # (jobs.services.submit.check_reachable).
+        permissions = [
+            ("submit_for_others", "Can submit jobs in another user's name"),
+            ("submit_internal_job", "Can submit jobs of internal types (Django tasks)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"

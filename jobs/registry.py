@@ -34,6 +34,8 @@ class JobType:
     unique_key: str | tuple[str, ...] | None = None
     # Cluster-wide limits declared with the type (a run-time JobLimit overrides them).
     limit: Limit = UNLIMITED
+    # Submitted by code only (jobs.services.submit.check_reachable): the task API's type.
+    internal: bool = False
 
     def validate(self, payload: dict, *, owner: Any = None) -> dict:
         """The payload cleaned by the type's validator; a serializer finds the submitting user (None
@@ -69,6 +71,7 @@ def job_type(
     concurrency: int | None = None,
     rate: str | None = None,
     limit_key: str | None = None,
+    internal: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once.
 
@@ -76,6 +79,8 @@ def job_type(
     `concurrency` (at most N running at once across every worker node), `rate` (at most N starts
     per period: "60/minute") and `limit_key` (a payload field, each of whose values gets its own
     limits) limit the type across the cluster; a job over a limit waits in the database.
+    `internal`: only code submits it; a client, or a person choosing its payload through a surface,
+    needs the permission jobs.submit_internal_job (jobs.services.submit.check_reachable).
     """
     if not name or len(name) > 100:
         raise ValueError("a job type name must have 1 to 100 characters")
@@ -97,6 +102,7 @@ def job_type(
             unique_for=unique_for,
             unique_key=key,
             limit=limit,
+            internal=internal,
         )
         return handler
 
@@ -198,7 +204,7 @@ def get(name: str) -> JobType:
     try:
         return _registry[name]
     except KeyError:
-        known = ", ".join(sorted(_registry)) or "none"
+        known = ", ".join(sorted(n for n, t in _registry.items() if not t.internal)) or "none"
         raise UnknownJobType(f"unknown job type {name!r}; known types: {known}") from None
 
 

@@ -10,10 +10,15 @@ result: `get_result` reads it back as the API's own TaskResult.
 - `queue_name`: `default` (the API's default) follows the priority; `high`, `medium` or `low`
   names the queue itself, whatever the priority. The backend's QUEUES may list only these.
 - `run_after` is the job's `run_at`: the job waits in the database and the mover queues it.
+- The payload keeps the task's path, arguments, priority, queue name and run_after, so that
+  `get_result(id).task` is the task as it was enqueued.
 """
 
 import builtins
 import json
+import logging
+import sys
+from datetime import datetime
 from typing import Any
 
 from django.apps import apps
@@ -39,8 +44,11 @@ from jobs.task_api import (
     task_enqueued,
 )
 
+log = logging.getLogger("jobqueue.tasks")
+
 TASK_JOB_TYPE = "django_task"
-PAYLOAD_FIELDS = frozenset({"task", "args", "kwargs", "takes_context"})
+PAYLOAD_FIELDS = frozenset({"task", "args", "kwargs", "takes_context", "priority", "queue_name", "run_after"})
+PRIORITY_RANGE = range(-100, 101)  # the API's TASK_MIN_PRIORITY to TASK_MAX_PRIORITY
 
 # Each job status as the API's status. A job waiting to run again (retrying, after a failed
 # attempt) is READY, its failures so far in `errors`; a cancelled job never ran to the end: FAILED.
@@ -79,17 +87,24 @@ def _project_packages() -> set[str]:
     return {app.name for app in apps.get_app_configs()} | set(modules) | parents
 
 
-def task_at(path: Any) -> Task:
+def task_at(path: Any, *, load: bool = False) -> Task:
     """The task declared with `@task` at `path`; ValueError for anything else, or a path outside the
-    project's packages, which is not even imported."""
+    project's packages. Only a loaded module is looked in: a submitted payload never makes this
+    process import a module (one with side effects, such as registering job types). `load` imports
+    the module of a stored job's task (the worker that runs it, get_result), which code chose. The
+    error never carries an exception's text: that goes to the log."""
     if not isinstance(path, str) or not path:
         raise ValueError("task must be the dotted path of a function declared with @task")
     if not any(path.startswith(package + ".") for package in _project_packages()):
         raise ValueError(f"task {path!r} is not in an installed app or a package of JOB_HANDLER_MODULES")
+    module_path, _, name = path.rpartition(".")
+    if not load and module_path not in sys.modules:
+        raise ValueError(f"task {path!r} is not a task of this project: its module is not loaded")
     try:
-        found = import_string(path)
-    except Exception as exc:  # ImportError, or whatever a broken module raises as it is imported
-        raise ValueError(f"task {path!r} cannot be imported: {type(exc).__name__}: {exc}") from None
+        found = import_string(path) if load else getattr(sys.modules[module_path], name)
+    except Exception:  # ImportError, AttributeError, or whatever a broken module raises as it is imported
+        log.warning("task %r cannot be found", path, exc_info=True)
+        raise ValueError(f"task {path!r} cannot be found") from None
     if not isinstance(found, Task):
         raise ValueError(f"{path!r} is not a task: declare it with @task")
     return found
@@ -107,7 +122,51 @@ def clean_payload(payload: dict) -> dict:
         raise ValueError("args must be a list and kwargs an object")
     if payload.get("takes_context", task.takes_context) is not task.takes_context:
         raise ValueError(f"takes_context must be {task.takes_context} for task {payload['task']!r}")
-    return {"task": payload["task"], "args": args, "kwargs": kwargs, "takes_context": task.takes_context}
+    return {
+        "task": payload["task"],
+        "args": args,
+        "kwargs": kwargs,
+        "takes_context": task.takes_context,
+        **_options(payload),
+    }
+
+
+def _options(payload: dict) -> dict:
+    """The priority, queue name and run_after the task was enqueued with, those given checked."""
+    options = {key: payload[key] for key in ("priority", "queue_name", "run_after") if key in payload}
+    priority = options.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITY_RANGE:
+        raise ValueError("priority must be a whole number from -100 to 100")
+    if options.get("queue_name", DEFAULT_TASK_QUEUE_NAME) not in {DEFAULT_TASK_QUEUE_NAME, *QUEUES}:
+        raise ValueError(f"queue_name must be one of {', '.join(sorted({DEFAULT_TASK_QUEUE_NAME, *QUEUES}))}")
+    if options.get("run_after") is not None:
+        _run_after(options["run_after"])
+    return options
+
+
+def _run_after(value: Any) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError("run_after must be an ISO 8601 date and time with its offset, or null") from None
+    if when.tzinfo is None:
+        raise ValueError("run_after must be an ISO 8601 date and time with its offset, or null")
+    return when
+
+
+def _as_enqueued(task: Task, payload: dict, *, backend: str) -> Task:
+    """The task with the options it was enqueued with (kept in the payload); as declared if they no
+    longer fit the backend (a queue taken out of QUEUES since)."""
+    run_after = payload.get("run_after")
+    try:
+        return task.using(
+            priority=payload.get("priority", task.priority),
+            queue_name=payload.get("queue_name", task.queue_name),
+            run_after=_run_after(run_after) if run_after is not None else None,
+            backend=backend,
+        )
+    except InvalidTaskError:
+        return task
 
 
 def exception_path(error_type: str, traceback: str) -> str:
@@ -127,7 +186,7 @@ def task_result(job: Job, *, backend: str, task: Task | None = None, attempts: l
     attempts = list(job.history.all()) if attempts is None else attempts
     failed = [attempt for attempt in attempts if attempt.outcome in selectors.FAILED_OUTCOMES]
     result = TaskResult(
-        task=task or task_at(job.payload["task"]),
+        task=task or _as_enqueued(task_at(job.payload["task"], load=True), job.payload, backend=backend),
         id=str(job.pk),
         status=RESULT_STATUS[job.status],
         enqueued_at=job.created_at,
@@ -175,10 +234,17 @@ class JobQueueBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Submit the task as a job (after the commit of a surrounding transaction, it is published)."""
-        if task.backend != self.alias:  # a task is validated by its own backend when it is made
-            self.validate_task(task)
+        self.validate_task(task)  # as it is now: its queue may have left QUEUES since the task was made
         args, kwargs = as_json([args, kwargs])
-        payload = {"task": task.module_path, "args": args, "kwargs": kwargs, "takes_context": task.takes_context}
+        payload = {
+            "task": task.module_path,
+            "args": args,
+            "kwargs": kwargs,
+            "takes_context": task.takes_context,
+            "priority": task.priority,
+            "queue_name": task.queue_name,
+            "run_after": task.run_after.isoformat() if task.run_after else None,
+        }
         try:
             job, _ = job_submit(
                 type=TASK_JOB_TYPE, payload=payload, priority=self.queue_of(task), run_at=task.run_after

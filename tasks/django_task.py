@@ -26,11 +26,14 @@ SENDER = tasks_backend.JobQueueBackend
 
 
 @job_type(
-    tasks_backend.TASK_JOB_TYPE, max_retries=settings.JOB_TASKS_MAX_RETRIES, validator=tasks_backend.clean_payload
+    tasks_backend.TASK_JOB_TYPE,
+    max_retries=settings.JOB_TASKS_MAX_RETRIES,
+    validator=tasks_backend.clean_payload,
+    internal=True,  # it runs any task of the deployment with the arguments given: code submits it
 )
 def run_task(payload: dict, ctx: JobContext) -> Any:
     try:
-        task = tasks_backend.task_at(payload["task"])
+        task = tasks_backend.task_at(payload["task"], load=True)  # a stored job's task, which code chose
     except ValueError as exc:  # gone from the code since it was enqueued: another attempt finds it gone too
         raise PermanentError(str(exc)) from exc
     watched = task_started.has_listeners() or task_finished.has_listeners()
@@ -40,7 +43,7 @@ def run_task(payload: dict, ctx: JobContext) -> Any:
     try:
         context = (TaskContext(task_result=running),) if task.takes_context else ()
         value = tasks_backend.as_json(task.call(*context, *payload["args"], **payload["kwargs"]))
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too, as Django's own backends
         if watched:
             task_finished.send_robust(SENDER, task_result=_finished(running, error=exc))
         raise
@@ -51,10 +54,10 @@ def run_task(payload: dict, ctx: JobContext) -> Any:
 
 def _running_result(ctx: JobContext, task: Any) -> TaskResult:
     """The task's result as it runs: this attempt is the last of its `worker_ids`."""
-    return tasks_backend.task_result(selectors.job_by_id(job_id=ctx.job_id), backend=task.backend, task=task)
+    return tasks_backend.task_result(selectors.job_by_id(job_id=ctx.job_id), backend=task.backend)
 
 
-def _finished(running: TaskResult, *, value: Any = None, error: Exception | None = None) -> TaskResult:
+def _finished(running: TaskResult, *, value: Any = None, error: BaseException | None = None) -> TaskResult:
     """This attempt's end, for task_finished: SUCCESSFUL with its value, or FAILED with its error."""
     changes: dict[str, Any] = {"finished_at": timezone.now(), "status": TaskResultStatus.SUCCESSFUL}
     if error is not None:

@@ -104,7 +104,7 @@ def on_failure(
     _fail(job_id=job_id, serial=serial, exception=exception, trace=trace, worker=worker)
 
 
-def failed(claim: services.Claim, exception: Exception, *, task_id: str) -> None:
+def failed(claim: services.Claim, exception: BaseException, *, task_id: str) -> None:
     """A handler raised `exception`: the attempt failed, and the retry policy says what follows.
     The task raises it on for Celery's own reporting; the task_failure receiver then skips it."""
     _recorded.add(task_id)

@@ -18,6 +18,10 @@ from . import outcomes, worker
 from .context import JobContext
 
 
+class HandlerExited(Exception):
+    """The handler raised SystemExit or KeyboardInterrupt (exit() in a task): its attempt failed."""
+
+
 @shared_task(name=RUN_JOB_TASK, bind=True, Request=RequestWithFailedRuntime)
 def run_job(self, job_id: str) -> None:
     claim = worker.claim_when_reachable(job_id=job_id, worker=self.request.hostname or "", request=self.request)
@@ -30,8 +34,10 @@ def run_job(self, job_id: str) -> None:
     try:
         handler = registry.get(claim.type).handler  # UnknownJobType: a permanent failure
         value = handler(claim.payload, JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial))
-    except Exception as exc:  # the soft time limit too (SoftTimeLimitExceeded)
+    except BaseException as exc:  # the soft time limit too; and exit() fails the attempt, not the pool process
         outcomes.failed(claim, exc, task_id=self.request.id)
+        if not isinstance(exc, Exception):  # Celery would let it end the process: the job counted as lost
+            raise HandlerExited(f"the handler raised {type(exc).__name__}") from exc
         raise  # Celery reports the task failed (events, Flower); the job's failure is recorded
     finally:
         worker.running.pop(self.request.id, None)

@@ -61,7 +61,7 @@ def operate(model_admin: admin.ModelAdmin, request: HttpRequest, jobs: Iterable[
 
 def retry_with_payload(model_admin: admin.ModelAdmin, request: HttpRequest, job: Job, payload: dict) -> Job:
     """Retry a dead job with an edited payload; raises JobQueueError when refused."""
-    retried = services.job_retry(job_id=job.pk, payload=payload)
+    retried = services.job_retry(job_id=job.pk, payload=payload, actor=request.user)
     model_admin.log_change(request, job, "Retried from the admin with an edited payload")
     return retried
 

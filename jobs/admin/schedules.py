@@ -3,6 +3,7 @@ the runs of a schedule with links to their jobs. Every change goes through the s
 code-defined schedules are read-only here but may be paused and resumed."""
 
 from functools import partial
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -55,7 +56,10 @@ def _job_link(job_id, status: str | None) -> str:
 
 
 class ScheduleForm(forms.ModelForm):
-    """Saved by the services while it validates, so that their errors land on the field they name."""
+    """Saved by the services while it validates, so that their errors land on the field they name.
+    `actor` (set per request by ScheduleAdmin.get_form) is the user the services check it for."""
+
+    actor: Any = None
 
     job_type = forms.ChoiceField()
     payload = PayloadField(required=False)
@@ -76,10 +80,10 @@ class ScheduleForm(forms.ModelForm):
             return
         try:
             if self.instance.pk is None:
-                self.instance = services.schedule_create(**self.cleaned_data)
+                self.instance = services.schedule_create(**self.cleaned_data, actor=self.actor)
             else:
                 changes = {name: self.cleaned_data[name] for name in self.changed_data if name in self.cleaned_data}
-                self.instance = services.schedule_update(schedule=self.instance, **changes)
+                self.instance = services.schedule_update(schedule=self.instance, actor=self.actor, **changes)
         except JobQueueError as exc:
             field = "job_type" if exc.field == "type" else exc.field
             self.add_error(field if field in self.fields else None, _describe(exc))
@@ -106,6 +110,11 @@ class ScheduleAdmin(CheckedSelection, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.schedules_overview(super().get_queryset(request))
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)  # a class made for this request
+        form.actor = request.user
+        return form
 
     def get_fieldsets(self, request: HttpRequest, obj=None):
         return self.fieldsets if obj is None else self.fieldsets + self.state_fieldsets

@@ -31,22 +31,25 @@ def _get(job_id: Any) -> Job:
         raise JobNotFound(f"no job with id {job_id}") from None
 
 
-def job_retry(*, job_id: Any, payload: dict | None = None) -> Job:
+def job_retry(*, job_id: Any, payload: dict | None = None, actor: Any = None) -> Job:
     """Run a dead job again under the same id: attempts start over, the history stays.
 
-    With `payload`, the job runs with the corrected payload (validated like a submission).
+    With `payload`, the job runs with the corrected payload (validated like a submission from
+    `actor`, the user a surface retries it for: an internal type's payload needs a permission).
     """
     job = _get(job_id)
-    edit = {} if payload is None else {"payload": validate_payload(job.type, payload, owner=job.owner)}
+    edit = {} if payload is None else {"payload": validate_payload(job.type, payload, owner=job.owner, actor=actor)}
     if not _retry_dead(Job.objects.filter(pk=job.pk), **edit):
         raise InvalidTransition(f"job {job.pk} is {_get(job.pk).status}; only dead jobs can be retried")
     job.refresh_from_db()
     return job
 
 
-def job_resubmit(*, job_id: Any, payload: dict | None = None) -> Job:
+def job_resubmit(*, job_id: Any, payload: dict | None = None, actor: Any = None) -> Job:
     """Submit a new job with the type, payload and options of an existing one, linked to it. It is
-    always a new job: it takes its type's unique key only if no job holds it."""
+    always a new job: it takes its type's unique key only if no job holds it. A new `payload` is
+    `actor`'s choice (an internal type's needs a permission); the original one was checked when
+    it was submitted."""
     original = _get(job_id)
     job, _ = job_submit(
         type=original.type,
@@ -57,6 +60,7 @@ def job_resubmit(*, job_id: Any, payload: dict | None = None) -> Job:
         timeout=original.timeout,
         resubmitted_from=original,
         unique_if_free=True,
+        actor=None if payload is None else actor,
     )
     return job
 

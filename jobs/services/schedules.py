@@ -19,7 +19,7 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone as dj_timezone
 
 from jobs import metrics, recurrence, registry
-from jobs.exceptions import InvalidSubmission, JobQueueError, ScheduleNotFound, UnknownJobType
+from jobs.exceptions import InternalJobType, InvalidSubmission, JobQueueError, ScheduleNotFound, UnknownJobType
 from jobs.limits import name_problem
 from jobs.models import Job, MissedPolicy, OverlapPolicy, Schedule, ScheduleRun, ScheduleSource, TickOutcome
 from jobs.states import FINISHED, Priority
@@ -76,8 +76,9 @@ def _now(now: datetime | None) -> datetime:
     return now if now is not None else dj_timezone.now()
 
 
-def _clean(values: dict[str, Any]) -> dict[str, Any]:
-    """The schedule's fields validated, each error naming its field."""
+def _clean(values: dict[str, Any], *, actor: Any = None) -> dict[str, Any]:
+    """The schedule's fields validated, each error naming its field; `actor` chose its job type and
+    payload (jobs.services.submit.check_reachable)."""
     name = values["name"]
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise InvalidSubmission("name must have 1 to 100 characters", field="name")
@@ -86,7 +87,10 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
     except UnknownJobType as exc:
         raise InvalidSubmission(exc.message, field="job_type") from None
     payload = {} if values["payload"] is None else values["payload"]
-    payload = validate_payload(values["job_type"], payload)
+    try:
+        payload = validate_payload(values["job_type"], payload, actor=actor)
+    except InternalJobType as exc:
+        raise InternalJobType(exc.message, field="job_type") from None
     _check_options(priority=values["priority"], max_retries=values["max_retries"])
     cron, interval = values["cron"] or "", values["interval_seconds"]
     if bool(cron) == (interval is not None):
@@ -147,10 +151,12 @@ def schedule_create(
     overlap: str = OverlapPolicy.ALLOW,
     source: str = ScheduleSource.RUNTIME,
     now: datetime | None = None,
+    actor: Any = None,
 ) -> Schedule:
     """A new schedule, validated; its first tick is the first after now. Raises naming the field.
     Its name is one URL segment (jobs.limits.SLUG_NAME); a schedule named before that rule keeps
-    its name and stays editable (`_clean` checks only the length, names never change)."""
+    its name and stays editable (`_clean` checks only the length, names never change).
+    `actor`: the user a surface creates it for (None: code)."""
     problem = name_problem(name, "schedule")
     if problem:
         raise InvalidSubmission(problem, field="name")
@@ -168,7 +174,8 @@ def schedule_create(
             "missed": missed,
             "catch_up_seconds": catch_up_seconds,
             "overlap": overlap,
-        }
+        },
+        actor=actor,
     )
     if source not in ScheduleSource.values:
         raise InvalidSubmission(f"source must be one of {', '.join(ScheduleSource.values)}", field="source")
@@ -185,7 +192,7 @@ def schedule_create(
     return schedule
 
 
-def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime) -> Schedule:
+def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime, actor: Any) -> Schedule:
     """Change the fields of `changes` on the schedule's row, locked and read afresh; the row as saved.
 
     The caller's copy may be older than the mover's last firing: only the fields edited (and the
@@ -200,20 +207,21 @@ def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime) -> Sch
             locked = Schedule.objects.select_for_update().filter(pk=schedule.pk).first()
             if locked is None:
                 raise ScheduleNotFound(f"no schedule named {schedule.name!r}")
-            _apply_locked(locked, changes, now=now)
+            _apply_locked(locked, changes, now=now, actor=actor)
     except IntegrityError:
         name = str(changes.get("name", schedule.name)).strip()
         raise InvalidSubmission(f"a schedule named {name!r} exists already", field="name") from None
     return locked
 
 
-def _apply_locked(schedule: Schedule, changes: dict[str, Any], *, now: datetime) -> None:
+def _apply_locked(schedule: Schedule, changes: dict[str, Any], *, now: datetime, actor: Any) -> None:
     current = {key: getattr(schedule, key) for key in FIELDS}
     if "cron" in changes and changes["cron"] and "interval_seconds" not in changes:
         current["interval_seconds"] = None  # switching to cron
     if changes.get("interval_seconds") is not None and "cron" not in changes:
         current["cron"] = ""  # switching to an interval
-    values = _clean({**current, **changes})
+    # Whoever chooses the job type or the payload answers for them; the rest keeps what was chosen.
+    values = _clean({**current, **changes}, actor=actor if {"job_type", "payload"} & set(changes) else None)
     retimed = any(values[key] != current_value for key, current_value in _timing(schedule).items())
     resumed = values["enabled"] and not schedule.enabled
     written = [key for key, value in values.items() if value != getattr(schedule, key)]
@@ -233,13 +241,14 @@ def _timing(schedule: Schedule) -> dict[str, Any]:
     return {key: getattr(schedule, key) for key in TIMING}
 
 
-def schedule_update(*, schedule: Schedule, now: datetime | None = None, **changes: Any) -> Schedule:
+def schedule_update(*, schedule: Schedule, now: datetime | None = None, actor: Any = None, **changes: Any) -> Schedule:
     """Change a run-time schedule's fields (those of schedule_create but `source`); a change of its
     cron, interval or time zone starts it again from now. A code-defined schedule may only be
-    paused or resumed (`enabled`): anything else raises ScheduleReadOnly."""
+    paused or resumed (`enabled`): anything else raises ScheduleReadOnly. `actor` as for
+    schedule_create, when the job type or payload changes."""
     if schedule.source == ScheduleSource.CODE and set(changes) - {"enabled"}:
         raise ScheduleReadOnly(f"schedule {schedule.name!r} is defined in code; only enabled can change here")
-    return _apply(schedule, changes, now=_now(now))
+    return _apply(schedule, changes, now=_now(now), actor=actor)
 
 
 def schedule_pause(*, schedule: Schedule) -> Schedule:
@@ -550,7 +559,7 @@ def schedules_sync_code(*, now: datetime | None = None) -> SyncResult:
                     log.error("schedule %s is declared in code but was made at run time: left as it is", name)
                     result.conflicts.append(name)
                 elif any(getattr(schedule, key) != value for key, value in values.items()):
-                    _apply(schedule, values, now=now)
+                    _apply(schedule, values, now=now, actor=None)
                     result.updated.append(name)
             except JobQueueError as exc:
                 raise InvalidSubmission(f"schedule {name!r} declared in code: {exc.message}", field=exc.field) from None

@@ -10,6 +10,7 @@ from django.utils import timezone
 from jobs import dispatch, registry
 from jobs.exceptions import (
     IdempotencyKeyReused,
+    InternalJobType,
     InvalidBulkSubmission,
     InvalidSubmission,
     JobQueueError,
@@ -44,8 +45,26 @@ def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetim
     return None
 
 
-def validate_payload(job_type: str, payload: Any, *, owner: Any = None) -> dict:
-    """The payload as the type accepts it from `owner` (None: code); raises naming what is wrong."""
+# The permission of a person who chooses the payload of an internal type's job through a surface.
+SUBMIT_INTERNAL = "jobs.submit_internal_job"
+
+
+def check_reachable(job_type: str, *, actor: Any) -> None:
+    """The one gate of internal types (the task API's `django_task`, which runs any task of the
+    deployment with the arguments given): code submits them (`actor` None: the task backend,
+    `job_submit` from Python, schedules declared in code, the CLI without --as). A surface passes
+    the user it acts for: a client, or staff without the permission, is refused before the
+    type's validator ever sees the payload."""
+    if actor is None or not registry.get(job_type).internal:
+        return
+    if not (actor.is_authenticated and actor.is_active and actor.is_staff and actor.has_perm(SUBMIT_INTERNAL)):
+        raise InternalJobType(f"job type {job_type!r} is internal: the project's code submits it, not a client")
+
+
+def validate_payload(job_type: str, payload: Any, *, owner: Any = None, actor: Any = None) -> dict:
+    """The payload as the type accepts it for a job of `owner` (None: code), chosen by `actor`
+    (check_reachable); raises naming what is wrong."""
+    check_reachable(job_type, actor=actor)
     problem = payload_problem(payload)
     if problem:
         raise InvalidSubmission(f"payload {problem}", field="payload")
@@ -77,11 +96,13 @@ def build_job(
     idempotency_key: str | None = None,
     resubmitted_from: Job | None = None,
     now: datetime | None = None,
+    actor: Any = None,
 ) -> Job:
-    """A validated, unsaved job: every rule a submission must pass, in one place."""
+    """A validated, unsaved job: every rule a submission must pass, in one place. `actor`: the
+    user a surface submits for (check_reachable); None for code."""
     _check_options(priority=priority, max_retries=max_retries)
     job_type = registry.get(type)
-    payload = validate_payload(type, payload, owner=owner)
+    payload = validate_payload(type, payload, owner=owner, actor=actor)
     now = now or timezone.now()
     when = resolve_run_at(delay=delay, run_at=run_at, now=now)
     scheduled = when is not None and when > now
@@ -120,7 +141,7 @@ def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **field
     return result
 
 
-def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tuple[Job, bool]]:
+def jobs_submit_many(*, submissions: list[dict], owner: Any = None, actor: Any = None) -> list[tuple[Job, bool]]:
     """Submit up to JOB_BULK_MAX jobs at once, all or nothing; returns (job, created) in order.
 
     Every submission is validated before anything is stored; one bad item rejects the batch
@@ -135,7 +156,7 @@ def jobs_submit_many(*, submissions: list[dict], owner: Any = None) -> list[tupl
     built, errors = [], []
     for item in submissions:
         try:
-            built.append(_build(owner=owner, now=now, **item))
+            built.append(_build(owner=owner, now=now, actor=actor, **item))
             errors.append({})
         except JobQueueError as exc:
             errors.append(error_detail(exc))

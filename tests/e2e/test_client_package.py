@@ -139,6 +139,11 @@ def test_bad_input_raises_typed_errors_carrying_the_apis_fields(flavour, start_w
             jobs.submit("email_welcome", {"email": "not an address"})
         with pytest.raises(ValidationError) as bad_item:
             jobs.submit_many([{"type": "noop"}, {"type": "rocket"}])
+        task = {"task": "tests.tasks_app.tasks.add", "args": [1, 2]}
+        with pytest.raises(AuthenticationError) as internal:  # the task API's type is for code only
+            jobs.submit("django_task", task)
+        with pytest.raises(ValidationError) as internal_item:
+            jobs.submit_many([{"type": "noop"}, {"type": "django_task", "payload": task}])
         jobs.submit("noop", {"n": 1}, idempotency_key="order-17")
         with pytest.raises(IdempotencyKeyReused) as reused:
             jobs.submit("noop", {"n": 2}, idempotency_key="order-17")
@@ -151,6 +156,8 @@ def test_bad_input_raises_typed_errors_carrying_the_apis_fields(flavour, start_w
     assert "unknown job type" in unknown.value.errors["type"][0].lower() and "noop" in unknown.value.message
     assert bad_payload.value.field == "payload.email" and bad_payload.value.errors["payload.email"]
     assert bad_item.value.field == "jobs[1].type" and list(bad_item.value.errors) == ["jobs[1].type"]
+    assert internal.value.status == 403 and internal.value.field == "type" and "internal" in internal.value.message
+    assert internal_item.value.field == "jobs[1].type" and "internal" in internal_item.value.errors["jobs[1].type"][0]
     assert reused.value.status == 422 and reused.value.field == "idempotency_key"
     assert missing.value.status == 404 and missing.value.message
     assert denied.value.status == 401 and "token" in denied.value.message.lower()

@@ -12,13 +12,14 @@ from django.utils import timezone
 
 from jobs import dispatch
 from jobs.broker import UNACKED, key, queue_lengths
-from jobs.models import Job
+from jobs.models import Job, JobAttempt
+from jobs.services import job_submit
 from jobs.services.submit import build_job
 from jobs.store import store
 from jobs.task_api import TaskResultStatus
 from jobs.tasks_backend import TASK_JOB_TYPE
 from tests.servers import wait_for
-from tests.tasks_app.tasks import COUNTS_KEY, add, charge, count, describe, double, started_at
+from tests.tasks_app.tasks import COUNTS_KEY, add, charge, count, describe, double, exits, started_at
 
 from .conftest import wait_until_terminal
 
@@ -109,6 +110,27 @@ def test_a_message_delivered_before_its_job_is_visible_does_not_lose_the_job(sta
     assert (result.status, result.return_value, result.attempts) == (TaskResultStatus.SUCCESSFUL, 1, 1)
     assert redis_count(broker, "early") == "1"
     assert "sent 1 queued jobs again" in mover.output()
+
+
+def test_a_task_that_exits_fails_its_attempt_and_the_pool_process_lives_on(start_worker):
+    """exit() or KeyboardInterrupt in a task is its failure, with its traceback, as in Django's own
+    backends: not a pool process killed, a job lost and run again at once."""
+    worker = start_worker("exits", env=PROJECT)
+    submitted = [
+        job_submit(type=TASK_JOB_TYPE, payload={"task": "tests.tasks_app.tasks.exits", "args": [how]}, max_retries=0)
+        for how in ("exit", "interrupt")
+    ]
+    ids = [str(job.pk) for job, _ in submitted]
+
+    wait_until_terminal(ids, timeout=30)
+
+    exited, interrupted = (exits.get_result(job_id) for job_id in ids)
+    assert exited.status == interrupted.status == TaskResultStatus.FAILED
+    assert [error.exception_class for error in exited.errors] == [SystemExit]
+    assert [error.exception_class for error in interrupted.errors] == [KeyboardInterrupt]
+    assert "the task exits" in exited.errors[0].traceback and 'sys.exit("' in exited.errors[0].traceback
+    assert list(JobAttempt.objects.filter(job_id__in=ids).values_list("outcome", flat=True)) == ["failed", "failed"]
+    assert "WorkerLostError" not in worker.output()
 
 
 def redis_count(client, key: str) -> str | None:

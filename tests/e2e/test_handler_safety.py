@@ -18,6 +18,7 @@ SECRET = "smtp-pa55word-do-not-show"
         ("unstorable", "InvalidResult", "cannot be stored"),
         ("leak", "RuntimeError", "[redacted]"),
         ("unprintable", "Unprintable", "unprintable"),
+        ("exit", "SystemExit", "the handler exits"),
     ],
 )
 def test_misbehaving_handlers_leave_a_readable_reason_and_a_serving_worker(start_worker, kind, error_type, says):

@@ -71,6 +71,29 @@ def test_the_priority_picks_the_queue_and_a_queue_name_names_one():
     assert high.enqueued_at is not None and high.started_at is None and high.worker_ids == []
 
 
+def test_enqueue_validates_the_task_against_the_backend_it_goes_to():
+    """A task made when its queue was configured, enqueued after the queue left QUEUES: the
+    backend's own alias, and still the API's InvalidTask, as Django's backends answer."""
+    narrowed = JobQueueBackend("default", {"QUEUES": ["default"]})
+
+    with pytest.raises(InvalidTaskError, match="Queue 'low' is not valid"):
+        narrowed.enqueue(add.using(queue_name="low"), [1, 2], {})
+    assert not Job.objects.exists()
+
+
+def test_get_result_gives_the_task_as_it_was_enqueued():
+    when = timezone.now() + timedelta(minutes=5)
+
+    enqueued = add.using(priority=7, queue_name="low", run_after=when).enqueue(1, 2)
+    plain = add.enqueue(3, 4)
+
+    task = add.get_result(enqueued.id).task
+    assert (task.priority, task.queue_name, task.run_after, task.backend) == (7, "low", when, "default")
+    assert task.func is add.func
+    task = add.get_result(plain.id).task
+    assert (task.priority, task.queue_name, task.run_after) == (0, "default", None)
+
+
 def test_queue_names_are_the_configured_queues():
     with pytest.raises(InvalidTaskError, match="Queue 'emails' is not valid"):
         add.using(queue_name="emails")
@@ -280,11 +303,14 @@ def test_inside_a_transaction_the_job_and_its_message_exist_only_after_the_commi
     "payload, problem",
     [
         ({"task": "tests.tasks_app.tasks.plain"}, "is not a task"),
-        ({"task": "tests.tasks_app.tasks.missing"}, "cannot be imported"),
+        ({"task": "tests.tasks_app.tasks.missing"}, "cannot be found"),
         ({"task": "antigravity.fly"}, "not in an installed app"),
         ({"task": "tests.tasks_app.tasks.add", "args": {}}, "args must be a list"),
         ({"task": "tests.tasks_app.tasks.add", "takes_context": True}, "takes_context must be False"),
-        ({"task": "tests.tasks_app.tasks.add", "priority": 3}, "unknown fields priority"),
+        ({"task": "tests.tasks_app.tasks.add", "retries": 3}, "unknown fields retries"),
+        ({"task": "tests.tasks_app.tasks.add", "priority": 101}, "priority must be"),
+        ({"task": "tests.tasks_app.tasks.add", "queue_name": "emails"}, "queue_name must be"),
+        ({"task": "tests.tasks_app.tasks.add", "run_after": "tomorrow"}, "run_after must be"),
         ({}, "dotted path"),
     ],
 )
@@ -295,7 +321,7 @@ def test_a_submitted_payload_must_name_a_task_of_the_project(payload, problem):
 
 
 def test_over_the_api_a_bad_task_is_a_400_on_the_payload(client_for):
-    client = client_for()
+    client = client_for("lead", staff=True, perms=("submit_internal_job",))  # clients may not at all
 
     answer = client.post(
         "/submit-job", {"type": TASK_JOB_TYPE, "payload": {"task": "tests.tasks_app.tasks.plain"}}, format="json"
@@ -309,6 +335,27 @@ def test_over_the_api_a_bad_task_is_a_400_on_the_payload(client_for):
     assert answer.status_code == 400 and "is not a task" in str(answer.json()["payload"])
     assert ok.status_code == 201, ok.json()
     assert add.get_result(ok.json()["id"]).args == [1, 2]
+
+
+@pytest.mark.parametrize("how, exception", [("exit", SystemExit), ("interrupt", KeyboardInterrupt)])
+def test_a_task_that_exits_fails_its_attempt_and_sends_task_finished(how, exception):
+    """As Django's own backends do: SystemExit and KeyboardInterrupt fail the task like any error.
+    (tests/e2e/test_django_tasks.py checks that a worker's pool process survives them.)"""
+    seen = []
+
+    def finished(sender, task_result, **kwargs):
+        seen.append((task_result.status, [error.exception_class for error in task_result.errors]))
+
+    result = tasks.exits.enqueue(how)
+    claim = services.job_claim(job_id=result.id, worker="w1@host")
+    task_finished.connect(finished)
+    try:
+        with pytest.raises(exception):
+            registry.get(TASK_JOB_TYPE).handler(claim.payload, JobContext(claim.job_id, claim.attempt, claim.serial))
+    finally:
+        task_finished.disconnect(finished)
+
+    assert seen == [(TaskResultStatus.FAILED, [exception])]
 
 
 def test_a_task_gone_from_the_code_is_a_permanent_failure_of_its_job():

@@ -1,6 +1,7 @@
 """Tasks declared with Django's `@task`, run by jobqueue's workers in the e2e tests."""
 
 import asyncio
+import sys
 
 import redis
 from django.conf import settings
@@ -53,6 +54,14 @@ def count(key: str) -> int:
 @task
 def refuse(reason: str) -> None:
     raise PermanentError(f"refused: {reason}")
+
+
+@task
+def exits(how: str) -> None:
+    """Leaves as a script does: exit() (SystemExit), or as Ctrl-C does (KeyboardInterrupt)."""
+    if how == "exit":
+        sys.exit("the task exits")
+    raise KeyboardInterrupt
 
 
 @task

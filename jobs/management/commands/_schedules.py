@@ -102,7 +102,10 @@ def add_schedule_parser(action: Any, common: argparse.ArgumentParser) -> None:
 
 
 class ScheduleCommands:
-    """The `schedules` handlers; the command provides emit, emit_job, log, confirmed and json_object."""
+    """The `schedules` handlers; the command provides emit, emit_job, log, confirmed, json_object
+    and actor (the user of --as, or None: the operator's shell, which code trusts)."""
+
+    actor: Any = None
 
     def do_schedules(self, *, schedule_action: str, **options: Any) -> None:
         getattr(self, f"schedules_{schedule_action}")(**options)
@@ -143,7 +146,9 @@ class ScheduleCommands:
         self.emit_schedule(selectors.schedule_with_last_run(name=name))
 
     def schedules_create(self, *, name: str, paused: bool, **options: Any) -> None:
-        schedule = services.schedule_create(name=name, enabled=not paused, **self.schedule_fields(options))
+        schedule = services.schedule_create(
+            name=name, enabled=not paused, actor=self.actor, **self.schedule_fields(options)
+        )
         self.log(obj=schedule, message="Created", flag=history.ADDITION)
         self.emit_schedule(schedule)
 
@@ -152,7 +157,7 @@ class ScheduleCommands:
         changes = self.schedule_fields(options)
         if not changes:
             raise _fail("give at least one field to change (see `jobs schedules update --help`)")
-        schedule = services.schedule_update(schedule=schedule, **changes)
+        schedule = services.schedule_update(schedule=schedule, actor=self.actor, **changes)
         self.log(obj=schedule, message=f"Changed {', '.join(sorted(changes))}")
         self.emit_schedule(schedule)
 

@@ -297,7 +297,9 @@ class Command(ScheduleCommands, BaseCommand):
         if options["unique_fields"] is not None:
             fields["unique_key"] = [name.strip() for name in options["unique_fields"].split(",") if name.strip()]
         when = _time(run_at, "--run-at")
-        job, created = services.job_submit(type=type, payload=_json_object(payload), owner=user, run_at=when, **fields)
+        job, created = services.job_submit(
+            type=type, payload=_json_object(payload), owner=user, run_at=when, actor=self.actor, **fields
+        )
         if created and self.actor is not None and user is not None and user.pk != self.actor.pk:
             self.log(obj=job, message=f"Submitted in {user.get_username()}'s name", flag=history.ADDITION)
         answered = services.answered_with(created=created, job=job, idempotency_key=fields["idempotency_key"])
@@ -330,7 +332,7 @@ class Command(ScheduleCommands, BaseCommand):
             self.log(ids=retried, message="Retried (all dead)")
             self.emit({"retried": len(retried)}, f"retried {len(retried)} dead jobs")
             return
-        job = services.job_retry(job_id=id, payload=_json_object(payload) if payload else None)
+        job = services.job_retry(job_id=id, payload=_json_object(payload) if payload else None, actor=self.actor)
         self.log(obj=job, message="Retried with an edited payload" if payload else "Retried")
         self.emit_job(job)
 

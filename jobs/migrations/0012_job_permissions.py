@@ -12,6 +12,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterModelOptions(
             name='job',
-            options={'ordering': ['-created_at'], 'permissions': [('submit_for_others', "Can submit jobs in another user's name")]},
+            options={'ordering': ['-created_at'], 'permissions': [('submit_for_others', "Can submit jobs in another user's name"), ('submit_internal_job', 'Can submit jobs of internal types (Django tasks)')]},
         ),
     ]
