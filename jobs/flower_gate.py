@@ -30,6 +30,8 @@ NOT_RELAYED = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
      "upgrade", "authorization", "content-length"}
 )  # fmt: skip
+# The gate's answer says its own Server and Date (http.server's send_response): Flower's are not sent twice.
+ANSWERED_BY_GATE = NOT_RELAYED | {"server", "date"}
 # How long a request waits for a Flower that refuses connections (still starting) before a 502.
 STARTING_SECONDS = 30.0
 FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
@@ -153,7 +155,7 @@ class GateHandler(BaseHTTPRequestHandler):
                 return
             finally:
                 upstream.close()
-        kept = [(name, value) for name, value in response.getheaders() if name.lower() not in NOT_RELAYED]
+        kept = [(name, value) for name, value in response.getheaders() if name.lower() not in ANSWERED_BY_GATE]
         self.answer(response.status, content, dict(kept), reason=response.reason)
 
     def answer(self, status: int, content: str | bytes, headers: dict[str, str], reason: str | None = None) -> None:

@@ -148,3 +148,4 @@ def test_no_flower_page_or_answer_may_be_framed(flower):
     for answer in answers:
         assert answer.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+        assert [len(answer.raw.headers.getlist(name)) for name in ("Server", "Date")] == [1, 1]  # the gate's only
