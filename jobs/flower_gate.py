@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from jobs.addresses import client_address
+
 log = logging.getLogger("jobqueue.flower")
 
 OPEN_PATHS = frozenset({"/healthcheck", "/metrics"})
@@ -104,10 +106,17 @@ class GateHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def do_request(self) -> None:
-        address = self.client_address[0]
+        address = self.client()
         if self.path.split("?", 1)[0] not in OPEN_PATHS and not self.logged_in(address):
             return
         self.relay()
+
+    def client(self) -> str:
+        """The address failures count against: X-Forwarded-For only through JOB_TRUSTED_PROXIES."""
+        meta = {"REMOTE_ADDR": self.client_address[0]}
+        if forwarded := self.headers.get_all("X-Forwarded-For"):
+            meta["HTTP_X_FORWARDED_FOR"] = ",".join(forwarded)  # several headers: one list, as WSGI joins them
+        return client_address(meta)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_request
 
