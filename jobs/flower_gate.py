@@ -2,14 +2,16 @@
 
 Flower 2.2 checks a basic-auth login on every request but never slows a guesser down, and its
 pages carry no X-Frame-Options. The gate listens where Flower is expected, checks the login
-itself, and relays what passes to Flower on a private loopback port with a credential only the
-gate knows (so nothing reaches Flower around it). Failed logins from one address within
+itself, and relays what passes to Flower (on a private loopback port, or over the compose or pod
+network) with a credential only the gate knows (so nothing reaches Flower around it). The
+address is the client's as the API's rate limits see it (jobs/addresses.py: X-Forwarded-For only
+through JOB_TRUSTED_PROXIES). Failed logins from one address within
 JOB_LOGIN_LOCKOUT_SECONDS (the window opens with the first failure) lock that address out after
 JOB_LOGIN_MAX_FAILURES, even with the right password, until the window ends: the admin login's
 rule. A request without credentials (a browser's first one) is not a failure. Every answer says
 `X-Frame-Options: DENY` and `frame-ancestors 'none'`. Flower's health and metrics paths stay open,
-as Flower keeps them. Used by `manage.py run_dev`; in production a reverse proxy does this job
-(docs/operations.md, "Flower").
+as Flower keeps them. Run by `manage.py run_flower_gate`, in `make run`, docker-compose.yml and
+deploy/k8s (docs/operations.md, "Flower in production").
 """
 
 import base64
@@ -21,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from jobs.addresses import client_address
 
 log = logging.getLogger("jobqueue.flower")
 
@@ -73,9 +77,10 @@ class LoginFailures:
 @dataclass(frozen=True)
 class Gate:
     login: str  # user:password clients must give
-    upstream_port: int  # Flower's, on 127.0.0.1
+    upstream_port: int  # Flower's
     upstream_login: str  # user:password Flower was started with
     failures: LoginFailures
+    upstream_host: str = "127.0.0.1"  # Flower's: loopback in development, its service's name in compose
 
     def allows(self, authorization: str | None) -> bool | None:
         """None: no credentials given; else whether they are the login."""
@@ -104,10 +109,17 @@ class GateHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def do_request(self) -> None:
-        address = self.client_address[0]
+        address = self.client()
         if self.path.split("?", 1)[0] not in OPEN_PATHS and not self.logged_in(address):
             return
         self.relay()
+
+    def client(self) -> str:
+        """The address failures count against: X-Forwarded-For only through JOB_TRUSTED_PROXIES."""
+        meta = {"REMOTE_ADDR": self.client_address[0]}
+        if forwarded := self.headers.get_all("X-Forwarded-For"):
+            meta["HTTP_X_FORWARDED_FOR"] = ",".join(forwarded)  # several headers: one list, as WSGI joins them
+        return client_address(meta)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_request
 
@@ -138,7 +150,7 @@ class GateHandler(BaseHTTPRequestHandler):
         headers["Authorization"] = basic(self.gate.upstream_login)
         starting = time.monotonic() + STARTING_SECONDS
         while True:
-            upstream = http.client.HTTPConnection("127.0.0.1", self.gate.upstream_port, timeout=60)
+            upstream = http.client.HTTPConnection(self.gate.upstream_host, self.gate.upstream_port, timeout=60)
             try:
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()

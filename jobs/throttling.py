@@ -23,6 +23,7 @@ import redis
 from django.conf import settings
 from rest_framework import exceptions, throttling
 
+from jobs.addresses import client_address
 from jobs.breaker import Breaker, breaker_for
 
 log = logging.getLogger("jobqueue.api")
@@ -67,6 +68,9 @@ class RedisWindow:
     rate ("200/second") into `num_requests` per `duration` seconds."""
 
     left: float = 0.0
+
+    def get_ident(self, request) -> str:
+        return client_address(request.META)
 
     def allow_request(self, request, view) -> bool:
         if self.rate is None:

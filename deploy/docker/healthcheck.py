@@ -4,6 +4,8 @@
     worker  GET /healthz on JOB_WORKER_METRICS_PORT (9808)       the worker node is alive
     mover   GET /metrics on JOB_MOVER_METRICS_PORT (9809)        the mover answers
     flower  GET /healthcheck on Flower's --port (5555)           Flower answers
+    flower-gate  GET /healthcheck through the gate's --port      the gate and Flower behind it answer
+                 (JOBQUEUE_FLOWER_GATE_PORT, 5555)
 
 Any other command (migrate, a shell) has nothing to ask and counts as healthy. The role can be
 named as the first argument instead. Exit status 0 is healthy, 1 is not. Standard library only,
@@ -51,6 +53,8 @@ def role_of(argv: list[str]) -> str | None:
         return "flower"
     if "run_mover" in words:
         return "mover"
+    if "run_flower_gate" in words:
+        return "flower-gate"
     return None
 
 
@@ -64,6 +68,9 @@ def url_for(role: str, argv: list[str]) -> str:
         return f"http://127.0.0.1:{os.environ.get('JOB_MOVER_METRICS_PORT') or 9809}/metrics"
     if role == "flower":
         return f"http://127.0.0.1:{option(argv, '--port') or 5555}/healthcheck"
+    if role == "flower-gate":
+        port = option(argv, "--port") or os.environ.get("JOBQUEUE_FLOWER_GATE_PORT") or 5555
+        return f"http://127.0.0.1:{port}/healthcheck"
     raise ValueError(f"unknown role {role!r}")
 
 

@@ -14,21 +14,16 @@ import redis
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
-from rest_framework.throttling import BaseThrottle
 
 from jobs import throttling
+from jobs.addresses import client_address
 
 log = logging.getLogger("jobqueue.admin")
 
 
-def client_address(request) -> str:
-    """The client's address as the rate limits see it (DRF's, through JOB_TRUSTED_PROXIES)."""
-    return BaseThrottle().get_ident(request)
-
-
 class LockoutAuthenticationForm(AdminAuthenticationForm):
     def clean(self):
-        key = f"login-failures:{client_address(self.request)}" if self.request is not None else None
+        key = f"login-failures:{client_address(self.request.META)}" if self.request is not None else None
         if key is not None and self._failures(key) >= settings.JOB_LOGIN_MAX_FAILURES:
             minutes = max(1, round(settings.JOB_LOGIN_LOCKOUT_SECONDS / 60))
             raise ValidationError(

@@ -125,7 +125,7 @@ def unknown_third_party_env(names) -> list[str]:
 
 @dataclass
 class EntryPoint:
-    role: str  # web, worker, flower, mover, migrate or another manage.py command
+    role: str  # web, worker, flower, flower-gate, mover, migrate or another manage.py command
     queues: list[str] = field(default_factory=list)
     port: int | None = None
     args: list[str] = field(default_factory=list)
@@ -208,7 +208,7 @@ def _manage(args: list[str]) -> EntryPoint:
         parser.parse_args(rest)
     except CommandError as exc:
         raise AssertionError(f"manage.py {name} {rest}: {exc}") from None
-    role = {"run_mover": "mover"}.get(name, name)
+    role = {"run_mover": "mover", "run_flower_gate": "flower-gate"}.get(name, name)
     return EntryPoint(role, args=rest)
 
 
@@ -218,7 +218,7 @@ def healthcheck_roles() -> set[str]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     roles = set()
-    for role in ("web", "worker", "mover", "flower", "migrate", "nonsense"):
+    for role in ("web", "worker", "mover", "flower", "flower-gate", "migrate", "nonsense"):
         try:
             module.url_for(role, [])
         except ValueError:

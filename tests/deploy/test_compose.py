@@ -24,6 +24,7 @@ APP_ROLES = {
     "worker-high": "worker",
     "mover": "mover",
     "flower": "flower",
+    "flower-gate": "flower-gate",
 }
 
 
@@ -163,6 +164,35 @@ def test_files_mounted_from_the_repository_exist():
 def test_flower_has_a_login():
     assert env("flower")["FLOWER_BASIC_AUTH"] == "required"
     assert "flower" in check_command(SERVICES["flower"]["command"]).role
+
+
+def published(service: dict) -> list[int]:
+    """The host ports a service publishes (`[ip:]host:container` or the long syntax)."""
+    ports = []
+    for port in service.get("ports", []):
+        ports.append(int(port["published"]) if isinstance(port, dict) else int(str(port).split(":")[-2]))
+    return ports
+
+
+def test_flower_is_published_only_through_its_gate_which_relays_with_a_login_only_they_share():
+    gate, raw = env("flower-gate"), SERVICES["flower-gate"]["environment"]
+    flower_port = check_command(SERVICES["flower"]["command"]).port
+    # Flower publishes nothing; the gate is the only service on the host's 5555.
+    assert "ports" not in SERVICES["flower"] and SERVICES["flower"]["expose"] == [str(flower_port)]
+    assert [name for name, service in SERVICES.items() if 5555 in published(service)] == ["flower-gate"]
+    assert SERVICES["flower-gate"]["ports"] == [f"5555:{gate['JOBQUEUE_FLOWER_GATE_PORT']}"]
+    assert gate["JOBQUEUE_FLOWER_GATE_ADDR"] == "0.0.0.0", "the host's port reaches the container's interface"
+    # It relays to Flower over the compose network ...
+    assert gate["JOBQUEUE_FLOWER_UPSTREAM_HOST"] == "flower"
+    assert int(gate["JOBQUEUE_FLOWER_UPSTREAM_PORT"]) == flower_port
+    assert SERVICES["flower-gate"]["depends_on"]["flower"] == {"condition": "service_started"}
+    # ... with the login Flower is started with; the operator's FLOWER_BASIC_AUTH is the gate's.
+    assert raw["JOBQUEUE_FLOWER_LOGIN"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert raw["JOBQUEUE_FLOWER_UPSTREAM_LOGIN"] == SERVICES["flower"]["environment"]["FLOWER_BASIC_AUTH"]
+    assert raw["JOBQUEUE_FLOWER_UPSTREAM_LOGIN"].startswith("${JOBQUEUE_FLOWER_UPSTREAM_LOGIN:?")
+    assert not any("FLOWER_BASIC_AUTH" in str(value) for name, value in raw.items() if name != "JOBQUEUE_FLOWER_LOGIN")
+    # Behind the operator's proxy the lockout counts per client (docs/operations.md).
+    assert gate["JOB_TRUSTED_PROXIES"] == "0"
 
 
 def _prometheus_config() -> dict:

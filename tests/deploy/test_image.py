@@ -137,6 +137,7 @@ def _load_script():
         (["/usr/local/bin/python", "/usr/local/bin/celery", "-A", "jobqueue_site", "worker", "-Q", "high"], "worker"),
         (["/sbin/docker-init", "--", "celery", "-A", "jobqueue_site", "flower", "--port=5555"], "flower"),
         (["python", "manage.py", "run_mover"], "mover"),
+        (["python", "manage.py", "run_flower_gate"], "flower-gate"),
         (["python", "manage.py", "migrate", "--noinput"], None),
     ],
 )
@@ -149,6 +150,14 @@ def test_the_health_check_finds_web_ports_in_the_command():
     assert script.url_for("web", ["gunicorn", "app", "--bind=0.0.0.0:8123"]) == "http://127.0.0.1:8123/healthz"
     assert script.url_for("web", ["gunicorn", "app", "-b", "0.0.0.0:8124"]) == "http://127.0.0.1:8124/healthz"
     assert script.url_for("flower", ["celery", "flower", "--port=5600"]) == "http://127.0.0.1:5600/healthcheck"
+
+
+def test_the_health_check_asks_flower_through_its_gate_on_the_gates_port(monkeypatch):
+    script, gate = _load_script(), ["python", "manage.py", "run_flower_gate"]
+    assert script.url_for("flower-gate", gate) == "http://127.0.0.1:5555/healthcheck"
+    monkeypatch.setenv("JOBQUEUE_FLOWER_GATE_PORT", "5601")
+    assert script.url_for("flower-gate", gate) == "http://127.0.0.1:5601/healthcheck"
+    assert script.url_for("flower-gate", [*gate, "--port=5602"]) == "http://127.0.0.1:5602/healthcheck"
 
 
 class _Answers(http.server.BaseHTTPRequestHandler):

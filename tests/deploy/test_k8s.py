@@ -65,6 +65,7 @@ ROLES = {
     "worker-high": "worker",
     "mover": "mover",
     "flower": "flower",
+    "flower-gate": "flower-gate",
     "migrate": "migrate",
     "wait-for-migrations": "migrate",
 }
@@ -286,6 +287,11 @@ def test_http_probes_ask_real_routes_on_real_ports(overlay):
                     patterns = [h[0] if isinstance(h, tuple) else h.regex.pattern for h in handlers]
                     assert any(re.fullmatch(p, get["path"]) for p in patterns), f"Flower has no {get['path']}"
                     assert port == check_command(container["command"]).port
+                elif role == "flower-gate":
+                    from jobs.flower_gate import OPEN_PATHS
+
+                    assert get["path"] in OPEN_PATHS, f"the gate asks a login for {get['path']}"
+                    assert port == int(values["JOBQUEUE_FLOWER_GATE_PORT"])
                 else:
                     pytest.fail(f"{container['name']} has an HTTP probe nobody serves")
             elif "exec" in probe:
@@ -389,3 +395,27 @@ def test_scrape_annotations_name_the_metrics_ports(overlay):
             port = int(annotations["prometheus.io/port"])
             assert port in [p["containerPort"] for p in container["ports"]]
             assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_flower_is_reached_only_through_its_gate_in_its_pod(overlay):
+    objects = render(overlay)
+    pod = {c["name"]: c for c in containers(find(objects, "Deployment", "flower"))}
+    assert set(pod) == {"flower-gate", "flower"}
+    gate, flower = container_env(objects, pod["flower-gate"]), container_env(objects, pod["flower"])
+    # Flower listens on the pod's loopback only, where the gate (same pod) relays to it ...
+    entry = check_command(pod["flower"]["command"])
+    assert "--address=127.0.0.1" in entry.args and "ports" not in pod["flower"]
+    assert gate["JOBQUEUE_FLOWER_UPSTREAM_HOST"] == "127.0.0.1"
+    assert int(gate["JOBQUEUE_FLOWER_UPSTREAM_PORT"]) == entry.port
+    # ... with the login only the two know; the operator's FLOWER_BASIC_AUTH is checked by the gate.
+    assert gate["JOBQUEUE_FLOWER_UPSTREAM_LOGIN"] == flower["FLOWER_BASIC_AUTH"]
+    assert gate["JOBQUEUE_FLOWER_LOGIN"] == secret_data(find(objects, "Secret", "jobqueue-flower"))["FLOWER_BASIC_AUTH"]
+    assert gate["JOBQUEUE_FLOWER_LOGIN"] != gate["JOBQUEUE_FLOWER_UPSTREAM_LOGIN"]
+    # The Service sends clients to the gate's port, on every interface of the pod.
+    service = find(objects, "Service", "flower")
+    assert [container_port(pod["flower-gate"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        int(gate["JOBQUEUE_FLOWER_GATE_PORT"])
+    ]
+    assert gate["JOBQUEUE_FLOWER_GATE_ADDR"] == "0.0.0.0"
+    assert "JOB_TRUSTED_PROXIES" in gate, "behind an ingress every client would share one lockout"

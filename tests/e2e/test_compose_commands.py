@@ -1,13 +1,14 @@
 """The docker compose stack's own commands and settings, run as plain processes on this machine.
 
 No container engine is needed: each jobqueue service of docker-compose.yml (migrate, web,
-worker, mover, Flower) is started with its command and environment from the file; only the
-addresses of the compose network are swapped for the test's PostgreSQL, Redis and SMTP server
-on loopback. Then jobs go in through the web app and come out of the workers.
+worker, mover, Flower and its gate) is started with its command and environment from the file;
+only the addresses of the compose network are swapped for the test's PostgreSQL, Redis and SMTP
+server on loopback. Then jobs go in through the web app and come out of the workers.
 """
 
 import importlib.util
 import os
+import re
 import subprocess
 
 import pytest
@@ -20,6 +21,8 @@ from tests.deploy.project import HEALTHCHECK_SCRIPT, ROOT, interpolate
 from tests.e2e.test_web import poll_status
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+# What .env must provide (${NAME:?...} in the file).
+DOTENV = {"FLOWER_BASIC_AUTH": "operator:compose-test", "JOBQUEUE_FLOWER_UPSTREAM_LOGIN": "gate:compose-gate-only"}
 
 
 class Inbox:
@@ -57,7 +60,11 @@ def local_command(argv: list[str], **replace: str) -> list[str]:
 
 
 def local_env(service: str, smtp_port: int) -> dict[str, str]:
-    env = {key: interpolate(value) for key, value in (COMPOSE[service].get("environment") or {}).items()}
+    required = re.compile(r"\$\{(" + "|".join(DOTENV) + r"):\?[^}]*\}")
+    env = {
+        key: interpolate(required.sub(lambda match: DOTENV[match.group(1)], str(value)))
+        for key, value in (COMPOSE[service].get("environment") or {}).items()
+    }
     local = {
         # The compose network's postgres, redis and mailpit are the test's servers on loopback.
         "DATABASE_URL": os.environ["DATABASE_URL"],
@@ -66,7 +73,9 @@ def local_env(service: str, smtp_port: int) -> dict[str, str]:
         "EMAIL_PORT": str(smtp_port),
         # Values .env must provide (${...:?}) in compose.
         "SECRET_KEY": os.environ["SECRET_KEY"],
-        "FLOWER_BASIC_AUTH": "operator:compose-test",
+        # The gate listens on loopback and finds Flower there.
+        "JOBQUEUE_FLOWER_GATE_ADDR": "127.0.0.1",
+        "JOBQUEUE_FLOWER_UPSTREAM_HOST": "127.0.0.1",
         # Metrics endpoints on free loopback ports: other tests may run on this machine.
         "JOB_WORKER_METRICS_ADDR": "127.0.0.1",
         "JOB_WORKER_METRICS_PORT": str(servers.free_port()),
@@ -82,9 +91,9 @@ def stack(smtp_sink):
     started: list[servers.Process] = []
     smtp_port, inbox = smtp_sink
 
-    def start(service: str, **replace: str) -> tuple[servers.Process, list[str]]:
+    def start(service: str, env: dict[str, str] | None = None, **replace: str) -> tuple[servers.Process, list[str]]:
         command = local_command(COMPOSE[service]["command"], **replace)
-        process = servers.Process(f"compose-{service}", command, local_env(service, smtp_port))
+        process = servers.Process(f"compose-{service}", command, {**local_env(service, smtp_port), **(env or {})})
         started.append(process)
         return process, command
 
@@ -93,7 +102,7 @@ def stack(smtp_sink):
         process.stop(timeout=40)
 
 
-def test_the_compose_services_run_jobs_end_to_end(stack, make_user):
+def test_the_compose_services_run_jobs_end_to_end(stack, make_user, monkeypatch):
     start, smtp_port, inbox = stack
     migrate = subprocess.run(
         local_command(COMPOSE["migrate"]["command"]),
@@ -106,11 +115,13 @@ def test_the_compose_services_run_jobs_end_to_end(stack, make_user):
     )
     assert migrate.returncode == 0, migrate.stderr
 
-    web_port, flower_port = servers.free_port(), servers.free_port()
+    web_port, flower_port, gate_port = servers.free_port(), servers.free_port(), servers.free_port()
     web, web_command = start("web", **{"--bind": f"127.0.0.1:{web_port}"})
     worker, _ = start("worker")
     mover, _ = start("mover")
     flower, flower_command = start("flower", **{"--port": str(flower_port)})
+    ports = {"JOBQUEUE_FLOWER_GATE_PORT": str(gate_port), "JOBQUEUE_FLOWER_UPSTREAM_PORT": str(flower_port)}
+    gate, gate_command = start("flower-gate", env=ports)
     worker.wait_for_output("ready", timeout=60)
     mover.wait_for_output("mover started", timeout=30)
 
@@ -121,10 +132,17 @@ def test_the_compose_services_run_jobs_end_to_end(stack, make_user):
     servers.wait_for(
         lambda: script.check(script.url_for("flower", flower_command))[0], timeout=30, what="flower healthy"
     )
-    # Flower is behind the login FLOWER_BASIC_AUTH gives it.
-    assert requests.get(f"http://127.0.0.1:{flower_port}/", timeout=10).status_code == 401
-    logged_in = requests.get(f"http://127.0.0.1:{flower_port}/", auth=("operator", "compose-test"), timeout=10)
-    assert logged_in.status_code == 200
+    monkeypatch.setenv("JOBQUEUE_FLOWER_GATE_PORT", str(gate_port))  # as in the gate's container
+    servers.wait_for(
+        lambda: script.check(script.url_for("flower-gate", gate_command))[0], timeout=30, what="flower-gate healthy"
+    )
+    # Clients reach Flower through the gate, with the login FLOWER_BASIC_AUTH gives it, and its
+    # pages may not be framed; Flower itself takes only the gate's login.
+    gate_url, operator = f"http://127.0.0.1:{gate_port}", tuple(DOTENV["FLOWER_BASIC_AUTH"].split(":"))
+    assert requests.get(f"{gate_url}/", timeout=10).status_code == 401
+    logged_in = requests.get(f"{gate_url}/", auth=operator, timeout=10)
+    assert logged_in.status_code == 200 and logged_in.headers["X-Frame-Options"] == "DENY"
+    assert requests.get(f"http://127.0.0.1:{flower_port}/", auth=operator, timeout=10).status_code == 401
     # Prometheus scrapes Flower's metrics without the login (deploy/prometheus/prometheus-compose.yml).
     assert requests.get(f"http://127.0.0.1:{flower_port}/metrics", timeout=10).status_code == 200
 
@@ -146,4 +164,4 @@ def test_the_compose_services_run_jobs_end_to_end(stack, make_user):
         assert status["status"] == "succeeded", status
         assert status["history"][0]["worker"].startswith("worker@")
     assert len(inbox.messages) == 1 and "Subject: From compose" in inbox.messages[0]
-    assert web.alive() and worker.alive() and mover.alive() and flower.alive()
+    assert web.alive() and worker.alive() and mover.alive() and flower.alive() and gate.alive()

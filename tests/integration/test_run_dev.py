@@ -50,6 +50,8 @@ def test_flowers_login_is_passed_in_its_environment_not_on_its_command_line(monk
     # The gate on FLOWER_PORT checks the operator's login; Flower, on a private port, only the gate's.
     assert gate.env["JOBQUEUE_FLOWER_LOGIN"] == "ops:flower-s3cret"
     assert f"--port={config.flower_port}" in gate.argv and f"--port={config.flower_upstream_port}" in flower.argv
+    # On loopback whatever a deployment's JOBQUEUE_FLOWER_GATE_ADDR/UPSTREAM_HOST in the environment say.
+    assert {"--address=127.0.0.1", "--upstream-host=127.0.0.1"} <= set(gate.argv)
     assert flower.env["FLOWER_BASIC_AUTH"] == gate.env["JOBQUEUE_FLOWER_UPSTREAM_LOGIN"] == config.flower_upstream_auth
     assert len(config.flower_upstream_auth) > 30 and "s3cret" not in config.flower_upstream_auth
 

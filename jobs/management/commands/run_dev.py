@@ -59,7 +59,9 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     # Flower, on a private port, takes its login from FLOWER_BASIC_AUTH (on the command line `ps`
     # would show it); the gate on FLOWER_PORT checks the operator's login and throttles failures.
     flower = ["--address=127.0.0.1", f"--port={config.flower_upstream_port}"]
-    gate = ["run_flower_gate", f"--port={config.flower_port}", f"--upstream-port={config.flower_upstream_port}"]
+    # Every address on the command line: the JOBQUEUE_FLOWER_GATE_*/UPSTREAM_* variables are a deployment's.
+    gate = ["run_flower_gate", "--address=127.0.0.1", f"--port={config.flower_port}"]
+    gate += ["--upstream-host=127.0.0.1", f"--upstream-port={config.flower_upstream_port}"]
     gate_env = {
         "JOBQUEUE_FLOWER_LOGIN": config.flower_auth,
         "JOBQUEUE_FLOWER_UPSTREAM_LOGIN": config.flower_upstream_auth,
