@@ -214,10 +214,10 @@ def counts_by_type_and_status(*, since: datetime, until: datetime, owner_id: Any
 def job_owner(*, job_id: Any) -> tuple[Any, bool]:
     """(owner id, whether the owner may view every job) of a job; (None, True) for a job without
     an owner, submitted from Python, the CLI or a schedule by an operator."""
-    job = Job.objects.select_related("owner").filter(pk=job_id).first()
-    if job is None or job.owner is None:
+    owner = job_owner_user(job_id=job_id)
+    if owner is None:
         return None, True
-    return job.owner.pk, permissions.may_view_every_job(job.owner)
+    return owner.pk, permissions.may_view_every_job(owner)
 
 
 def running_serial(*, job_id: Any, worker: str) -> int | None:
