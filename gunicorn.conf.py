@@ -8,7 +8,7 @@ is in place before any worker (or --preload) imports prometheus_client.
 
 import os
 
-from jobs import multiproc
+from jobs.adapters import multiproc
 
 _dir = multiproc.base_dir() / f"web-{os.getpid()}"
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != str(_dir):  # not again when a HUP reloads this file

@@ -1,6 +1,6 @@
 """A task declared with Django's `@task` for the tasks-enqueue scenario (imported once Django is set up)."""
 
-from jobs.task_api import task
+from jobs.adapters.task_api import task
 
 
 @task

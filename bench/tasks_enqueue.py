@@ -45,7 +45,7 @@ def _round(count: int) -> dict[str, list[float]]:
 
 
 def _empty_queues() -> None:
-    from jobs import broker
+    from jobs.adapters import broker
 
     for queue in broker.queue_lengths():
         broker.drop_queue(queue)

@@ -7,14 +7,14 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobqueue_site.settings")
 
-from jobs import internals
-from jobs.states import DEAD_LETTER_QUEUE, QUEUES
+from jobs.adapters import internals
+from jobs.rules.states import DEAD_LETTER_QUEUE, QUEUES
 
 __all__ = ["DEAD_LETTER_QUEUE", "QUEUES", "app"]
 
-# Redis URLs name our transport (jobqueue_site/transport.py) under kombu's own scheme, so the broker
+# Redis URLs name our transport (jobs/adapters/transport.py) under kombu's own scheme, so the broker
 # URL stays `redis://...`: Flower picks its Broker tab's client by that scheme.
-internals.register_kombu_transport("jobqueue_site.transport:Transport", "redis", "rediss")
+internals.register_kombu_transport("jobs.adapters.transport:Transport", "redis", "rediss")
 
 app = Celery("jobqueue_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -2,7 +2,7 @@
 
 Django hides settings named like a secret (`*_KEY`, `*PASSWORD*`, `*TOKEN*`), but not a password
 inside a URL: REDIS_URL, CELERY_BROKER_URL and the cache's LOCATION went out whole. Every setting,
-request header (`META`) and frame variable goes through `jobs.limits.redact` here, and the
+request header (`META`) and frame variable goes through `jobs.rules.input_limits.redact` here, and the
 finished report once more, for what the filter never sees (the exception's message, a source line).
 Settings: DEFAULT_EXCEPTION_REPORTER_FILTER and DEFAULT_EXCEPTION_REPORTER.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
-from jobs.limits import redact
+from jobs.rules.input_limits import redact
 
 
 def redacted(value: Any) -> Any:

@@ -19,7 +19,7 @@ class Redacting(logging.Formatter):
     """Configured secrets (SMTP, database and Redis passwords, SECRET_KEY) never reach a log line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from jobs.limits import redact
+        from jobs.rules.input_limits import redact
 
         return redact(super().format(record))
 

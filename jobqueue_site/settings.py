@@ -181,8 +181,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Request metrics for /metrics: the Before middleware first, the After one last.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    # A view that fails because PostgreSQL or Redis is unreachable answers 503 JSON (jobs/outages.py).
-    "jobs.outages.ServiceUnavailableMiddleware",
+    # A view that fails because PostgreSQL or Redis is unreachable answers 503 JSON (jobs/api/outages.py).
+    "jobs.api.outages.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # Serves STATIC_ROOT (the admin's CSS and JavaScript, after collectstatic) under gunicorn too.
@@ -269,7 +269,7 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
-# Shared by every web process (the rate limits count in this Redis, jobs/throttling.py), in the
+# Shared by every web process (the rate limits count in this Redis, jobs/api/throttling.py), in the
 # broker's Redis under its own prefix.
 CACHES = {
     "default": {
@@ -277,7 +277,7 @@ CACHES = {
         "LOCATION": env_str("CACHE_URL") or env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "KEY_PREFIX": "jobqueue-cache",
         "TIMEOUT": 300,
-        # The rate limits fail open when this Redis does not answer (jobs/throttling.py): soon.
+        # The rate limits fail open when this Redis does not answer (jobs/api/throttling.py): soon.
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
@@ -287,17 +287,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("JOB_MAX_REQUEST_BYTES", 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "jobs.authentication.TokenAuthentication",
+        "jobs.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["jobs.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["jobs.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["jobs.api.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     # Per token (user) and, for requests without one, per client address.
     "DEFAULT_THROTTLE_CLASSES": [
-        "jobs.throttling.UserRateThrottle",
-        "jobs.throttling.AnonRateThrottle",
+        "jobs.api.throttling.UserRateThrottle",
+        "jobs.api.throttling.AnonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env_str("JOB_THROTTLE_USER", "200/second"),
@@ -351,7 +351,7 @@ def _senders(raw: str) -> dict[str, frozenset[str]]:
 
 
 # A client's mail always comes from DEFAULT_FROM_EMAIL, unless this lists the `from_email`
-# addresses its user may set: user=address pairs, comma-separated (jobs.limits.sender_problem).
+# addresses its user may set: user=address pairs, comma-separated (jobs.rules.input_limits.sender_problem).
 JOB_EMAIL_SENDERS = _env("JOB_EMAIL_SENDERS", {}, _senders, "a list of user=address pairs")
 # How many mail jobs (email, email_welcome) one client may submit in an hour; 0: no limit.
 JOB_EMAIL_HOURLY_PER_OWNER = env_int("JOB_EMAIL_HOURLY_PER_OWNER", 1000)
@@ -441,10 +441,10 @@ GRAFANA_URL = env_str("GRAFANA_URL")
 
 # Celery on Redis.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-# Where the layers below the site find the Celery app (jobs.dispatch.celery_app).
+# Where the layers below the site find the Celery app (jobs.adapters.dispatch.celery_app).
 JOB_CELERY_APP = "jobqueue_site.celery.app"
 CELERY_BROKER_URL = REDIS_URL
-# The transport is ours (jobqueue_site/transport.py), registered for redis:// in jobqueue_site/celery.py.
+# The transport is ours (jobs/adapters/transport.py), registered for redis:// in jobqueue_site/celery.py.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # BRPOP the queues in the order the worker lists them (-Q high,medium,low): strict priority.
@@ -482,7 +482,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Metrics and health. Scrape endpoints of worker nodes and the mover (port 0: none); the web
 # app serves /metrics itself. Multiprocess metric files go under JOB_METRICS_DIR (read there by
-# jobs.multiproc, which runs before settings in gunicorn's master).
+# jobs.adapters.multiproc, which runs before settings in gunicorn's master).
 JOB_WORKER_METRICS_PORT = env_int("JOB_WORKER_METRICS_PORT", 9808)
 JOB_WORKER_METRICS_ADDR = env_str("JOB_WORKER_METRICS_ADDR", "127.0.0.1")
 JOB_MOVER_METRICS_PORT = env_int("JOB_MOVER_METRICS_PORT", 9809)

@@ -4,7 +4,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from jobs.admin.devmail import mailbox
-from jobs.api import (
+from jobs.api.health import healthz
+from jobs.api.metrics_view import metrics_view
+from jobs.api.views import (
     ClientJobCancelView,
     ClientJobListView,
     JobArtifactView,
@@ -12,8 +14,6 @@ from jobs.api import (
     SubmitJobsView,
     SubmitJobView,
 )
-from jobs.health import healthz
-from jobs.metrics_view import metrics_view
 
 urlpatterns = [
     path("submit-job", SubmitJobView.as_view(), name="submit-job"),
@@ -26,10 +26,10 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/", include("jobs.api_urls")),
+    path("api/", include("jobs.api.urls")),
     path("admin/", admin.site.urls),
 ]
-if settings.DEBUG:  # the development stack's mailbox (jobs/devmail.py)
+if settings.DEBUG:  # the development stack's mailbox (jobs/devstack/mail_sink.py)
     urlpatterns.insert(-1, path("admin/mail/", admin.site.admin_view(mailbox), name="dev-mailbox"))
 
-handler500 = "jobs.api_errors.server_error"
+handler500 = "jobs.api.errors.server_error"

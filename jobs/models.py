@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from .states import Priority, Status
+from jobs.rules.states import Priority, Status
 
 
 class Job(models.Model):

@@ -26,12 +26,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from jobs import internals, selectors
-from jobs.exceptions import InvalidPayload, InvalidSubmission, JobNotFound
-from jobs.models import Job
-from jobs.services import job_submit
-from jobs.states import QUEUES, Priority, Status
-from jobs.task_api import (
+from jobs.adapters import internals
+from jobs.adapters.task_api import (
     DEFAULT_TASK_QUEUE_NAME,
     BaseTaskBackend,
     InvalidTaskError,
@@ -43,6 +39,10 @@ from jobs.task_api import (
     normalize_json,
     task_enqueued,
 )
+from jobs.models import Job
+from jobs.rules.exceptions import InvalidPayload, InvalidSubmission, JobNotFound
+from jobs.rules.states import QUEUES, Priority, Status
+from jobs.services import job_submit, selectors
 
 log = logging.getLogger("jobqueue.tasks")
 

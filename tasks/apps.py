@@ -6,7 +6,7 @@ class TasksConfig(AppConfig):
     verbose_name = "Job types"
 
     def ready(self) -> None:
-        from jobs import registry
+        from jobs.rules import registry
 
         from . import control, log_buffer, node, outcomes  # noqa: F401  (they register on import)
 

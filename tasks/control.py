@@ -3,7 +3,7 @@
 `conf` (what Flower's worker page and `celery inspect conf` show) is Celery's table of the
 worker's configuration, with every configured secret and URL password masked: Celery masks
 only keys named like a secret, so REDIS_URL, CELERY_BROKER_URL and the cache's LOCATION went
-out with their passwords. Registered under Celery's own name (jobs.internals.replace_conf_command),
+out with their passwords. Registered under Celery's own name (jobs.adapters.internals.replace_conf_command),
 it replaces Celery's command.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 from celery.utils.saferepr import saferepr
 from celery.utils.serialization import jsonify
 
-from jobs import internals
-from jobs.limits import redact
+from jobs.adapters import internals
+from jobs.rules.input_limits import redact
 
 
 def masked(value: Any) -> Any:

@@ -11,7 +11,7 @@ import time
 
 from rest_framework import serializers
 
-from jobs.registry import job_type
+from jobs.rules.registry import job_type
 
 from .context import JobContext
 

@@ -15,10 +15,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import internals, selectors, tasks_backend
-from jobs.exceptions import PermanentError
-from jobs.registry import job_type
-from jobs.task_api import TaskContext, TaskError, TaskResult, TaskResultStatus, task_finished, task_started
+from jobs import tasks_backend
+from jobs.adapters import internals
+from jobs.adapters.task_api import TaskContext, TaskError, TaskResult, TaskResultStatus, task_finished, task_started
+from jobs.rules.exceptions import PermanentError
+from jobs.rules.registry import job_type
+from jobs.services import selectors
 
 from .context import JobContext
 

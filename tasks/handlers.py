@@ -16,10 +16,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from rest_framework import serializers
 
-from jobs import selectors
-from jobs.exceptions import PermanentError
-from jobs.limits import mail_volume_problem, sender_problem
-from jobs.registry import job_type
+from jobs.rules.exceptions import PermanentError
+from jobs.rules.input_limits import mail_volume_problem, sender_problem
+from jobs.rules.registry import job_type
+from jobs.services import selectors
 
 from .context import JobContext
 
@@ -43,7 +43,7 @@ def _one_line(value: str) -> None:
         raise serializers.ValidationError("must be one line: a line break would inject a mail header")
 
 
-# The types that send mail: one user's volume of them per hour is limited (jobs.limits).
+# The types that send mail: one user's volume of them per hour is limited (jobs.rules.input_limits).
 MAIL_TYPES = ("email", "email_welcome")
 
 

@@ -23,7 +23,7 @@ from celery import bootsteps, signals
 from django.conf import settings
 from prometheus_client import CollectorRegistry, multiprocess
 
-from jobs import broker, metrics, metrics_http, multiproc
+from jobs.adapters import broker, metrics, metrics_http, multiproc
 
 log = logging.getLogger("jobqueue.worker")
 

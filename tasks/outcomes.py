@@ -12,9 +12,11 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from jobs import retry, selectors, services
-from jobs.dispatch import RUN_JOB_TASK
-from jobs.limits import redact, unstorable
+from jobs import services
+from jobs.adapters.dispatch import RUN_JOB_TASK
+from jobs.rules import retry
+from jobs.rules.input_limits import redact, unstorable
+from jobs.services import selectors
 
 from . import finisher
 
@@ -52,7 +54,7 @@ def _result_problem(value: Any) -> str | None:
         return f"the handler returned a value that is not JSON: {exc}"[:1000]
     if size > settings.JOB_MAX_RESULT_BYTES:
         return f"the handler's result is {size} bytes; the limit is {settings.JOB_MAX_RESULT_BYTES} bytes"
-    problem = unstorable(value)  # the payload's check (jobs.limits): NUL, lone surrogates, depth
+    problem = unstorable(value)  # the payload's check (jobs.rules.input_limits): NUL, lone surrogates, depth
     return f"the handler's result cannot be stored: {problem}" if problem else None
 
 

@@ -5,14 +5,14 @@ The attempt reads from top to bottom: the claim, the handler, then its outcome: 
 reaches the task_failure receiver in `tasks.outcomes`: a pool process killed (reported by the
 main process), a hard time limit. Outcomes call the services; nothing here writes a status.
 The task itself returns None, so Celery has nothing to format or hand back to the pool's parent.
-Its request (jobs.internals.RequestWithFailedRuntime) gives a failure's event the attempt's runtime.
+Its request (jobs.adapters.internals.RequestWithFailedRuntime) gives a failure's event the attempt's runtime.
 """
 
 from celery import shared_task
 
-from jobs import registry
-from jobs.dispatch import RUN_JOB_TASK
-from jobs.internals import RequestWithFailedRuntime
+from jobs.adapters.dispatch import RUN_JOB_TASK
+from jobs.adapters.internals import RequestWithFailedRuntime
+from jobs.rules import registry
 
 from . import outcomes, worker
 from .context import JobContext

@@ -21,8 +21,9 @@ from celery.exceptions import Reject
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from jobs import selectors, services
-from jobs.unavailable import database_unavailable
+from jobs import services
+from jobs.adapters.unavailable import database_unavailable
+from jobs.services import selectors
 
 log = logging.getLogger("jobqueue.worker")
 

@@ -88,7 +88,7 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="jq-redis-")
 
     def start(self) -> None:
-        from jobs.devstack import redis_server_binary
+        from jobs.devstack.processes import redis_server_binary
 
         binary = redis_server_binary()
         if binary is None:

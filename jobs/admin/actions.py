@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from jobs import services
-from jobs.exceptions import JobQueueError
 from jobs.models import Job, QueueState
+from jobs.rules.exceptions import JobQueueError
 
 
 class CheckedSelection:

@@ -7,8 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from jobs import devmail
-from jobs.permissions import may_view_every_job
+from jobs.devstack import mail_sink as devmail
+from jobs.rules.permissions import may_view_every_job
 
 
 def mailbox(request: HttpRequest) -> HttpResponse:

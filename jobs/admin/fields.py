@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.forms.fields import InvalidJSONInput
 
-from jobs.limits import NotJSON, parse_json
+from jobs.rules.input_limits import NotJSON, parse_json
 
 
 def json_text(text: str) -> Any:

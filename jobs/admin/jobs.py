@@ -10,9 +10,9 @@ from django.http import Http404, HttpRequest, HttpResponseBadRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from jobs import selectors
 from jobs.models import DeadJob, Job, JobAttempt
-from jobs.states import Status
+from jobs.rules.states import Status
+from jobs.services import selectors
 
 from . import actions, display, views
 

@@ -4,10 +4,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from jobs import limit_selectors, registry, services
-from jobs.exceptions import JobQueueError
+from jobs import services
 from jobs.models import JobLimit
-from jobs.rates import LimitProblem, make_limit
+from jobs.rules import registry
+from jobs.rules.exceptions import JobQueueError
+from jobs.rules.limits import LimitProblem, make_limit
+from jobs.services import limit_selectors
 
 from .actions import CheckedSelection
 

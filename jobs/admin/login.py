@@ -15,8 +15,8 @@ from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 
-from jobs import throttling
-from jobs.addresses import client_address
+from jobs.adapters.addresses import client_address
+from jobs.api import throttling
 
 log = logging.getLogger("jobqueue.admin")
 

@@ -13,10 +13,12 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from jobs import registry, selectors, services
-from jobs.exceptions import JobQueueError
+from jobs import services
+from jobs.api.serializers import LARGEST_SECONDS
 from jobs.models import Schedule, ScheduleRun, ScheduleSource
-from jobs.serializers import LARGEST_SECONDS
+from jobs.rules import registry
+from jobs.rules.exceptions import JobQueueError
+from jobs.services import selectors
 
 from . import display
 from .actions import CheckedSelection

@@ -14,10 +14,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import limit_selectors, selectors
-from jobs.exceptions import JobNotFound, JobQueueError
 from jobs.models import QueueState
-from jobs.states import Status
+from jobs.rules.exceptions import JobNotFound, JobQueueError
+from jobs.rules.states import Status
+from jobs.services import limit_selectors, selectors
 
 from . import actions, display
 from .chart import line_chart, throughput_chart

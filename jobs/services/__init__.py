@@ -1,6 +1,6 @@
 """Every write to jobs goes through these functions; callers never set a status themselves."""
 
-from .lifecycle import (
+from jobs.services.lifecycle import (
     Claim,
     Success,
     job_artifact_save,
@@ -15,8 +15,8 @@ from .lifecycle import (
     jobs_succeed,
     jobs_transition,
 )
-from .limits import job_starts_prune, jobs_wake_due, jobs_wake_waiting, limit_clear, limit_set
-from .operations import (
+from jobs.services.limits import job_starts_prune, jobs_wake_due, jobs_wake_waiting, limit_clear, limit_set
+from jobs.services.operations import (
     job_cancel,
     job_delete,
     job_resubmit,
@@ -26,15 +26,15 @@ from .operations import (
     jobs_purge_finished,
     jobs_retry_dead,
 )
-from .queues import queue_pause, queue_resume, queue_state, queues_sample
-from .recovery import (
+from jobs.services.queues import queue_pause, queue_resume, queue_state, queues_sample
+from jobs.services.recovery import (
     dead_letters_reconcile,
     jobs_dispatch_pending,
     jobs_redispatch_missing,
     jobs_release_due,
     jobs_requeue_lost,
 )
-from .schedules import (
+from jobs.services.schedules import (
     SyncResult,
     schedule_create,
     schedule_delete,
@@ -45,7 +45,7 @@ from .schedules import (
     schedules_fire_due,
     schedules_sync_code,
 )
-from .submit import answered_with, job_submit, jobs_submit_many
+from jobs.services.submit import answered_with, job_submit, jobs_submit_many
 
 __all__ = [
     "answered_with",

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from jobs import metrics
+from jobs.adapters import metrics
 
 log = logging.getLogger("jobqueue.jobs")
 

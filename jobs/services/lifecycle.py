@@ -18,14 +18,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs import dispatch, limit_selectors, limits, retry, states
+from jobs.adapters import dispatch
+from jobs.adapters.store import store
 from jobs.models import Job, JobArtifact, JobAttempt, Outcome
-from jobs.states import Status, Transition
-from jobs.store import store
-
-from . import events
-from . import limits as cluster_limits
-from .events import JobFacts
+from jobs.rules import input_limits as limits
+from jobs.rules import retry, states
+from jobs.rules.states import Status, Transition
+from jobs.services import events, limit_selectors
+from jobs.services import limits as cluster_limits
+from jobs.services.events import JobFacts
 
 log = logging.getLogger("jobqueue.jobs")
 
@@ -36,7 +37,7 @@ MAX_TRACEBACK = 50_000
 def job_transition(
     move: Transition, *, job_id: Any, where: dict[str, Any] | None = None, condition: Any = None, **changes: Any
 ) -> bool:
-    """Make one named move of the state machine (jobs.states) with a conditional update.
+    """Make one named move of the state machine (jobs.rules.states) with a conditional update.
 
     Only a row in one of the move's sources (and that matches the fence `where`, such as the
     attempt's serial, and the optional `condition`, a Q or boolean expression) changes; False

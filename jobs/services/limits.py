@@ -23,12 +23,14 @@ from django.db import connection, transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
-from jobs import dispatch, limit_selectors, metrics, registry, states
-from jobs.exceptions import InvalidLimit
+from jobs.adapters import dispatch, metrics
+from jobs.adapters.store import store
 from jobs.models import Job, JobLimit, JobStart
-from jobs.rates import MAX_PERIOD_SECONDS, Limit, LimitProblem, Rate, make_limit
-from jobs.states import Priority, Status
-from jobs.store import store
+from jobs.rules import registry, states
+from jobs.rules.exceptions import InvalidLimit
+from jobs.rules.limits import MAX_PERIOD_SECONDS, Limit, LimitProblem, Rate, make_limit
+from jobs.rules.states import Priority, Status
+from jobs.services import limit_selectors
 
 log = logging.getLogger("jobqueue.limits")
 

@@ -10,14 +10,14 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from jobs import broker, dispatch, states
-from jobs.exceptions import InvalidTransition, JobNotFound
+from jobs.adapters import broker, dispatch
+from jobs.adapters.store import ERROR_COLUMNS
 from jobs.models import Job
-from jobs.states import FINISHED, Status
-from jobs.store import ERROR_COLUMNS
-
-from .lifecycle import job_transition, jobs_transition
-from .submit import job_submit, validate_payload
+from jobs.rules import states
+from jobs.rules.exceptions import InvalidTransition, JobNotFound
+from jobs.rules.states import FINISHED, Status
+from jobs.services.lifecycle import job_transition, jobs_transition
+from jobs.services.submit import job_submit, validate_payload
 
 FAILURE_CLEARED = dict.fromkeys(ERROR_COLUMNS, "")  # error type, message, traceback and reason
 

@@ -13,10 +13,11 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import broker, dispatch, selectors
-from jobs.exceptions import UnknownQueue
+from jobs.adapters import broker, dispatch
 from jobs.models import Job, QueueSample, QueueState
-from jobs.states import Priority, Status
+from jobs.rules.exceptions import UnknownQueue
+from jobs.rules.states import Priority, Status
+from jobs.services import selectors
 
 log = logging.getLogger("jobqueue.jobs")
 

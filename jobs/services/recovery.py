@@ -15,11 +15,11 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from jobs import broker, dispatch, states
+from jobs.adapters import broker, dispatch
 from jobs.models import Job, Outcome, PendingDispatch
-from jobs.states import WAITING_FOR_TIME, Status
-
-from .lifecycle import job_fail, jobs_transition
+from jobs.rules import states
+from jobs.rules.states import WAITING_FOR_TIME, Status
+from jobs.services.lifecycle import job_fail, jobs_transition
 
 log = logging.getLogger("jobqueue.mover")
 

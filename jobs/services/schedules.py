@@ -18,13 +18,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone as dj_timezone
 
-from jobs import metrics, recurrence, registry
-from jobs.exceptions import InternalJobType, InvalidSubmission, JobQueueError, ScheduleNotFound, UnknownJobType
-from jobs.limits import name_problem
+from jobs.adapters import metrics
 from jobs.models import Job, MissedPolicy, OverlapPolicy, Schedule, ScheduleRun, ScheduleSource, TickOutcome
-from jobs.states import FINISHED, Priority
-
-from .submit import _check_options, _store, build_job, validate_payload
+from jobs.rules import recurrence, registry
+from jobs.rules.exceptions import InternalJobType, InvalidSubmission, JobQueueError, ScheduleNotFound, UnknownJobType
+from jobs.rules.input_limits import name_problem
+from jobs.rules.states import FINISHED, Priority
+from jobs.services.submit import _check_options, _store, build_job, validate_payload
 
 log = logging.getLogger("jobqueue.schedules")
 
@@ -154,7 +154,7 @@ def schedule_create(
     actor: Any = None,
 ) -> Schedule:
     """A new schedule, validated; its first tick is the first after now. Raises naming the field.
-    Its name is one URL segment (jobs.limits.SLUG_NAME); a schedule named before that rule keeps
+    Its name is one URL segment (jobs.rules.input_limits.SLUG_NAME); a schedule named before that rule keeps
     its name and stays editable (`_clean` checks only the length, names never change).
     `actor`: the user a surface creates it for (None: code)."""
     problem = name_problem(name, "schedule")

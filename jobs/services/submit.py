@@ -7,8 +7,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs import dispatch, registry
-from jobs.exceptions import (
+from jobs.adapters import dispatch
+from jobs.adapters.store import store
+from jobs.models import Job
+from jobs.rules import registry
+from jobs.rules.exceptions import (
     IdempotencyKeyReused,
     InternalJobType,
     InvalidBulkSubmission,
@@ -16,13 +19,10 @@ from jobs.exceptions import (
     JobQueueError,
     error_detail,
 )
-from jobs.limits import payload_problem
-from jobs.models import Job
-from jobs.states import Priority, Status
-from jobs.store import store
-
-from . import events
-from .unique import UniqueClaim, take_keys, unique_claim
+from jobs.rules.input_limits import payload_problem
+from jobs.rules.states import Priority, Status
+from jobs.services import events
+from jobs.services.unique import UniqueClaim, take_keys, unique_claim
 
 
 def resolve_run_at(*, delay: float | None, run_at: datetime | None, now: datetime) -> datetime | None:

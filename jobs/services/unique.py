@@ -3,7 +3,7 @@
 A key is the sha256 of the job's type, its owner and its material: the whole payload (canonical
 JSON: sorted keys, compact), the values of the payload fields named by `unique_key`, or an
 explicit string `unique_key`. Uniqueness is on when `unique_for` is given, by the submit or its
-type. The key stays taken while its job is unfinished (status not in jobs.states.FINISHED) and
+type. The key stays taken while its job is unfinished (status not in jobs.rules.states.FINISHED) and
 for `unique_for` seconds after the job finished.
 
 The database enforces it: the key is a primary key (UniqueJobKey), inserted in the submit's
@@ -20,11 +20,11 @@ from typing import Any
 
 from django.conf import settings
 
-from jobs import registry
-from jobs.exceptions import InvalidSubmission, UniqueKeyContended
+from jobs.adapters.store import store
 from jobs.models import Job, UniqueJobKey
-from jobs.states import FINISHED
-from jobs.store import store
+from jobs.rules import registry
+from jobs.rules.exceptions import InvalidSubmission, UniqueKeyContended
+from jobs.rules.states import FINISHED
 
 # How often a submit tries again when the job holding its key is deleted under it.
 TAKE_ATTEMPTS = 5

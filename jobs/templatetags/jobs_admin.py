@@ -5,7 +5,7 @@ from django import template
 from django.conf import settings
 
 from jobs import formatting
-from jobs.permissions import may_view_every_job
+from jobs.rules.permissions import may_view_every_job
 
 register = template.Library()
 

@@ -114,7 +114,13 @@ def test_dockerignore_keeps_what_the_image_needs_and_drops_the_rest():
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for needed in ("manage.py", "requirements.txt", "jobqueue_site/settings.py", "jobs/health.py", "tasks/worker.py"):
+    for needed in (
+        "manage.py",
+        "requirements.txt",
+        "jobqueue_site/settings.py",
+        "jobs/api/health.py",
+        "tasks/worker.py",
+    ):
         assert not _ignored(needed, patterns), f"{needed} would be missing from the image"
     assert not _ignored(str(project.HEALTHCHECK_SCRIPT.relative_to(ROOT)), patterns)
     for dropped in (".git/HEAD", ".venv/bin/python", ".env", "tests/conftest.py", "var/jobqueue.sqlite3"):

@@ -288,7 +288,7 @@ def test_http_probes_ask_real_routes_on_real_ports(overlay):
                     assert any(re.fullmatch(p, get["path"]) for p in patterns), f"Flower has no {get['path']}"
                     assert port == check_command(container["command"]).port
                 elif role == "flower-gate":
-                    from jobs.flower_gate import OPEN_PATHS
+                    from jobs.adapters.flower_gate import OPEN_PATHS
 
                     assert get["path"] in OPEN_PATHS, f"the gate asks a login for {get['path']}"
                     assert port == int(values["JOBQUEUE_FLOWER_GATE_PORT"])

@@ -10,7 +10,7 @@ import requests
 import yaml
 
 from jobs.models import Job
-from jobs.states import TERMINAL, Status
+from jobs.rules.states import TERMINAL, Status
 from tests import servers
 
 DEPLOY = servers.ROOT / "deploy"

@@ -10,13 +10,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import dispatch
-from jobs.broker import UNACKED, key, queue_lengths
+from jobs.adapters import dispatch
+from jobs.adapters.broker import UNACKED, key, queue_lengths
+from jobs.adapters.store import store
+from jobs.adapters.task_api import TaskResultStatus
 from jobs.models import Job, JobAttempt
 from jobs.services import job_submit
 from jobs.services.submit import build_job
-from jobs.store import store
-from jobs.task_api import TaskResultStatus
 from jobs.tasks_backend import TASK_JOB_TYPE
 from tests.servers import wait_for
 from tests.tasks_app.tasks import COUNTS_KEY, add, charge, count, describe, double, exits, started_at

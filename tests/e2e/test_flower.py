@@ -6,9 +6,9 @@ import os
 import pytest
 import requests
 
-from jobs import broker as broker_view
 from jobs import services
-from jobs.states import DEAD_LETTER_QUEUE, QUEUES
+from jobs.adapters import broker as broker_view
+from jobs.rules.states import DEAD_LETTER_QUEUE, QUEUES
 from tests import servers
 
 from .conftest import wait_until_terminal

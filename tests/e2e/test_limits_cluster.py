@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from jobs import services
 from jobs.models import JobAttempt
-from jobs.states import Status
+from jobs.rules.states import Status
 
 from .conftest import wait_until_terminal
 

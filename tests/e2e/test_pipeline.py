@@ -1,6 +1,7 @@
 """The whole pipeline with real workers: priority, exactly-once runs, duplicate deliveries."""
 
-from jobs import dispatch, services
+from jobs import services
+from jobs.adapters import dispatch
 from jobs.models import Job, JobAttempt
 from tests.handlers import EFFECTS_KEY
 

@@ -5,7 +5,7 @@ import time
 import requests
 
 from jobqueue_site.celery import app
-from jobs.dispatch import RUN_JOB_TASK
+from jobs.adapters.dispatch import RUN_JOB_TASK
 from jobs.models import Job, JobAttempt
 from tests.servers import wait_for
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 import requests
 from django.utils import timezone
 
-from jobs import broker as broker_view
 from jobs import services
+from jobs.adapters import broker as broker_view
 from jobs.models import Job, JobAttempt
 from tests.handlers import EFFECTS_KEY
 from tests.servers import wait_for

@@ -22,8 +22,9 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from jobs import recurrence, services
+from jobs import services
 from jobs.models import Job, Schedule, ScheduleRun
+from jobs.rules import recurrence
 from tests import servers
 from tests.conftest import SERVERS
 

@@ -176,7 +176,7 @@ def first_start_per_node(since: datetime) -> dict[str, float]:
 
 def wait_all_terminal(job_ids: list[str], *, timeout: float) -> dict[str, str]:
     from jobs.models import Job
-    from jobs.states import TERMINAL, Status
+    from jobs.rules.states import TERMINAL, Status
 
     done = {*TERMINAL, Status.DEAD}
     deadline = time.monotonic() + timeout

@@ -18,11 +18,11 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from jobs import broker as broker_view
 from jobs import services as job_services
-from jobs.dispatch import celery_app
+from jobs.adapters import broker as broker_view
+from jobs.adapters.dispatch import celery_app
 from jobs.models import Job, JobAttempt
-from jobs.states import QUEUES
+from jobs.rules.states import QUEUES
 
 from . import catalog
 from .conftest import WORKERS, Stack, check_outcome, first_start_per_node, report, wait_all_terminal

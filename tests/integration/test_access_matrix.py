@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 from jobqueue_site import urls as site_urls
 from jobs import services
 from jobs.admin.devmail import mailbox
+from jobs.api.throttling import AnonRateThrottle
 from jobs.models import Job, JobArtifact, Schedule
-from jobs.throttling import AnonRateThrottle
 from tasks import handlers
 from tasks.context import JobContext
 

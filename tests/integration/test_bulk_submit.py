@@ -8,7 +8,7 @@ NOOP = {"type": "noop", "payload": {}}
 
 
 def queued_ids(broker) -> list[str]:
-    from jobs.broker import job_id_of
+    from jobs.adapters.broker import job_id_of
 
     return [job_id_of(raw) for queue in ("high", "medium", "low") for raw in broker.lrange(queue, 0, -1)]
 
@@ -67,7 +67,7 @@ def test_bulk_messages_are_the_ones_send_task_would_publish(broker):
     # Bulk publishing builds the Redis entries itself; a Celery or kombu upgrade that changes
     # the message format must show up here, not as messages a worker cannot read.
     from jobqueue_site.celery import app
-    from jobs import dispatch
+    from jobs.adapters import dispatch
 
     job_id = "5d3c1a52-0000-4000-8000-000000000001"
     app.send_task(dispatch.RUN_JOB_TASK, args=[job_id], queue="low", soft_time_limit=30, time_limit=35, shadow="noop")

@@ -11,10 +11,11 @@ from django.contrib.admin.models import LogEntry
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from jobs import selectors, services
-from jobs.exceptions import InvalidTransition, JobNotFound
+from jobs import services
 from jobs.models import Job, JobAttempt, QueueSample
-from jobs.mover import Mover
+from jobs.rules.exceptions import InvalidTransition, JobNotFound
+from jobs.services import selectors
+from jobs.services.mover import Mover
 from tests.api_coverage import covers
 
 OVERVIEW = "/admin/jobs/job/overview/"

@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from jobs import services
-from jobs.exceptions import PermanentError
 from jobs.models import Job
+from jobs.rules.exceptions import PermanentError
 from tasks import handlers
 from tasks.context import JobContext
 from tests import servers

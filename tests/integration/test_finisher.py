@@ -10,9 +10,10 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from jobs import limit_selectors, services
+from jobs import services
 from jobs.models import Job
-from jobs.states import Status
+from jobs.rules.states import Status
+from jobs.services import limit_selectors
 from tasks import finisher
 
 pytestmark = pytest.mark.postgres_only

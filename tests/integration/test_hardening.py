@@ -135,7 +135,7 @@ def test_an_idempotency_key_the_database_cannot_store_is_a_400(client_for):
 def test_text_utf8_cannot_carry_is_answered_as_json_escapes_not_a_500():
     import json
 
-    from jobs.renderers import JSONRenderer
+    from jobs.api.renderers import JSONRenderer
 
     body = JSONRenderer().render({"payload": {"x": "\ud800", "name": "Zoë"}})
 

@@ -13,8 +13,8 @@ from urllib.parse import quote, urlencode
 import pytest
 from django.test import Client
 
-from jobs.exceptions import JobQueueError, error_detail
 from jobs.models import Job
+from jobs.rules.exceptions import JobQueueError, error_detail
 
 HOSTILE_TEXT = [
     "\ud800",

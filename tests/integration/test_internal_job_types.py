@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from jobs import services
-from jobs.exceptions import InvalidPayload
 from jobs.models import Job, Schedule
+from jobs.rules.exceptions import InvalidPayload
 from jobs.tasks_backend import TASK_JOB_TYPE
 from tests.tasks_app.tasks import add
 

@@ -11,11 +11,12 @@ from django.db import DataError, connection
 from django.utils import timezone
 from psycopg.pq import TransactionStatus
 
-from jobs import limit_selectors, services
+from jobs import services
+from jobs.adapters.store import store
 from jobs.models import Job, JobLimit, JobStart
-from jobs.rates import LimitProblem, Rate, make_limit, parse_rate
-from jobs.states import Status
-from jobs.store import store
+from jobs.rules.limits import LimitProblem, Rate, make_limit, parse_rate
+from jobs.rules.states import Status
+from jobs.services import limit_selectors
 from tests.api_coverage import covers
 
 

@@ -7,10 +7,11 @@ from django.db import transaction
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from jobs import broker as broker_view
-from jobs import services, states
+from jobs import services
+from jobs.adapters import broker as broker_view
 from jobs.models import Outcome
-from jobs.states import Status
+from jobs.rules import states
+from jobs.rules.states import Status
 
 LOST = Outcome.LOST
 
@@ -115,7 +116,7 @@ def test_metrics_serve_the_system_gauges_computed_from_redis_and_the_database(br
 
 
 def test_the_web_app_exports_the_submission_counter_of_every_type_and_queue_from_the_start(broker):
-    from jobs import registry
+    from jobs.rules import registry
 
     text = Client().get("/metrics").content.decode()
 

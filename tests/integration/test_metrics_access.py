@@ -17,7 +17,7 @@ def test_metrics_are_open_by_default():
 
 @override_settings(METRICS_ACCESS="token", METRICS_TOKEN="a-long-metrics-token-0123")
 def test_wrong_metrics_tokens_count_toward_the_anonymous_limit(monkeypatch):
-    from jobs import throttling
+    from jobs.api import throttling
 
     monkeypatch.setattr(throttling.AnonRateThrottle, "rate", "2/minute", raising=False)
     throttling.counter_store()[2].reset()

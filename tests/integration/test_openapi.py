@@ -6,8 +6,9 @@ import jsonschema
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from jobs import services, states
+from jobs import services
 from jobs.models import JobArtifact, Schedule
+from jobs.rules import states
 from tests.api_coverage import COVERED
 from tests.integration import (  # noqa: F401  (@covers)
     test_bulk_submit,

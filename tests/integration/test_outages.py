@@ -7,10 +7,12 @@ import pytest
 from celery.exceptions import Reject
 from django.db import connections
 
-from jobs import broker as broker_view
-from jobs import dispatch, services, throttling
+from jobs import services
+from jobs.adapters import broker as broker_view
+from jobs.adapters import dispatch
+from jobs.api import throttling
 from jobs.models import Job, JobAttempt, PendingDispatch
-from jobs.states import Status
+from jobs.rules.states import Status
 from tasks import worker
 
 
@@ -287,7 +289,7 @@ def test_a_publish_that_fails_for_a_bug_is_loud_not_deferred(client_for, broker,
 def test_the_mover_waits_out_an_outage_but_reports_a_bug_loudly(db, monkeypatch, caplog):
     from django.db import IntegrityError, OperationalError
 
-    from jobs.mover import Mover
+    from jobs.services.mover import Mover
 
     mover, stop = Mover(interval=0.01), threading.Event()
     failures = [IntegrityError("a bug: a duplicate key"), OperationalError("connection refused")]

@@ -7,9 +7,10 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs import dispatch, services
-from jobs.exceptions import UnknownQueue
+from jobs import services
+from jobs.adapters import dispatch
 from jobs.models import Job, QueueState
+from jobs.rules.exceptions import UnknownQueue
 
 
 def submit(**overrides) -> Job:

@@ -2,8 +2,8 @@
 
 from django.test import override_settings
 
-from jobs import broker as broker_view
 from jobs import services
+from jobs.adapters import broker as broker_view
 from jobs.models import Job
 from jobs.services import recovery
 

@@ -9,11 +9,13 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from jobs import registry, selectors, services
-from jobs.exceptions import InvalidPayload, InvalidSubmission
+from jobs import services
 from jobs.models import Job, Schedule, ScheduleRun
+from jobs.rules import registry
+from jobs.rules.exceptions import InvalidPayload, InvalidSubmission
+from jobs.rules.states import Status
+from jobs.services import selectors
 from jobs.services.schedules import ScheduleReadOnly
-from jobs.states import Status
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)

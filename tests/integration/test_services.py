@@ -9,11 +9,12 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from jobs import services, states
-from jobs.exceptions import InvalidTransition, JobNotFound
+from jobs import services
+from jobs.adapters.store import postgres as statements
 from jobs.models import Job, JobAttempt
-from jobs.states import Status
-from jobs.store import postgres as statements
+from jobs.rules import states
+from jobs.rules.exceptions import InvalidTransition, JobNotFound
+from jobs.rules.states import Status
 from tests.interleave import after_statement, before_statement
 
 

@@ -98,7 +98,7 @@ def test_a_token_is_checked_on_every_request_against_its_user(make_user, broker)
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
-    from jobs.store import store
+    from jobs.adapters.store import store
 
     user, key = make_user("holder", staff=True)
     found = store().token_owner(key)

@@ -16,10 +16,9 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs import broker, registry, services
-from jobs.exceptions import InvalidPayload, PermanentError
-from jobs.models import Job
-from jobs.task_api import (
+from jobs import services
+from jobs.adapters import broker
+from jobs.adapters.task_api import (
     InvalidTaskError,
     TaskResultDoesNotExist,
     TaskResultStatus,
@@ -27,6 +26,9 @@ from jobs.task_api import (
     task_finished,
     task_started,
 )
+from jobs.models import Job
+from jobs.rules import registry
+from jobs.rules.exceptions import InvalidPayload, PermanentError
 from jobs.tasks_backend import TASK_JOB_TYPE, JobQueueBackend
 from tasks import outcomes
 from tasks.context import JobContext
@@ -212,7 +214,7 @@ def test_a_task_raising_permanent_error_fails_at_once():
 
     failed = tasks.refuse.get_result(result.id)
     assert failed.status == TaskResultStatus.FAILED and failed.attempts == 1
-    assert failed.errors[0].exception_class_path == "jobs.exceptions.PermanentError"
+    assert failed.errors[0].exception_class_path == "jobs.rules.exceptions.PermanentError"
 
 
 def test_a_cancelled_task_is_failed():

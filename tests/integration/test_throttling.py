@@ -4,7 +4,7 @@ anonymous limit, and a window's counter always expires."""
 import pytest
 from rest_framework.test import APIClient
 
-from jobs import throttling
+from jobs.api import throttling
 
 
 @pytest.fixture

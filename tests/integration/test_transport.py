@@ -7,7 +7,7 @@ import time
 import pytest
 from kombu import Connection
 
-TRANSPORT = "jobqueue_site.transport:Transport"
+TRANSPORT = "jobs.adapters.transport:Transport"
 
 
 @pytest.fixture
@@ -145,8 +145,8 @@ def prefixed():
 
 
 def test_with_a_key_prefix_the_transport_and_the_broker_view_read_the_same_keys(redis_server, broker, prefixed):
-    """kombu's consumer, our pipelined bookkeeping and jobs.broker agree on every key."""
-    from jobs import broker as broker_view
+    """kombu's consumer, our pipelined bookkeeping and jobs.adapters.broker agree on every key."""
+    from jobs.adapters import broker as broker_view
 
     connection = Connection(redis_server.url, transport=TRANSPORT, transport_options=PREFIXED)
     high = connection.SimpleQueue("high")
@@ -169,7 +169,7 @@ def test_with_a_key_prefix_the_transport_and_the_broker_view_read_the_same_keys(
 
 
 def test_a_dead_letter_copy_is_dropped_by_its_job_id_under_the_prefix(broker, prefixed):
-    from jobs import broker as broker_view
+    from jobs.adapters import broker as broker_view
 
     messages = {job_id: json.dumps({"body": json.dumps([[job_id], {}, {}])}) for job_id in ("j1", "j2", "j3")}
     for job_id, message in messages.items():
@@ -187,7 +187,7 @@ def test_a_dead_letter_copy_is_dropped_by_its_job_id_under_the_prefix(broker, pr
 def test_the_celery_apps_redis_url_keeps_its_scheme_and_gets_this_transport(redis_server):
     # Flower picks its Broker tab's client by the URL's scheme; the workers must still use ours.
     from jobqueue_site.celery import app
-    from jobqueue_site.transport import Transport
+    from jobs.adapters.transport import Transport
 
     with app.connection_for_write() as connection:
         assert type(connection.transport) is Transport

@@ -13,9 +13,11 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from jobs import metrics, registry, services
+from jobs import services
+from jobs.adapters import metrics
 from jobs.models import Job, UniqueJobKey
-from jobs.states import Status
+from jobs.rules import registry
+from jobs.rules.states import Status
 
 REPORT = "test.unique_report"  # a type declaring its uniqueness: one job per customer for an hour
 SPEC = {"type": "noop", "payload": {"to": "a@example.com", "n": 1}, "unique_for": 60}

@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from jobs.task_api import TaskContext, task
+from jobs.adapters.task_api import TaskContext, task
 from tasks import PermanentError
 
 COUNTS_KEY = "jq:test:task-counts"

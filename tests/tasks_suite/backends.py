@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connections
 
+from jobs.adapters.task_api import TaskResultStatus
 from jobs.models import Job
-from jobs.task_api import TaskResultStatus
 from jobs.tasks_backend import TASK_JOB_TYPE, JobQueueBackend
 
 log = logging.getLogger("django.tasks")

@@ -1,11 +1,11 @@
 import pytest
 
-from jobs.breaker import Breaker, breaker_for
+from jobs.adapters.breaker import Breaker, breaker_for
 
 
 def test_a_breaker_stays_open_for_its_cooldown_after_a_failure(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("jobs.breaker.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("jobs.adapters.breaker.time.monotonic", lambda: clock[0])
     breaker = Breaker("redis", cooldown=2.0)
     assert not breaker.is_open()
 

@@ -2,9 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from jobs.adapters.store import percentile
 from jobs.admin.chart import HEIGHT, line_chart, nice_ceiling, throughput_chart
 from jobs.formatting import duration, seconds, table
-from jobs.store import percentile
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

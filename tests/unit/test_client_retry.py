@@ -32,7 +32,7 @@ from jobqueue_client import (
 from jobqueue_client.calls import Request, Response, Sleep, Unreachable
 from jobqueue_client.errors import error_for
 from jobqueue_client.retry import parse_retry_after
-from jobs.states import FINISHED as SERVER_FINISHED
+from jobs.rules.states import FINISHED as SERVER_FINISHED
 from tests.servers import free_port
 
 JOB = {"id": "5f0c1b6e-0000-4000-8000-000000000001", "type": "noop", "status": "queued", "priority": "medium"}

@@ -5,7 +5,7 @@ import smtplib
 
 import pytest
 
-from jobs import devmail
+from jobs.devstack import mail_sink as devmail
 from tests import servers
 
 

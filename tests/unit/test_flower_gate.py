@@ -7,7 +7,7 @@ import threading
 from django.conf import settings
 from django.test import override_settings
 
-from jobs.flower_gate import Gate, LoginFailures, basic, serve
+from jobs.adapters.flower_gate import Gate, LoginFailures, basic, serve
 
 
 class Clock:

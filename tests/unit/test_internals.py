@@ -1,4 +1,4 @@
-"""The private library APIs jobqueue uses (jobs/internals.py and the kombu transport) still exist
+"""The private library APIs jobqueue uses (jobs/adapters/internals.py and the kombu transport) still exist
 with the shape it relies on: an upgrade of kombu, Celery, redis-py, psycopg, Django or
 prometheus_client that changes one fails here, by name, rather than somewhere in a worker."""
 
@@ -17,7 +17,7 @@ from kombu.transport import resolve_transport
 from prometheus_client import CollectorRegistry, Counter, values
 from redis.connection import Connection
 
-from jobs import internals
+from jobs.adapters import internals
 from jobs.models import Job, JobAttempt
 
 
@@ -57,7 +57,7 @@ def test_metrics_tell_which_of_them_hold_values_and_values_can_move_to_files():
 
 
 def test_a_task_result_takes_its_return_value_as_djangos_backends_give_it():
-    from jobs.task_api import Task, TaskResult, TaskResultStatus
+    from jobs.adapters.task_api import Task, TaskResult, TaskResultStatus
 
     assert "_return_value" in {field.name for field in dataclasses.fields(TaskResult)}
     task = Task.__new__(Task)  # no backend to validate against: only the result is under test
@@ -81,7 +81,7 @@ def test_a_relation_given_as_prefetched_is_read_without_a_query():
 
 def test_kombu_builds_a_registered_transport_for_a_scheme():
     import jobqueue_site.celery  # noqa: F401  (registers ours for redis:// and rediss://)
-    from jobqueue_site.transport import Transport
+    from jobs.adapters.transport import Transport
 
     assert resolve_transport("redis") is Transport and resolve_transport("rediss") is Transport
     internals.register_kombu_transport("kombu.transport.memory:Transport", "jobqueue-probe")
@@ -112,7 +112,7 @@ def test_the_workers_conf_command_is_ours_under_celerys_names():
 
     assert list(inspect.signature(celery_control.conf).parameters) == ["state", "with_defaults", "kwargs"]
     ours = celery_control.Panel.data["conf"]
-    assert ours.__module__ == "jobs.internals" and celery_control.Panel.data["dump_conf"] is ours
+    assert ours.__module__ == "jobs.adapters.internals" and celery_control.Panel.data["dump_conf"] is ours
     assert celery_control.Panel.meta["conf"].type == "inspect"
 
     answer = ours(SimpleNamespace(app=app), with_defaults=False)
@@ -122,7 +122,7 @@ def test_the_workers_conf_command_is_ours_under_celerys_names():
 
 def test_redis_py_packs_a_transaction_and_sends_it_without_reading_a_reply():
     assert "check_health" in inspect.signature(Connection.send_packed_command).parameters
-    # ... and the replies are read later by the kombu transport (jobqueue_site/transport.py)
+    # ... and the replies are read later by the kombu transport (jobs/adapters/transport.py)
     assert "timeout" in inspect.signature(Connection.can_read).parameters and callable(Connection.read_response)
     connection = Connection(host="127.0.0.1", port=1)  # never connected: packing needs no server
     packed = internals.redis_pack_transaction(connection, [("SET", "k", "v")])

@@ -6,7 +6,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, Counter
 
-from jobs import metrics_http
+from jobs.adapters import metrics_http
 
 
 def get(server, path):

@@ -2,7 +2,7 @@ import os
 import subprocess
 import sys
 
-from jobs import multiproc
+from jobs.adapters import multiproc
 
 
 def a_dead_pid() -> int:

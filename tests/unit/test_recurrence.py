@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs import recurrence
-from jobs.exceptions import InvalidSubmission
+from jobs.rules import recurrence
+from jobs.rules.exceptions import InvalidSubmission
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from jobqueue_site.logging import JsonFormatter, PlainFormatter
-from jobs.limits import REDACTED, redact
+from jobs.rules.input_limits import REDACTED, redact
 
 
 def record(message: str, *args) -> logging.LogRecord:

@@ -1,7 +1,7 @@
 import pytest
 
-from jobs import registry
-from jobs.exceptions import DuplicateJobType, InvalidPayload, UnknownJobType
+from jobs.rules import registry
+from jobs.rules.exceptions import DuplicateJobType, InvalidPayload, UnknownJobType
 from tasks import job_type
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.retry import MAX_REASON, after_failure, backoff_seconds
+from jobs.rules.retry import MAX_REASON, after_failure, backoff_seconds
 
 
 @pytest.mark.parametrize("attempt, low, high", [(1, 1, 2), (2, 2, 4), (3, 4, 8), (10, 30, 60)])

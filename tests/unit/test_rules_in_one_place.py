@@ -72,16 +72,16 @@ def test_each_name_of_a_rule_is_defined_in_the_module_named_and_nowhere_else(rul
 
 # A telltale of a rule -> the only modules where it may appear.
 ONLY_IN = {
-    r"\.vendor\b": {"jobs/store/__init__.py"},  # which database: the store is chosen once
-    r"global_keyprefix": {"jobs/broker.py"},  # kombu's key layout
-    r"\bTransition\(": {"jobs/states.py"},  # the state machine's moves
-    r"\b(lpush|lrem|lrange|hmget|zrangebyscore)\(": {"jobs/broker.py", "jobs/dispatch.py"},
-    r"\._inplace_augment_message|\._result_cache|\._state\.|\bValueClass\b": {"jobs/internals.py"},
+    r"\.vendor\b": {"jobs/adapters/store/__init__.py"},  # which database: the store is chosen once
+    r"global_keyprefix": {"jobs/adapters/broker.py"},  # kombu's key layout
+    r"\bTransition\(": {"jobs/rules/states.py"},  # the state machine's moves
+    r"\b(lpush|lrem|lrange|hmget|zrangebyscore)\(": {"jobs/adapters/broker.py", "jobs/adapters/dispatch.py"},
+    r"\._inplace_augment_message|\._result_cache|\._state\.|\bValueClass\b": {"jobs/adapters/internals.py"},
     # Private APIs reached by a public name: the ones the attribute probe below cannot see.
-    r"_prefetched_objects_cache|\bTRANSPORT_ALIASES\b|\bprepare_threshold\b": {"jobs/internals.py"},
-    r"execute\(\"(BEGIN|COMMIT)\"\)|\b(pack_commands|send_packed_command)\(": {"jobs/internals.py"},
-    r"\bdef send_event\b|name=\"conf\"": {"jobs/internals.py"},
-    r"\bdef after_failure\b|\bdef is_permanent\b|\bdef backoff": {"jobs/retry.py"},
+    r"_prefetched_objects_cache|\bTRANSPORT_ALIASES\b|\bprepare_threshold\b": {"jobs/adapters/internals.py"},
+    r"execute\(\"(BEGIN|COMMIT)\"\)|\b(pack_commands|send_packed_command)\(": {"jobs/adapters/internals.py"},
+    r"\bdef send_event\b|name=\"conf\"": {"jobs/adapters/internals.py"},
+    r"\bdef after_failure\b|\bdef is_permanent\b|\bdef backoff": {"jobs/rules/retry.py"},
 }
 
 
@@ -94,7 +94,7 @@ def test_a_rule_has_one_home(pattern):
 
 # Where a library's private attribute may be used: the one module of them, and the kombu transport
 # subclass (a use as a whole). `_meta` is Django's documented Options API; `os._exit` is public.
-PRIVATE_HOMES = {"jobs/internals.py", "jobqueue_site/transport.py"}
+PRIVATE_HOMES = {"jobs/adapters/internals.py", "jobs/adapters/transport.py"}
 PUBLIC_UNDERSCORED = {"_meta", "_exit"}
 
 
@@ -125,4 +125,4 @@ def test_no_private_api_of_a_library_is_used_outside_its_one_module():
         for module, text in app_modules().items()
         if module not in PRIVATE_HOMES and (uses := private_uses(text))
     }
-    assert not where, f"private APIs outside jobs/internals.py: {where}"
+    assert not where, f"private APIs outside jobs/adapters/internals.py: {where}"

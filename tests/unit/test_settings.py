@@ -121,7 +121,7 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 PROBE = """from django.conf import settings
-from jobs import registry
+from jobs.rules import registry
 print(settings.DEBUG, settings.REDIS_URL, 'demo.flaky' in registry.names())"""
 
 

@@ -1,5 +1,5 @@
 from jobs.models import Job
-from jobs.states import CLAIM, DIE, FAIL_AND_RETRY, SUCCEED, TERMINAL, TRANSITIONS, Status
+from jobs.rules.states import CLAIM, DIE, FAIL_AND_RETRY, SUCCEED, TERMINAL, TRANSITIONS, Status
 
 
 def test_every_status_has_an_entry_in_the_transition_table():
@@ -40,7 +40,7 @@ def test_database_constraint_lists_every_status():
 
 
 def test_the_named_moves_are_exactly_the_table():
-    from jobs.states import NAMED
+    from jobs.rules.states import NAMED
 
     pairs = {(source, move.target) for move in NAMED for source in move.sources}
     assert pairs == {(source, target) for source, targets in TRANSITIONS.items() for target in targets}
@@ -48,7 +48,7 @@ def test_the_named_moves_are_exactly_the_table():
 
 
 def test_the_sets_callers_ask_about_follow_from_the_moves():
-    from jobs.states import CANCEL, FINISHED, WAITING_FOR_LIMIT, WAITING_FOR_TIME
+    from jobs.rules.states import CANCEL, FINISHED, WAITING_FOR_LIMIT, WAITING_FOR_TIME
 
     assert CANCEL.sources == {Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.WAITING}
     assert WAITING_FOR_TIME == {Status.SCHEDULED, Status.RETRYING}
@@ -57,7 +57,7 @@ def test_the_sets_callers_ask_about_follow_from_the_moves():
 
 
 def test_a_job_waits_for_a_limit_only_from_queued_and_wakes_back_to_queued():
-    from jobs.states import WAIT, WAKE
+    from jobs.rules.states import WAIT, WAKE
 
     assert (WAIT.sources, WAIT.target) == ({Status.QUEUED}, Status.WAITING)
     assert (WAKE.sources, WAKE.target) == ({Status.WAITING}, Status.QUEUED)

@@ -5,8 +5,8 @@ import traceback
 
 import pytest
 
-from jobs.states import Status
-from jobs.task_api import TaskResultStatus
+from jobs.adapters.task_api import TaskResultStatus
+from jobs.rules.states import Status
 from jobs.tasks_backend import RESULT_STATUS, as_json, exception_path, queue_for
 
 

@@ -7,7 +7,7 @@ from kombu.exceptions import EncodeError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from psycopg import errors as pg
 
-from jobs.unavailable import broker_unavailable, database_unavailable
+from jobs.adapters.unavailable import broker_unavailable, database_unavailable
 
 
 def wrapped(django_error: type[Exception], driver_error: Exception) -> Exception:

@@ -10,12 +10,13 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from jobs import history, selectors, services
+from jobs import services
+from jobs.api.serializers import LARGEST_SECONDS, ScheduleRunSerializer, ScheduleSerializer
 from jobs.formatting import age, plain, table
 from jobs.models import MissedPolicy, OverlapPolicy
-from jobs.permissions import ADD_SCHEDULES, CHANGE_SCHEDULES, DELETE_SCHEDULES, VIEW_SCHEDULES, may_view_every_job
-from jobs.serializers import LARGEST_SECONDS, ScheduleRunSerializer, ScheduleSerializer
-from jobs.states import Priority
+from jobs.rules.permissions import ADD_SCHEDULES, CHANGE_SCHEDULES, DELETE_SCHEDULES, VIEW_SCHEDULES, may_view_every_job
+from jobs.rules.states import Priority
+from jobs.services import history, selectors
 
 # What the actor needs for each `schedules` subcommand, as the management API asks.
 SCHEDULE_NEEDS: dict[str, tuple[str, ...]] = {

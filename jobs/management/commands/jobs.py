@@ -26,11 +26,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError
 
-from jobs import history, limit_selectors, registry, selectors, services
-from jobs.exceptions import InvalidPayload, JobNotFound, JobQueueError, ScheduleNotFound, UnknownQueue
+from jobs import services
+from jobs.api.serializers import JobDetailSerializer, JobSummarySerializer
 from jobs.formatting import age, duration, plain, shorten, table
-from jobs.limits import NotJSON, parse_json
-from jobs.permissions import (
+from jobs.rules import registry
+from jobs.rules.exceptions import InvalidPayload, JobNotFound, JobQueueError, ScheduleNotFound, UnknownQueue
+from jobs.rules.input_limits import NotJSON, parse_json
+from jobs.rules.permissions import (
     CHANGE_JOBS,
     CHANGE_QUEUES,
     DELETE_JOBS,
@@ -40,8 +42,8 @@ from jobs.permissions import (
     may_operate,
     may_submit_for,
 )
-from jobs.serializers import JobDetailSerializer, JobSummarySerializer
-from jobs.states import Priority, Status
+from jobs.rules.states import Priority, Status
+from jobs.services import history, limit_selectors, selectors
 
 from ._schedules import SCHEDULE_NEEDS, SCHEDULE_READS, ScheduleCommands, add_schedule_parser
 

@@ -13,10 +13,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
-from jobs import devstack
-from jobs.devstack import Child, ProcessSpec, StopRequested, Supervisor
-from jobs.limits import redact
-from jobs.states import QUEUES
+from jobs.devstack import processes as devstack
+from jobs.devstack.processes import Child, ProcessSpec, StopRequested, Supervisor
+from jobs.rules.input_limits import redact
+from jobs.rules.states import QUEUES
 
 DEV_USER = "admin"
 READY_TIMEOUT = 60.0
@@ -27,7 +27,7 @@ class DevConfig:
     web_port: int
     flower_port: int
     password: str
-    flower_auth: str  # user:password; the gate's login (jobs/flower_gate.py)
+    flower_auth: str  # user:password; the gate's login (jobs/adapters/flower_gate.py)
     worker_metrics_port: int  # 0: off
     mover_metrics_port: int
     smtp_port: int  # the mail sink's; 0: EMAIL_HOST is set, so mail goes there instead

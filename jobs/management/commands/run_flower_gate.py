@@ -1,4 +1,4 @@
-"""`manage.py run_flower_gate`: the gate in front of Flower (jobs/flower_gate.py), for the
+"""`manage.py run_flower_gate`: the gate in front of Flower (jobs/adapters/flower_gate.py), for the
 development stack (run_dev gives it options) and the compose and Kubernetes deployments (which
 give it the environment below)."""
 
@@ -7,7 +7,7 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import flower_gate
+from jobs.adapters import flower_gate
 
 
 def port_number(option: int | None, environ: str | None, source: str) -> int:

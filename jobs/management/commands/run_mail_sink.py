@@ -1,11 +1,11 @@
-"""`manage.py run_mail_sink`: the development stack's SMTP sink (jobs/devmail.py)."""
+"""`manage.py run_mail_sink`: the development stack's SMTP sink (jobs/devstack/mail_sink.py)."""
 
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import devmail
+from jobs.devstack import mail_sink as devmail
 
 
 class Command(BaseCommand):

@@ -6,9 +6,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from prometheus_client import REGISTRY
 
-from jobs import metrics, metrics_http, services
-from jobs.exceptions import JobQueueError
-from jobs.mover import Mover
+from jobs import services
+from jobs.adapters import metrics, metrics_http
+from jobs.rules.exceptions import JobQueueError
+from jobs.services.mover import Mover
 
 log = logging.getLogger("jobqueue.mover")
 
