@@ -214,24 +214,27 @@ class CliDirective(SphinxDirective):
 
 # Metrics -----------------------------------------------------------------------------------
 
-EXPOSED_AS = {"counter": "{}_total", "histogram": "{}_bucket, {0}_sum, {0}_count"}
+EXPOSED_AS = {"counter": "{0}_total", "histogram": "{0}_bucket, {0}_sum, {0}_count"}
 
 
 def _metric_row(name: str, kind: str, labels, help: str, where: str) -> tuple:
     return (code(name), kind, ", ".join(labels) or "—", help, EXPOSED_AS.get(kind, "{}").format(name), where)
 
 
-def job_metric_rows() -> list[tuple]:
+def job_metrics():
+    """(metric, family) of every metric `jobs.metrics` defines."""
     from prometheus_client.metrics import MetricWrapperBase
 
     from jobs import metrics
 
-    rows = []
-    for value in vars(metrics).values():
-        if isinstance(value, MetricWrapperBase):
-            (family,) = value.describe()
-            rows.append(_metric_row(family.name, family.type, value._labelnames, family.documentation, "jobs.metrics"))
-    return rows
+    return [(value, value.describe()[0]) for value in vars(metrics).values() if isinstance(value, MetricWrapperBase)]
+
+
+def job_metric_rows() -> list[tuple]:
+    return [
+        _metric_row(family.name, family.type, metric._labelnames, family.documentation, "jobs.metrics")
+        for metric, family in job_metrics()
+    ]
 
 
 def _constant(node: ast.expr, names: dict[str, str]) -> str:
@@ -279,10 +282,8 @@ def load_web_app() -> None:
 def process_metric_rows() -> list[tuple]:
     from prometheus_client import REGISTRY
 
-    from jobs import metrics
-
     load_web_app()
-    ours = {family.name for value in vars(metrics).values() if hasattr(value, "describe") for family in value.describe()}
+    ours = {family.name for _metric, family in job_metrics()}
     rows = []
     for family in REGISTRY.collect():
         if family.name not in ours:
@@ -409,7 +410,7 @@ def environment_rows(path: Path = SETTINGS_FILE) -> list[tuple]:
             ", ".join(entry["settings"]),
             entry["kind"],
             code(entry["default"]) if entry["default"] else "",
-            next((text for _, text in sorted(entry["descriptions"]) if text), ""),
+            next((text for _, text in sorted(entry["descriptions"], key=lambda d: d[0]) if text), ""),
         )
         for name, entry in found.items()
     ]
