@@ -59,10 +59,13 @@ def code(text: str) -> nodes.paragraph:
 
 def table(headers: tuple[str, ...], rows: list[tuple]) -> nodes.table:
     """A table of `rows`; a cell is a node, or text (a string) shown as is."""
+    body = [_row(row) for row in rows]
     group = nodes.tgroup(cols=len(headers))
-    group.extend(nodes.colspec(colwidth=1) for _ in headers)
+    for column, header in enumerate(headers):  # widths for the text builder: the longest cell, at most 50
+        width = max([len(header)] + [len(row[column].astext()) for row in body])
+        group += nodes.colspec(colwidth=min(width, 50))
     group += nodes.thead("", _row(headers))
-    group += nodes.tbody("", *(_row(row) for row in rows))
+    group += nodes.tbody("", *body)
     return nodes.table("", group)
 
 
@@ -91,6 +94,10 @@ class _Choice(SphinxDirective):
 # API ---------------------------------------------------------------------------------------
 
 
+def first_paragraph(text: str) -> str:
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
 def route(pattern) -> str:
     """A URL pattern's route in the schema's spelling: `jobs/<str:job_id>` -> `jobs/{job_id}`."""
     return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(pattern.pattern)).lstrip("^").rstrip("$")
@@ -116,7 +123,7 @@ def schema_rows() -> list[tuple]:
     rows = []
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            summary = operation.get("summary") or operation.get("description", "").strip().split("\n")[0]
+            summary = operation.get("summary") or first_paragraph(operation.get("description", ""))
             security = operation.get("security", default_security)
             schemes = [name for requirement in security for name in requirement]
             auth = ", ".join(schemes) + (" (or none)" if {} in security else "") if schemes else "none"
@@ -134,10 +141,12 @@ def other_url_rows() -> list[tuple]:
         if path in in_schema:
             continue
         if isinstance(pattern, URLResolver):
-            rows.append((code(path + "…"), pattern.namespace, f"the Django admin site ({len(pattern.url_patterns)} routes)"))
+            rows.append(
+                (code(path + "…"), pattern.namespace, f"the Django admin site ({len(pattern.url_patterns)} routes)")
+            )
             continue
         view = getattr(pattern.callback, "view_class", pattern.callback)
-        doc = (view.__doc__ or "").strip().split("\n")[0]
+        doc = first_paragraph(view.__doc__ or "")
         rows.append((code(path), pattern.name, doc or f"{view.__module__}.{view.__qualname__}"))
     return rows
 
@@ -179,7 +188,9 @@ def _parser_rows(name: str, parser: argparse.ArgumentParser, help: str, skip: se
         if isinstance(sub, argparse._SubParsersAction):
             helps = {choice.dest: choice.help for choice in sub._choices_actions}
             for subname, subparser in sub.choices.items():
-                rows += _parser_rows(f"{name} {subname}", subparser, helps.get(subname, ""), set())
+                # The options every subcommand shares with its command are shown once, on the command.
+                shared = skip | {action.dest for action in arguments if action.option_strings}
+                rows += _parser_rows(f"{name} {subname}", subparser, helps.get(subname, ""), shared)
     return rows
 
 
@@ -264,7 +275,9 @@ def metric_families_in_source() -> list[tuple]:
                     kind = callee.removesuffix("MetricFamily").lower()
                     labels = next((_constant(k.value, strings) for k in call.keywords if k.arg == "labels"), ())
                     module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-                    found.append((_constant(call.args[0], strings), kind, labels, _constant(call.args[1], strings), module))
+                    found.append(
+                        (_constant(call.args[0], strings), kind, labels, _constant(call.args[1], strings), module)
+                    )
     return found
 
 
@@ -281,14 +294,23 @@ def load_web_app() -> None:
 
 def process_metric_rows() -> list[tuple]:
     from prometheus_client import REGISTRY
+    from prometheus_client.metrics import MetricWrapperBase
 
     load_web_app()
     ours = {family.name for _metric, family in job_metrics()}
     rows = []
-    for family in REGISTRY.collect():
-        if family.name not in ours:
-            labels = sorted({label for sample in family.samples for label in sample.labels})
-            rows.append(_metric_row(family.name, family.type, labels, family.documentation, "default registry"))
+    for collector in list(REGISTRY._collector_to_names):
+        if isinstance(collector, MetricWrapperBase):
+            families = [(collector.describe()[0], collector._labelnames)]
+        else:
+            families = [
+                (family, sorted({key for sample in family.samples for key in sample.labels}))
+                for family in collector.collect()
+            ]
+        for family, labels in families:
+            if family.name not in ours:
+                where = "default registry" if isinstance(collector, MetricWrapperBase) else collector.__module__
+                rows.append(_metric_row(family.name, family.type, labels, family.documentation, where))
     return rows
 
 
@@ -340,15 +362,30 @@ class Source:
             return text
         return text if str(value) == text or isinstance(value, str) else f"{text} ({value})"
 
+    @staticmethod
+    def _reader(node: ast.AST) -> str:
+        """The name of the reader `node` calls, "" if it is no call of one (`get` only as os.environ.get)."""
+        func = getattr(node, "func", None)
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        return "" if name in {"get", "getenv"} and "environ" not in ast.unparse(func) else name
+
     def reads(self):
-        """(variable, reader, call) of every environment read with a constant name."""
+        """(variable, reader, call) of every environment read with a constant name: by a known
+        reader, or by a function of the module that reads the variable its first parameter names."""
+        readers = set(READERS)
+        functions = [node for node in ast.walk(self.tree) if isinstance(node, ast.FunctionDef) and node.args.args]
+        for _ in range(3):  # readers of readers of readers
+            readers |= {
+                function.name
+                for function in functions
+                for call in ast.walk(function)
+                if self._reader(call) in readers
+                and call.args
+                and getattr(call.args[0], "id", None) == function.args.args[0].arg
+            }
         for call in ast.walk(self.tree):
-            if not (isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant)):
-                continue
-            func = call.func
-            reader = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            from_os = reader in {"get", "getenv"} and "environ" in ast.unparse(func) or reader == "getenv"
-            if reader in READERS and (reader not in {"get", "getenv"} or from_os):
+            constant = isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant)
+            if constant and (reader := self._reader(call)) in readers:
                 yield call.args[0].value, reader, call
 
     def enclosing(self, node: ast.AST, kinds=(ast.stmt,)) -> ast.AST | None:
@@ -394,13 +431,17 @@ def environment_rows(path: Path = SETTINGS_FILE) -> list[tuple]:
         parent = source.parents[call]
         if len(call.args) > 1:
             default = source.segment(call.args[1])
-        elif isinstance(parent, ast.BoolOp) and parent.values[0] is call:
+        elif (
+            isinstance(parent, ast.BoolOp)
+            and parent.values[0] is call
+            and not isinstance(source.parents[parent], ast.If)
+        ):
             default = " or ".join(source.segment(value) for value in parent.values[1:])
         else:
             default = ""
         setting_names = source.settings_of(call)
         entry["settings"] += [setting for setting in setting_names if setting not in entry["settings"]]
-        entry["kind"] = entry["kind"] or READERS[reader] or (len(call.args) > 3 and ast.literal_eval(call.args[3]))
+        entry["kind"] = entry["kind"] or READERS.get(reader) or (len(call.args) > 3 and ast.literal_eval(call.args[3]))
         entry["default"] = entry["default"] or default
         # The comment of a read that sets a setting first, of any other read otherwise.
         entry["descriptions"].append((not setting_names, source.description(call)))
