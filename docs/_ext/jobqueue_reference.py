@@ -360,7 +360,8 @@ class Source:
             value = eval(compile(ast.Expression(node), "", "eval"), {"__builtins__": {}})  # arithmetic only
         except Exception:
             return text
-        return text if str(value) == text or isinstance(value, str) else f"{text} ({value})"
+        arithmetic = isinstance(value, int | float) and not isinstance(value, bool) and str(value) != text
+        return f"{text} ({value})" if arithmetic else text
 
     @staticmethod
     def _reader(node: ast.AST) -> str:
