@@ -242,8 +242,10 @@ def job_metrics():
 
 
 def job_metric_rows() -> list[tuple]:
+    from jobs import metrics
+
     return [
-        _metric_row(family.name, family.type, metric._labelnames, family.documentation, "jobs.metrics")
+        _metric_row(family.name, family.type, metric._labelnames, family.documentation, metrics.__name__)
         for metric, family in job_metrics()
     ]
 
