@@ -446,15 +446,17 @@ def environment_rows(path: Path = SETTINGS_FILE) -> list[tuple]:
         entry["settings"] += [setting for setting in setting_names if setting not in entry["settings"]]
         entry["kind"] = entry["kind"] or READERS.get(reader) or (len(call.args) > 3 and ast.literal_eval(call.args[3]))
         entry["default"] = entry["default"] or default
-        # The comment of a read that sets a setting first, of any other read otherwise.
-        entry["descriptions"].append((not setting_names, source.description(call)))
+        # The comment of the read that sets the setting of the same name, else of one that sets a
+        # setting; of the others only when no read sets one.
+        entry["descriptions"].append((name not in setting_names, not setting_names, source.description(call)))
     return [
         (
             code(name),
             ", ".join(entry["settings"]),
             entry["kind"],
             code(entry["default"]) if entry["default"] else "",
-            next((text for _, text in sorted(entry["descriptions"], key=lambda d: d[0]) if text), ""),
+            next((text for *_, sets_none, text in sorted(entry["descriptions"]) if text and not sets_none), "")
+            or next((text for *_, text in entry["descriptions"] if text and not entry["settings"]), ""),
         )
         for name, entry in found.items()
     ]
