@@ -7,7 +7,7 @@ Directives (MyST: ```{jobqueue-api} ... ```):
 - ``jobqueue-cli`` (command names; all of the jobs app when none, ``:exclude:`` some): every
   management command, subcommand and argument, read from their argparse parsers.
 - ``jobqueue-metrics`` (``jobs``, ``system`` or ``process``): the job metrics of
-  ``jobs.metrics``, the gauges built at scrape time (every ``*MetricFamily(...)`` in the app's
+  the job metrics module, the gauges built at scrape time (every ``*MetricFamily(...)`` in the app's
   source), and the rest of prometheus_client's default registry once the web app is loaded.
 - ``jobqueue-settings`` (``environment``, ``outside`` or ``fixed``): the environment variables
   ``jobqueue_site/settings.py`` reads (default, type, the comment above as description), those
@@ -233,7 +233,7 @@ def _metric_row(name: str, kind: str, labels, help: str, where: str) -> tuple:
 
 
 def job_metrics():
-    """(metric, family) of every metric `jobs.metrics` defines."""
+    """(metric, family) of every metric the job metrics module defines."""
     from prometheus_client.metrics import MetricWrapperBase
 
     from jobs import metrics
