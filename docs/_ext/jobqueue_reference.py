@@ -6,9 +6,9 @@ Directives (MyST: ```{jobqueue-api} ... ```):
   schema, or the URL patterns the schema leaves out (health, metrics, the admin...).
 - ``jobqueue-cli`` (command names; all of the jobs app when none, ``:exclude:`` some): every
   management command, subcommand and argument, read from their argparse parsers.
-- ``jobqueue-metrics`` (``jobs``, ``system`` or ``process``): the job metrics of
-  the job metrics module, the gauges built at scrape time (every ``*MetricFamily(...)`` in the app's
-  source), and the rest of prometheus_client's default registry once the web app is loaded.
+- ``jobqueue-metrics`` (``jobs``, ``system`` or ``process``): the job metrics module's metrics,
+  the gauges built at scrape time (every ``*MetricFamily(...)`` in the app's source), and the
+  rest of prometheus_client's default registry once the web app is loaded.
 - ``jobqueue-settings`` (``environment``, ``outside`` or ``fixed``): the environment variables
   ``jobqueue_site/settings.py`` reads (default, type, the comment above as description), those
   read elsewhere in the app, and the settings that no variable changes.
