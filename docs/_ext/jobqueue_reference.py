@@ -236,13 +236,13 @@ def job_metrics():
     """(metric, family) of every metric the job metrics module defines."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from jobs import metrics
+    from jobs.adapters import metrics
 
     return [(value, value.describe()[0]) for value in vars(metrics).values() if isinstance(value, MetricWrapperBase)]
 
 
 def job_metric_rows() -> list[tuple]:
-    from jobs import metrics
+    from jobs.adapters import metrics
 
     return [
         _metric_row(family.name, family.type, metric._labelnames, family.documentation, metrics.__name__)

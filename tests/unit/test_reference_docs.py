@@ -87,7 +87,8 @@ def metric_rows() -> list[tuple]:
 def metric_names(monkeypatch) -> set[str]:
     from prometheus_client import REGISTRY
 
-    from jobs import limit_selectors, metrics_view, selectors
+    from jobs.api import metrics_view
+    from jobs.services import limit_selectors, selectors
 
     reference.load_web_app()
     monkeypatch.setattr(metrics_view.broker, "queue_lengths", lambda: {"high": 1})
