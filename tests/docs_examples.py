@@ -16,7 +16,8 @@ Whatever its marker, a block also fails on the breaks that bit readers before:
 - a shell command starting with a bare `python` (the README's venv is `.venv/bin/python`);
 - a python block registering a job type or schedule the project already has (it crashes at
   import);
-- a command naming a job type that `make run` does not have (one that exists only in a sketch);
+- a command naming a job type that `make run` does not have (one that exists only in a sketch,
+  not in a module the document loads with `JOB_HANDLER_MODULES=... make run`);
 - a handler or task module (`# package/module.py` on its first line) whose document does not
   show `JOB_HANDLER_MODULES=...` set for `make run`, so `make run`'s workers never load it.
 """
@@ -123,7 +124,7 @@ def check_shell(block: Block) -> None:
             raise AssertionError(f"bare `python` in {line.strip()!r}: the README's venv runs it, `.venv/bin/python`")
         for groups in TYPE_IN_COMMAND.findall(command):
             name = next(filter(None, groups))
-            if name not in make_run_types():
+            if name not in make_run_types() | loaded_types(block.text):
                 raise AssertionError(
                     f"{line.strip()!r} names the job type {name!r}, which `make run` does not have "
                     f"(it has {', '.join(sorted(make_run_types()))})"
@@ -185,6 +186,18 @@ def check_handler_modules_set(block: Block, module: str) -> None:
         f"{module} is a module of handlers or tasks, but the document never shows "
         f"`JOB_HANDLER_MODULES={module} make run`: `make run`'s workers would not load it"
     )
+
+
+def loaded_types(text: str) -> frozenset[str]:
+    """The job types the document declares in modules it also shows `make run` loading."""
+    names = set()
+    for source in re.findall(r"```python\n(.*?)```", text, re.S):
+        module = _module_path(source)
+        if module and re.search(rf"JOB_HANDLER_MODULES=\S*\b{re.escape(module)}\b[^\n]*make run", _shell_text(text)):
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Call) and _called(node) == "job_type" and node.args:
+                    names.add(getattr(node.args[0], "value", None))
+    return frozenset(names)
 
 
 def _shell_text(text: str) -> str:
