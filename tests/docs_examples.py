@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = {"text", "console"}
 LANGUAGES = {"python", "bash", "json", "yaml", *OUTPUT}
 MARKER = re.compile(r"<!--\s*(run|sketch|run-by:\s*(\S+))\s*-->$")
-CHECKED_PACKAGES = ("jobs", "tasks", "jobqueue_client")
+CHECKED_PACKAGES = ("jobs", "tasks", "jobqueue_client")  # jobs and tasks need Django
 # A command word at the start of a shell command: after a line start, `;`, `&&`, `||`, `|` or `$(`.
 BARE_PYTHON = re.compile(r"(?:^|[;&|(]\s*|\$\(\s*)(?:env\s+)?(?:[A-Z_]+=\S*\s+)*(python3?)\s")
 TYPE_IN_COMMAND = re.compile(
@@ -215,7 +215,8 @@ def check_imports(tree: ast.AST) -> None:
         for module in modules:
             if module.split(".")[0] not in CHECKED_PACKAGES:
                 continue
-            setup_django()
+            if module.split(".")[0] != "jobqueue_client":
+                setup_django()
             imported = importlib.import_module(module)
             for name in names:
                 if not hasattr(imported, name):
@@ -254,7 +255,7 @@ def setup_django() -> None:
     defaults = {
         "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
         "DEBUG": "0",
-        "SECRET_KEY": "docs-examples-only-secret-key-not-for-production-0123456789",
+        "SECRET_KEY": "q7Rz2xW9vKpL4mN8bT3cY6hJ1dF5gS0aE2uI7oP9wQ4rX8zB3nM6vC1kL5jH0tG",
         "ALLOWED_HOSTS": "localhost",
         "JOBQUEUE_VAR_DIR": var,
         "JOBQUEUE_DEV_ENV": "0",
@@ -266,7 +267,7 @@ def setup_django() -> None:
 
 # --- collection --------------------------------------------------------------------------
 
-SYBIL = Sybil(parsers=[parse_blocks], patterns=["*.md"], path="..")
+SYBIL = Sybil(parsers=[parse_blocks], patterns=["*.md"], path=str(ROOT))
 _collect = SYBIL.pytest()
 
 

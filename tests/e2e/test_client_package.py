@@ -293,7 +293,7 @@ def test_a_submit_whose_answer_was_lost_is_retried_with_its_key_and_answered_wit
 
 # --- the documentation's example, as a reader runs it --------------------------------------
 
-CLIENT_PAGE = servers.ROOT / "docs" / "howto" / "python-client.md"
+CLIENT_PAGE = servers.ROOT / "docs/howto/python-client.md"
 
 
 def readme_client_section() -> str:

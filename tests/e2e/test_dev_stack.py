@@ -24,7 +24,7 @@ from tests.servers import ROOT
 from .test_admin_browser import launch_browser, shot  # noqa: F401  (the browser fixture)
 
 README = ROOT / "README.md"
-CLI_PAGE = ROOT / "docs" / "howto" / "cli.md"
+CLI_PAGE = ROOT / "docs/howto/cli.md"
 # What a shell on a developer's machine has; nothing of the tests' own configuration.
 KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER")
 

@@ -19,7 +19,7 @@ LATER = "# Later"
 
 
 def readme_blocks() -> list[str]:
-    text = (ROOT / "docs" / "howto" / "django-project.md").read_text()
+    text = (ROOT / "docs/howto/django-project.md").read_text()
     return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
