@@ -133,9 +133,7 @@ def check_shell(block: Block) -> None:
         done = subprocess.run(["bash", "-n"], input=block.source, text=True, capture_output=True)
         assert done.returncode == 0, done.stderr
     elif block.marker == "run":
-        done = subprocess.run(
-            ["bash", "-e"], input=block.source, text=True, capture_output=True, cwd=ROOT, timeout=300
-        )
+        done = subprocess.run(["bash", "-e"], input=block.source, text=True, capture_output=True, cwd=ROOT, timeout=300)
         assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
 
 
@@ -232,9 +230,9 @@ def declared_names(function: str) -> frozenset[str]:
     names = set()
     for path in (ROOT / "tasks").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and _called(node) == function and node.args:
-                if isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                    names.add(node.args[0].value)
+            first = node.args[0] if isinstance(node, ast.Call) and _called(node) == function and node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
     return frozenset(names)
 
 
@@ -295,7 +293,5 @@ def failures(path: Path) -> list[str]:
         try:
             example.evaluate()
         except Exception as error:  # noqa: BLE001  (every failure is reported)
-            found.append(f"line {example.line}: {error}")
+            found.append(f"line {example.line}: {type(error).__name__}: {error}")
     return found
-
-

@@ -1,5 +1,6 @@
 """`make run` as a new user meets it: the stack `manage.py run_dev` starts, the CLI page's
-commands (docs/howto/cli.md, and the README's among them) run as written in another shell (no environment but the checkout's var/), and the
+commands (docs/howto/cli.md, the README's among them) run as written in another shell (no
+environment but the checkout's var/), and the
 60-second demonstration (`jobs demo`) seen in the admin in a real Chromium: a retry, dead
 letters, a running job's progress and the mail the development SMTP sink kept.
 
@@ -37,8 +38,9 @@ def plain_env(var_dir: Path) -> dict[str, str]:
 def readme_cli_commands() -> list[str]:
     """The command lines of the CLI page's first block, in order; the README's are among them."""
     block = re.search(r"```bash\n(.*?)```", CLI_PAGE.read_text(), re.S).group(1)
-    commands = [line for line in block.splitlines() if line.startswith(".venv/bin/python manage.py jobs ")]
-    in_readme = [line for line in README.read_text().splitlines() if line.startswith(".venv/bin/python manage.py jobs ")]
+    prefix = ".venv/bin/python manage.py jobs "
+    commands = [line for line in block.splitlines() if line.startswith(prefix)]
+    in_readme = [line for line in README.read_text().splitlines() if line.startswith(prefix)]
     assert in_readme and set(in_readme) <= set(commands), "the README's commands are run here too"
     return commands
 
