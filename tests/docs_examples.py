@@ -129,6 +129,9 @@ def check_shell(block: Block) -> None:
                     f"{line.strip()!r} names the job type {name!r}, which `make run` does not have "
                     f"(it has {', '.join(sorted(make_run_types()))})"
                 )
+            if name not in make_run_types() and "manage.py" in command and "JOB_HANDLER_MODULES=" not in command:
+                missing = f"this manage.py knows {name!r} only with JOB_HANDLER_MODULES set"
+                raise AssertionError(f"{line.strip()!r}: {missing}")
     if block.marker == "sketch":
         done = subprocess.run(["bash", "-n"], input=block.source, text=True, capture_output=True)
         assert done.returncode == 0, done.stderr

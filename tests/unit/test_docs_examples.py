@@ -81,6 +81,16 @@ JOB_HANDLER_MODULES=billing.tasks make run
 """
 
 
+def test_a_pages_own_type_needs_its_module_loaded_where_a_command_names_it(tmp_path):
+    page = SKETCH.format(name="shop.daily_sales").replace("~~~python\n", "~~~python\n# shop/jobs.py\n")
+    page += "\n<!-- sketch -->\n~~~bash\nJOB_HANDLER_MODULES=shop.jobs make run\n{submit}\n~~~\n"
+    submit = ".venv/bin/python manage.py jobs submit shop.daily_sales"
+    found = check(tmp_path, page.format(submit=submit))
+    assert len(found) == 1 and "knows 'shop.daily_sales' only with JOB_HANDLER_MODULES set" in found[0]
+    assert check(tmp_path, page.format(submit=f"JOB_HANDLER_MODULES=shop.jobs {submit}")) == []
+    assert check(tmp_path, page.replace("JOB_HANDLER_MODULES=shop.jobs make run", "make run").format(submit="")) != []
+
+
 def test_a_task_module_whose_page_does_not_load_it_for_make_run_fails(tmp_path):
     found = check(tmp_path, DJANGO_PROJECT)
     assert len(found) == 1 and "never shows `JOB_HANDLER_MODULES=billing.tasks make run`" in found[0]
