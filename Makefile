@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint bench chaos
+.PHONY: venv run test lint docs bench chaos
 
 venv: $(VENV)/.installed
 
@@ -22,8 +22,11 @@ test: venv
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
+docs: venv
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
 # Every benchmark scenario at full size (tens of minutes); one alone: `.venv/bin/python -m bench <name> --help`.
-# Results: bench/results/*.json and a table appended to docs/benchmarks.md. The peers measured
+# Results: bench/results/*.json and a table appended to docs/explanation/benchmarks.md. The peers measured
 # beside bare Celery (RQ, Procrastinate) come from requirements-bench.txt.
 bench: venv
 	$(BIN)/python -m pip install -q -r requirements-bench.txt

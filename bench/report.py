@@ -1,4 +1,4 @@
-"""Results: JSON under bench/results/ and a Markdown table appended to docs/benchmarks.md."""
+"""Results: JSON under bench/results/ and a Markdown table appended to docs/explanation/benchmarks.md."""
 
 import json
 import statistics
@@ -7,7 +7,7 @@ import time
 from .stack import ROOT, machine
 
 RESULTS = ROOT / "bench" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = ROOT / "docs" / "explanation" / "benchmarks.md"
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

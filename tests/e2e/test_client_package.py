@@ -291,15 +291,13 @@ def test_a_submit_whose_answer_was_lost_is_retried_with_its_key_and_answered_wit
     assert str(stored.id) == job.id and stored.idempotency_key == job.idempotency_key
 
 
-# --- the README's example, as a reader runs it ---------------------------------------------
+# --- the documentation's example, as a reader runs it --------------------------------------
 
-README = servers.ROOT / "README.md"
+CLIENT_PAGE = servers.ROOT / "docs/howto/python-client.md"
 
 
 def readme_client_section() -> str:
-    text = README.read_text()
-    start = text.index("## From another service")
-    return text[start : text.index("\n## ", start + 1)]
+    return CLIENT_PAGE.read_text()
 
 
 def site_packages_of(*distributions: str, into: Path) -> Path:
@@ -327,7 +325,7 @@ def site_packages_of(*distributions: str, into: Path) -> Path:
 
 def test_the_readme_example_runs_as_written(start_web, start_worker, make_user, tmp_path):
     section = readme_client_section()
-    install = re.search(r"```\n(pip install [^\n]+)\n```", section).group(1)
+    install = re.search(r"```bash\n(pip install [^\n]+)\n```", section).group(1)
     examples = re.findall(r"```python\n(.*?)```", section, re.S)
     assert install == "pip install ./jobqueue_client" and len(examples) == 2
 

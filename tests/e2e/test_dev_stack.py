@@ -1,5 +1,6 @@
-"""`make run` as a new user meets it: the stack `manage.py run_dev` starts, the README's CLI
-section run as written in another shell (no environment but the checkout's var/), and the
+"""`make run` as a new user meets it: the stack `manage.py run_dev` starts, the CLI page's
+commands (docs/howto/cli.md, the README's among them) run as written in another shell (no
+environment but the checkout's var/), and the
 60-second demonstration (`jobs demo`) seen in the admin in a real Chromium: a retry, dead
 letters, a running job's progress and the mail the development SMTP sink kept.
 
@@ -24,6 +25,7 @@ from tests.servers import ROOT
 from .test_admin_browser import launch_browser, shot  # noqa: F401  (the browser fixture)
 
 README = ROOT / "README.md"
+CLI_PAGE = ROOT / "docs/howto/cli.md"
 # What a shell on a developer's machine has; nothing of the tests' own configuration.
 KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER")
 
@@ -34,11 +36,14 @@ def plain_env(var_dir: Path) -> dict[str, str]:
 
 
 def readme_cli_commands() -> list[str]:
-    """The command lines of the README's CLI section, in order."""
-    text = README.read_text()
-    section = text[text.index("### CLI: `manage.py jobs`") :]
-    block = re.search(r"```\n(.*?)```", section, re.S).group(1)
-    return [line for line in block.splitlines() if line.startswith(".venv/bin/python manage.py jobs ")]
+    """The command lines of the CLI page's first block, in order; the README's are among them."""
+    block = re.search(r"```bash\n(.*?)```", CLI_PAGE.read_text(), re.S).group(1)
+    prefix = ".venv/bin/python manage.py jobs "
+    commands = [line for line in block.splitlines() if line.startswith(prefix)]
+    marked = re.findall(r"<!-- run-by: tests/e2e/test_dev_stack.py -->\n```bash\n(.*?)```", README.read_text(), re.S)
+    in_readme = [line for block in marked for line in block.splitlines()]
+    assert in_readme and set(in_readme) <= set(commands), "the README's commands run here too"
+    return commands
 
 
 class DevStack:

@@ -1,4 +1,4 @@
-"""The README's "From a Django project" section runs as written: its settings are the site's, its
+"""The "From a Django project" page (docs/howto/django-project.md) runs as written: its settings are the site's, its
 task module is written where it says, imported by a real worker, and its enqueue and get_result
 code prints what its comments say."""
 
@@ -19,15 +19,14 @@ LATER = "# Later"
 
 
 def readme_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## From a Django project\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    text = (ROOT / "docs/howto/django-project.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
 def run(code: str, namespace: dict) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, "django-project.md", "exec"), namespace)
     return out.getvalue()
 
 

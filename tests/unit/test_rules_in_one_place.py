@@ -1,4 +1,4 @@
-"""docs/architecture.md's table of rules is true: each name it gives is defined in the module it
+"""docs/explanation/architecture.md's table of rules is true: each name it gives is defined in the module it
 names and nowhere else in the app, and the probes below find each rule's telltale in one module."""
 
 import ast
@@ -39,7 +39,7 @@ def definitions() -> dict[str, set[str]]:
 
 def rule_rows() -> list[tuple[str, list[str], list[str], list[str]]]:
     """(rule, modules named, names in the module's cell, other names given) of each row of the table."""
-    text = (ROOT / "docs/architecture.md").read_text()
+    text = (ROOT / "docs/explanation/architecture.md").read_text()
     table = text.split("## Where each rule lives", 1)[1].split("\n## ", 1)[0]
     rows = []
     for line in table.splitlines():
