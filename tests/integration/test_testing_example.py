@@ -1,0 +1,55 @@
+"""The example of docs/howto/testing-job-types.md: its job types and its tests, run here as a
+team would run them in its own suite (without Redis: the stub broker keeps the messages)."""
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import registry
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "testing"
+
+
+@pytest.fixture(autouse=True)
+def _no_broker():
+    """No Redis: this overrides the integration tests' real broker."""
+
+
+@pytest.fixture(scope="module")
+def example_tests():
+    """The example's test module; its job types and schedule are gone again afterwards."""
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        yield importlib.import_module("test_billing_jobs")
+    finally:
+        sys.path.remove(str(EXAMPLE))
+        for name in ("billing.invoice", "billing.close_month"):
+            registry.unregister(name)
+        registry.undeclare("billing-close-month")
+        sys.modules.pop("test_billing_jobs", None)
+        sys.modules.pop("billing_jobs", None)
+
+
+NAMES = sorted(path.stem for path in EXAMPLE.glob("*.py"))
+TESTS = [
+    "test_an_invoice_is_charged_once",
+    "test_a_bad_payload_is_refused_at_submit",
+    "test_a_gateway_outage_is_retried_until_it_answers",
+    "test_a_gateway_that_stays_down_leaves_a_dead_job",
+    "test_a_closed_account_fails_at_once_without_retries",
+    "test_the_month_is_closed_on_the_first_at_six",
+]
+
+
+def test_every_test_of_the_example_is_run_here(example_tests):
+    assert NAMES == ["billing_jobs", "test_billing_jobs"]
+    assert sorted(name for name in vars(example_tests) if name.startswith("test_")) == sorted(TESTS)
+
+
+@pytest.mark.parametrize("name", TESTS)
+def test_the_example(example_tests, name, monkeypatch):
+    test = getattr(example_tests, name)
+    test(**({"monkeypatch": monkeypatch} if "monkeypatch" in inspect.signature(test).parameters else {}))
