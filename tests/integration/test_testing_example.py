@@ -53,3 +53,16 @@ def test_every_test_of_the_example_is_run_here(example_tests):
 def test_the_example(example_tests, name, monkeypatch):
     test = getattr(example_tests, name)
     test(**({"monkeypatch": monkeypatch} if "monkeypatch" in inspect.signature(test).parameters else {}))
+
+
+def test_every_block_of_the_how_to_is_run_here_or_marked_as_a_sketch():
+    lines = (EXAMPLE.parents[1] / "howto" / "testing-job-types.md").read_text().splitlines()
+    openings = [i for i, line in enumerate(lines) if line.startswith("```") and line.strip() != "```"]
+    assert len(openings) == 4
+    for i in openings:
+        marker = lines[i - 1]
+        assert marker in ("<!-- sketch -->", f"<!-- run-by: tests/integration/{Path(__file__).name} -->"), lines[i]
+        if marker == "<!-- sketch -->":
+            compile("\n".join(lines[i + 1 : lines.index("```", i + 1)]), "sketch", "exec")
+    includes = {line.split("/")[-1] for line in lines if line.startswith("```{literalinclude}")}
+    assert includes == {f"{name}.py" for name in NAMES}
