@@ -517,6 +517,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Celery's own lines per message (received; succeeded in) name only its message id: the job
     # event lines (jobqueue.jobs) say the same with the job's id, type, queue and attempt.
-    # Celery's warnings and errors still come through.
-    "loggers": {name: {"level": "WARNING"} for name in ("celery.worker.strategy", "celery.app.trace")},
+    # Celery's warnings and errors still come through. The mail sink logs one line per message
+    # (jobqueue.mail) rather than aiosmtpd's lines per session.
+    "loggers": {name: {"level": "WARNING"} for name in ("celery.worker.strategy", "celery.app.trace", "mail.log")},
 }
