@@ -518,6 +518,11 @@ LOGGING = {
     # Celery's own lines per message (received; succeeded in) name only its message id: the job
     # event lines (jobqueue.jobs) say the same with the job's id, type, queue and attempt.
     # Celery's warnings and errors still come through. The mail sink logs one line per message
-    # (jobqueue.mail) rather than aiosmtpd's lines per session.
-    "loggers": {name: {"level": "WARNING"} for name in ("celery.worker.strategy", "celery.app.trace", "mail.log")},
+    # (jobqueue.mail) rather than aiosmtpd's lines per session. Flower warns whenever no worker
+    # answers its inspection within a second (at its start, before the workers are up): its
+    # workers page says so anyway; its errors still come through.
+    "loggers": {
+        **{name: {"level": "WARNING"} for name in ("celery.worker.strategy", "celery.app.trace", "mail.log")},
+        "flower.inspector": {"level": "ERROR"},
+    },
 }

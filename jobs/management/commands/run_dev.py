@@ -58,7 +58,8 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     worker = ["-Q", ",".join(QUEUES), "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
     # Flower, on a private port, takes its login from FLOWER_BASIC_AUTH (on the command line `ps`
     # would show it); the gate on FLOWER_PORT checks the operator's login and throttles failures.
-    flower = ["--address=127.0.0.1", f"--port={config.flower_upstream_port}"]
+    # -q: without its banner, whose address is the private port.
+    flower = ["-q", "flower", "--address=127.0.0.1", f"--port={config.flower_upstream_port}"]
     # Every address on the command line: the JOBQUEUE_FLOWER_GATE_*/UPSTREAM_* variables are a deployment's.
     gate = ["run_flower_gate", "--address=127.0.0.1", f"--port={config.flower_port}"]
     gate += ["--upstream-host=127.0.0.1", f"--upstream-port={config.flower_upstream_port}"]
@@ -75,7 +76,7 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
         *(sink if config.smtp_port else []),
         ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
         ProcessSpec("worker", [*celery, "worker", *worker], env=worker_env),
-        ProcessSpec("flower", [*celery, "flower", *flower], env={"FLOWER_BASIC_AUTH": config.flower_upstream_auth}),
+        ProcessSpec("flower", [*celery, *flower], env={"FLOWER_BASIC_AUTH": config.flower_upstream_auth}),
         ProcessSpec("flower-gate", [python, manage, *gate], env=gate_env),
         ProcessSpec("mover", [python, manage, "run_mover"], env=mover_env),
     ]
