@@ -5,6 +5,7 @@ import importlib
 import inspect
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -21,16 +22,14 @@ def _no_broker():
 @pytest.fixture(scope="module")
 def example_tests():
     """The example's test module; its job types and schedule are gone again afterwards."""
-    sys.path.insert(0, str(EXAMPLE))
-    try:
+    with (
+        mock.patch.object(sys, "path", [str(EXAMPLE), *sys.path]),
+        mock.patch.dict(registry._registry),
+        mock.patch.dict(registry._schedules),
+    ):
         yield importlib.import_module("test_billing_jobs")
-    finally:
-        sys.path.remove(str(EXAMPLE))
-        for name in ("billing.invoice", "billing.close_month"):
-            registry.unregister(name)
-        registry.undeclare("billing-close-month")
-        sys.modules.pop("test_billing_jobs", None)
-        sys.modules.pop("billing_jobs", None)
+    for name in ("test_billing_jobs", "billing_jobs"):
+        sys.modules.pop(name, None)
 
 
 NAMES = sorted(path.stem for path in EXAMPLE.glob("*.py"))

@@ -25,7 +25,7 @@ SPEC = {"type": "noop", "payload": {"to": "a@example.com", "n": 1}, "unique_for"
 def unique_report_type():
     registry.job_type(REPORT, unique_for=3600, unique_key=["customer"])(lambda payload, ctx: None)
     yield
-    registry.unregister(REPORT)
+    registry._registry.pop(REPORT)
 
 
 def finish(job_id, *, ago: float = 0.0) -> None:
