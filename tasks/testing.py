@@ -1,19 +1,7 @@
-"""Test job types in a project's own test suite, without Redis or Celery.
-
-    from tasks.testing import stub_broker
-
-    with stub_broker() as broker:
-        job, _ = services.job_submit(type="billing.invoice", payload={...})
-        broker.run_all(advance=True)  # retries included: the clock jumps to each retry's time
-
-Jobs go through the platform's own services: the submit service validates and stores them, the
-one Celery task (tasks.runner.run_job, run in this process) claims and runs them, and its
-outcomes apply the retry policy and the state machine. Only the broker is replaced: the messages
-dispatch would publish are kept in `messages`, and the copies of dead jobs in `dead_letters`.
-Messages are kept at once rather than on commit, since a test's transaction may never commit.
-Successes are written by the task itself rather than by the worker's writer thread, and the
-database connection is left alone, so it works inside a test's transaction (SQLite too).
-"""
+"""`stub_broker()`: a project tests its job types without Redis or Celery, through the services
+and the task the platform runs (docs/howto/testing-job-types.md). Only the broker is replaced:
+messages are kept in memory at once (a test's transaction may never commit), successes are
+written by the task itself, and the test's database connection is left alone."""
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -46,16 +34,12 @@ class StubBroker:
         return len(ready)
 
     def run_all(self, *, advance: bool = False) -> int:
-        """Run every kept message through the task, and those its jobs lead to; how many ran.
-
-        `advance`: then move the clock to the next retrying or scheduled job's time, and go on
-        until none is left waiting for time.
-        """
+        """Run the kept messages through the task, and those they lead to; how many ran. `advance`:
+        then move the clock to each retrying or scheduled job's time until none is left waiting."""
         ran = 0
         while True:
             while self.messages:
-                job_id = self.messages.pop(0)[0]
-                run_job.apply(args=[str(job_id)])
+                run_job.apply(args=[str(self.messages.pop(0)[0])])
                 ran += 1
             waiting = Job.objects.filter(status__in=WAITING_FOR_TIME).order_by("run_at").first()
             if not advance or waiting is None:
@@ -71,13 +55,11 @@ class StubBroker:
 
 @contextmanager
 def stub_broker() -> Iterator[StubBroker]:
-    """Keep the messages of jobs in memory instead of publishing them to Redis (see the module)."""
     stub = StubBroker()
-    kept = stub._keep
     with ExitStack() as stack:
         for target, name, value in (
-            (dispatch, "send_jobs", kept),
-            (dispatch, "send_jobs_on_commit", kept),
+            (dispatch, "send_jobs", stub._keep),
+            (dispatch, "send_jobs_on_commit", stub._keep),
             (dispatch, "send_dead_letter_on_commit", lambda *, job_id, **_: stub.dead_letters.append(str(job_id))),
             (finisher, "record", lambda success: services.jobs_succeed([success])),
             (worker, "start_lease_keeper", lambda: None),
