@@ -189,23 +189,19 @@ class Supervisor:
             _signal(child.process, signal.SIGTERM, group=False)
         deadline = time.monotonic() + grace
         for child in targets:
-            if not _exits(child.process, within=min(deadline - time.monotonic(), 1.0)):
+            try:
+                child.process.wait(max(min(deadline - time.monotonic(), 1.0), 0))
+            except subprocess.TimeoutExpired:
                 left = deadline - time.monotonic()
                 self.say(f"waiting up to {left:.0f}s for {child.name} to stop{child.spec.stopping}")
-                if not _exits(child.process, within=left):
-                    self.say(f"{child.name} did not stop within {grace:.0f}s; killing it")
-                    _signal(child.process, signal.SIGKILL, group=True)
-                    child.process.wait()
+            try:
+                child.process.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} did not stop within {grace:.0f}s; killing it")
+                _signal(child.process, signal.SIGKILL, group=True)
+                child.process.wait()
         for child in targets:
             child.pump.join(timeout=1)
-
-
-def _exits(process: subprocess.Popen, *, within: float) -> bool:
-    try:
-        process.wait(max(within, 0))
-    except subprocess.TimeoutExpired:
-        return False
-    return True
 
 
 def _signal(process: subprocess.Popen, sig: int, *, group: bool) -> None:
