@@ -31,7 +31,7 @@ def unique_report_type():
 def finish(job_id, *, ago: float = 0.0) -> None:
     """Run the job's attempt to success through the services, as a worker would; `ago` seconds back."""
     claim = services.job_claim(job_id=job_id, worker="test")
-    assert services.job_succeed(job_id=job_id, serial=claim.serial, result=None)
+    assert services.jobs_succeed([services.Success(str(job_id), claim.serial, None, timezone.now())])
     Job.objects.filter(pk=job_id).update(finished_at=timezone.now() - timedelta(seconds=ago))
 
 
