@@ -15,8 +15,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "testing"
 
 
 @pytest.fixture(autouse=True)
-def _no_broker():
-    """No Redis: this overrides the integration tests' real broker."""
+def _services(db):
+    """PostgreSQL only, no Redis: the stub broker takes the messages."""
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from tasks.testing import stub_broker
 
 
 @pytest.fixture(autouse=True)
-def _no_broker():
-    """No Redis: the stub alone takes the messages (the broker fixture is not requested here)."""
+def _services(db):
+    """PostgreSQL only, no Redis: the stub broker takes the messages."""
 
 
 def test_a_submitted_job_is_kept_and_run_by_the_task():
