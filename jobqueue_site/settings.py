@@ -472,12 +472,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_DISABLE_PREFETCH = True
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "medium"
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
-CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Metrics and health. Scrape endpoints of worker nodes and the mover (port 0: none); the web
@@ -517,6 +514,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Celery's own lines per message (received; succeeded in) name only its message id: the job
     # event lines (jobqueue.jobs) say the same with the job's id, type, queue and attempt.
-    # Celery's warnings and errors still come through.
-    "loggers": {name: {"level": "WARNING"} for name in ("celery.worker.strategy", "celery.app.trace")},
+    # Celery's warnings and errors still come through. The mail sink logs one line per message
+    # (jobqueue.mail) rather than aiosmtpd's lines per session. Flower warns whenever no worker
+    # answers its inspection within a second (at its start, before the workers are up): its
+    # workers page says so anyway; its errors still come through.
+    "loggers": {
+        **{name: {"level": "WARNING"} for name in ("celery.worker.strategy", "celery.app.trace", "mail.log")},
+        "flower.inspector": {"level": "ERROR"},
+    },
 }

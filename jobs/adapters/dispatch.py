@@ -84,17 +84,10 @@ def _unpaused(job_id: Any, queue: str) -> bool:
     return True
 
 
-def send_job(*, job_id: Any, queue: str, timeout: int | None, job_type: str) -> bool:
-    """Publish the message that makes a worker run the job; False if its queue is paused.
-
-    Only ids travel, never objects.
-    """
-    return send_jobs([(job_id, queue, timeout, job_type)]) == 1
-
-
 def send_jobs(jobs: Iterable[Dispatch], *, front: bool = False) -> int:
-    """Publish jobs through pipelined batches, one Redis round trip per BATCH messages; how
-    many were published (a paused queue's jobs are not).
+    """Publish the messages that make workers run the jobs (only ids travel, never objects), in
+    pipelined batches, one Redis round trip per BATCH messages; how many were published (a
+    paused queue's jobs are not).
 
     `front`: at the end of the list workers take from next (a message sent again for a job
     that lost its own keeps the job's place in line), the last of `jobs` first.

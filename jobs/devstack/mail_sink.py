@@ -11,6 +11,7 @@ By the recipient's local part:
 It uses aiosmtpd (a development requirement), imported only when the sink starts.
 """
 
+import logging
 import mailbox
 from dataclasses import dataclass
 from email import policy
@@ -19,6 +20,8 @@ from email.parser import BytesParser
 from pathlib import Path
 
 GREYLIST, BOUNCE = "greylist", "bounce"
+# One line per message (aiosmtpd's own lines per session are left at WARNING by the settings).
+log = logging.getLogger("jobqueue.mail")
 
 
 class SinkHandler:
@@ -30,17 +33,21 @@ class SinkHandler:
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options) -> str:
         local = address.partition("@")[0].lower()
-        if local.startswith(BOUNCE):
-            return f"550 5.1.1 <{address}>: no such mailbox (addresses starting with {BOUNCE!r} bounce)"
         triplet = (envelope.mail_from or "", address.lower())
-        if local.startswith(GREYLIST) and triplet not in self.greylisted:
+        if local.startswith(BOUNCE):
+            reply = f"550 5.1.1 <{address}>: no such mailbox (addresses starting with {BOUNCE!r} bounce)"
+        elif local.startswith(GREYLIST) and triplet not in self.greylisted:
             self.greylisted.add(triplet)
-            return f"451 4.7.1 <{address}>: greylisted, try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+            reply = f"451 4.7.1 <{address}>: greylisted, try again later"
+        else:
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+        log.info("refused mail from %s: %s", triplet[0], reply)
+        return reply
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        self.box.add(envelope.original_content)
+        key = self.box.add(envelope.original_content)
+        log.info("kept mail from %s to %s (%s)", envelope.mail_from, ", ".join(envelope.rcpt_tos), key)
         for address in envelope.rcpt_tos:
             self.greylisted.discard((envelope.mail_from or "", address.lower()))
         return "250 OK: kept in the development mailbox"

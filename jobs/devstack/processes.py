@@ -26,6 +26,7 @@ class ProcessSpec:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)  # on top of the environment all children get
+    stopping: str = ""  # what its stop waits for, said when it takes more than a second
 
 
 def port_free(port: int) -> bool:
@@ -188,6 +189,11 @@ class Supervisor:
             _signal(child.process, signal.SIGTERM, group=False)
         deadline = time.monotonic() + grace
         for child in targets:
+            try:
+                child.process.wait(max(min(deadline - time.monotonic(), 1.0), 0))
+            except subprocess.TimeoutExpired:
+                left = deadline - time.monotonic()
+                self.say(f"waiting up to {left:.0f}s for {child.name} to stop{child.spec.stopping}")
             try:
                 child.process.wait(max(deadline - time.monotonic(), 0))
             except subprocess.TimeoutExpired:

@@ -24,9 +24,9 @@ from jobs.services.lifecycle import job_fail, jobs_transition
 log = logging.getLogger("jobqueue.mover")
 
 
-def jobs_release_due(*, limit: int | None = None) -> int:
-    """Queue the scheduled and retrying jobs whose time has come; returns how many."""
-    now = timezone.now()
+def jobs_release_due(*, limit: int | None = None, now: datetime | None = None) -> int:
+    """Queue the scheduled and retrying jobs whose time has come (by `now`); returns how many."""
+    now = now or timezone.now()
     limit = limit or settings.JOB_MOVER_BATCH
     with transaction.atomic():
         due = list(

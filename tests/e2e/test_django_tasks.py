@@ -100,7 +100,7 @@ def test_a_message_delivered_before_its_job_is_visible_does_not_lose_the_job(sta
     with transaction.atomic():
         job = build_job(type=TASK_JOB_TYPE, payload={"task": "tests.tasks_app.tasks.count", "args": ["early"]})
         store().insert_jobs([job])
-        dispatch.send_job(job_id=job.id, queue=job.priority, timeout=None, job_type=TASK_JOB_TYPE)
+        dispatch.send_jobs([(job.id, job.priority, None, TASK_JOB_TYPE)])
         dropped = f"job {job.id}: no such job"
         wait_for(lambda: dropped in worker.output(), timeout=10, what="the worker to drop the early message")
         wait_for(lambda: delivered_and_acked(broker), timeout=10, what="the early message to be acknowledged")

@@ -50,10 +50,10 @@ def test_a_message_delivered_twice_runs_the_handler_once(start_worker, broker):
     start_worker("two", concurrency=2)
     job_id = submit("test.count", {"ms": 500})
     # The same message again while the first copy is in flight, and once more after the end.
-    dispatch.send_job(job_id=job_id, queue="medium", timeout=None, job_type="test.count")
+    dispatch.send_jobs([(job_id, "medium", None, "test.count")])
 
     wait_until_terminal([job_id], timeout=60)
-    dispatch.send_job(job_id=job_id, queue="medium", timeout=None, job_type="test.count")
+    dispatch.send_jobs([(job_id, "medium", None, "test.count")])
     wait_for_empty_queues(broker)
 
     assert broker.hget(EFFECTS_KEY, job_id) == "1"

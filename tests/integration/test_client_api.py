@@ -129,7 +129,7 @@ def run_report(job_id: str) -> dict:
     claim = services.job_claim(job_id=job_id, worker="w1")
     job = Job.objects.get(pk=job_id)
     result = handlers.report(job.payload, JobContext(job_id=job_id, attempt=claim.attempt, serial=claim.serial))
-    services.job_succeed(job_id=job_id, serial=claim.serial, result=result)
+    services.jobs_succeed([services.Success(str(job_id), claim.serial, result, timezone.now())])
     return result
 
 

@@ -32,7 +32,7 @@ def finished_attempt(job_type: str, seconds: float, *, ok: bool = True, ago: flo
     job = submit(type=job_type, max_retries=0)
     claim = services.job_claim(job_id=job.pk, worker="w1@host")
     if ok:
-        services.job_succeed(job_id=job.pk, serial=claim.serial, result=None)
+        services.jobs_succeed([services.Success(str(job.pk), claim.serial, None, timezone.now())])
     else:
         services.job_fail(job_id=job.pk, serial=claim.serial, error_type="E", message="boom")
     end = timezone.now() - timedelta(seconds=ago)

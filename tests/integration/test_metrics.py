@@ -5,6 +5,7 @@ import logging
 
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from jobs import services
@@ -35,7 +36,7 @@ def test_a_succeeded_attempt_counts_as_processed_with_its_duration():
     before = counts("noop", "high")
     job, _ = services.job_submit(type="noop", payload={}, priority="high")
     claim = services.job_claim(job_id=job.id, worker="w1")
-    services.job_succeed(job_id=job.id, serial=claim.serial, result=None)
+    services.jobs_succeed([services.Success(str(job.id), claim.serial, None, timezone.now())])
 
     assert delta(before, counts("noop", "high")) == {
         "jobs_submitted_total": 1,
@@ -156,7 +157,7 @@ def test_each_job_event_is_one_log_line_with_the_job_fields(caplog):
     caplog.set_level(logging.INFO, logger="jobqueue.jobs")
     job, _ = services.job_submit(type="noop", payload={})
     claim = services.job_claim(job_id=job.id, worker="w1")
-    services.job_succeed(job_id=job.id, serial=claim.serial, result=None)
+    services.jobs_succeed([services.Success(str(job.id), claim.serial, None, timezone.now())])
 
     events = [(r.getMessage(), r.outcome, r.attempt) for r in caplog.records if getattr(r, "job_id", "") == str(job.id)]
     assert events == [("job submitted", "queued", 0), ("job started", "started", 1), ("job succeeded", "succeeded", 1)]

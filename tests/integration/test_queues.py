@@ -41,7 +41,7 @@ def test_a_paused_queue_gets_no_new_messages(broker):
 
     assert broker.llen("medium") == 0
     assert Job.objects.get(pk=job.id).status == "queued"
-    assert not dispatch.send_job(job_id=job.id, queue="medium", timeout=None, job_type=job.type)
+    assert dispatch.send_jobs([(job.id, "medium", None, job.type)]) == 0
 
 
 def test_the_claim_refuses_a_job_whose_queue_is_paused(broker):

@@ -1,11 +1,16 @@
 """`make run`'s development stack: its superuser is made once, and it never runs without DEBUG."""
 
+import os
+import subprocess
+import time
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from jobs.management.commands import run_dev
+from tests import servers
 
 
 def test_the_dev_superuser_is_created_once_and_a_changed_password_is_kept(db):
@@ -82,3 +87,22 @@ def test_the_banner_prints_the_default_dev_logins_but_never_a_password_the_opera
     assert "s3cret" not in text
     assert "(login admin / <JOBQUEUE_DEV_PASSWORD>)" in text
     assert "(login ops / <the password in FLOWER_BASIC_AUTH>)" in text
+
+
+def test_flower_starts_without_a_banner_or_warnings_while_no_worker_answers(broker, monkeypatch, tmp_path):
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    flower = next(spec for spec in run_dev.process_specs(run_dev.read_config()) if spec.name == "flower")
+    log = tmp_path / "flower.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(flower.argv, env={**os.environ, **flower.env}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            # Flower asks the workers at its start and gives up after a second.
+            servers.wait_for(lambda: "Connected to" in log.read_text(), timeout=30, what="Flower's broker connection")
+            time.sleep(2.5)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+    text = log.read_text()
+    assert "Connected to" in text
+    assert not [line for line in text.splitlines() if " WARNING " in line or "Registered tasks" in line], text

@@ -61,9 +61,9 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_state():
     job = submit()
     claim = services.job_claim(job_id=job.id, worker="w1")
 
-    assert not services.job_succeed(job_id=job.id, serial=claim.serial + 1, result={})
-    assert services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 1})
-    assert not services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 2})
+    assert not services.jobs_succeed([services.Success(str(job.id), claim.serial + 1, {}, timezone.now())])
+    assert services.jobs_succeed([services.Success(str(job.id), claim.serial, {"ok": 1}, timezone.now())])
+    assert not services.jobs_succeed([services.Success(str(job.id), claim.serial, {"ok": 2}, timezone.now())])
     job.refresh_from_db()
     assert (job.status, job.result, job.progress) == (Status.SUCCEEDED, {"ok": 1}, 100)
 

@@ -9,6 +9,8 @@ from tests.servers import ROOT
 
 SCRIPT = textwrap.dedent(
     """
+    from django.utils import timezone
+
     from jobs import services
     from jobs.models import Job
 
@@ -16,8 +18,8 @@ SCRIPT = textwrap.dedent(
     claim = services.job_claim(job_id=job.id, worker="w@sqlite")
     assert services.job_claim(job_id=job.id, worker="other@sqlite") is None
     assert claim.payload == {"ms": 1} and claim.serial == 1
-    assert services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": True})
-    assert not services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": False})
+    assert services.jobs_succeed([services.Success(str(job.id), claim.serial, {"ok": True}, timezone.now())])
+    assert not services.jobs_succeed([services.Success(str(job.id), claim.serial, {"ok": False}, timezone.now())])
 
     flaky, _ = services.job_submit(type="test.flaky", payload={}, max_retries=0)
     claim = services.job_claim(job_id=flaky.id, worker="w@sqlite")

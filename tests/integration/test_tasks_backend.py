@@ -55,7 +55,7 @@ def run_attempt(result_id: str, worker: str = "w1@host"):
     except Exception as exc:
         outcomes.failed(claim, exc, task_id=f"task-{claim.serial}")
         return exc
-    services.job_succeed(job_id=claim.job_id, serial=claim.serial, result=value, claim=claim)
+    services.jobs_succeed([services.Success(str(claim.job_id), claim.serial, value, timezone.now(), claim)])
     return value
 
 
@@ -163,7 +163,7 @@ def test_get_result_follows_the_job_to_success():
     with pytest.raises(ValueError, match="not finished"):
         _ = running.return_value
 
-    services.job_succeed(job_id=claim.job_id, serial=claim.serial, result=5, claim=claim)
+    services.jobs_succeed([services.Success(str(claim.job_id), claim.serial, 5, timezone.now(), claim)])
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 5
     assert result.is_finished and result.finished_at >= result.started_at and result.errors == []

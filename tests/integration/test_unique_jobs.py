@@ -27,13 +27,13 @@ SPEC = {"type": "noop", "payload": {"to": "a@example.com", "n": 1}, "unique_for"
 def unique_report_type():
     registry.job_type(REPORT, unique_for=3600, unique_key=["customer"])(lambda payload, ctx: None)
     yield
-    registry.unregister(REPORT)
+    registry._registry.pop(REPORT)
 
 
 def finish(job_id, *, ago: float = 0.0) -> None:
     """Run the job's attempt to success through the services, as a worker would; `ago` seconds back."""
     claim = services.job_claim(job_id=job_id, worker="test")
-    assert services.job_succeed(job_id=job_id, serial=claim.serial, result=None)
+    assert services.jobs_succeed([services.Success(str(job_id), claim.serial, None, timezone.now())])
     Job.objects.filter(pk=job_id).update(finished_at=timezone.now() - timedelta(seconds=ago))
 
 

@@ -1,5 +1,6 @@
 """The development SMTP sink: greylisting once per message, bouncing, keeping what it accepts."""
 
+import logging
 import mailbox
 import smtplib
 
@@ -60,3 +61,22 @@ def test_a_malformed_message_is_shown_as_far_as_it_reads_and_the_others_still_ar
     assert set(mails) == {"fine", "odd charset"}
     assert mails["fine"].body.strip() == "hello"
     assert mails["odd charset"].body.strip() == "h\ufffdllo" and mails["odd charset"].sender == "b@localhost"
+
+
+def test_the_sink_logs_one_line_per_message_and_nothing_per_session(sink, caplog):
+    port, _ = sink
+    caplog.set_level(logging.DEBUG)
+
+    send(port, "you@example.com", "hi")
+    send(port, "me@example.com", "hello")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(port, "bounce@example.com", "never")
+
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name != "jobqueue.mail"]
+    assert lines == []
+    kept = [r.getMessage() for r in caplog.records if r.name == "jobqueue.mail"]
+    assert [line.split(" (")[0] for line in kept] == [
+        "kept mail from jobs@localhost to you@example.com",
+        "kept mail from jobs@localhost to me@example.com",
+        "refused mail from jobs@localhost: 550 5.1.1 <bounce@example.com>: no such mailbox",
+    ]

@@ -58,7 +58,8 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     worker = ["-Q", ",".join(QUEUES), "-c", "2", "-n", "dev@%h", "--loglevel", "INFO"]
     # Flower, on a private port, takes its login from FLOWER_BASIC_AUTH (on the command line `ps`
     # would show it); the gate on FLOWER_PORT checks the operator's login and throttles failures.
-    flower = ["--address=127.0.0.1", f"--port={config.flower_upstream_port}"]
+    # -q: without its banner, whose address is the private port.
+    flower = ["-q", "flower", "--address=127.0.0.1", f"--port={config.flower_upstream_port}"]
     # Every address on the command line: the JOBQUEUE_FLOWER_GATE_*/UPSTREAM_* variables are a deployment's.
     gate = ["run_flower_gate", "--address=127.0.0.1", f"--port={config.flower_port}"]
     gate += ["--upstream-host=127.0.0.1", f"--upstream-port={config.flower_upstream_port}"]
@@ -67,6 +68,7 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
         "JOBQUEUE_FLOWER_UPSTREAM_LOGIN": config.flower_upstream_auth,
     }
     worker_env = {"JOB_WORKER_METRICS_PORT": str(config.worker_metrics_port)}
+    stopping = f": its running jobs get {settings.JOB_SHUTDOWN_GRACE:g}s to finish, then go back to their queue"
     mover_env = {"JOB_MOVER_METRICS_PORT": str(config.mover_metrics_port)}
     sink = [ProcessSpec("mail", [python, manage, "run_mail_sink", f"--port={config.smtp_port}"])]
     if config.smtp_port:
@@ -74,8 +76,8 @@ def process_specs(config: DevConfig) -> list[ProcessSpec]:
     return [
         *(sink if config.smtp_port else []),
         ProcessSpec("web", [python, manage, "runserver", "--noreload", f"127.0.0.1:{config.web_port}"]),
-        ProcessSpec("worker", [*celery, "worker", *worker], env=worker_env),
-        ProcessSpec("flower", [*celery, "flower", *flower], env={"FLOWER_BASIC_AUTH": config.flower_upstream_auth}),
+        ProcessSpec("worker", [*celery, "worker", *worker], env=worker_env, stopping=stopping),
+        ProcessSpec("flower", [*celery, *flower], env={"FLOWER_BASIC_AUTH": config.flower_upstream_auth}),
         ProcessSpec("flower-gate", [python, manage, *gate], env=gate_env),
         ProcessSpec("mover", [python, manage, "run_mover"], env=mover_env),
     ]
