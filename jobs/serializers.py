@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Job, JobAttempt, MissedPolicy, OverlapPolicy, Schedule, ScheduleRun
+from .services.schedules import FIELDS
 from .states import Priority, Status
 
 
@@ -391,18 +392,7 @@ class ScheduleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Schedule
         fields = [
-            "name",
-            "job_type",
-            "payload",
-            "priority",
-            "max_retries",
-            "cron",
-            "interval_seconds",
-            "timezone",
-            "enabled",
-            "missed",
-            "catch_up_seconds",
-            "overlap",
+            *FIELDS,
             "source",
             "next_tick_at",
             "last_tick_at",

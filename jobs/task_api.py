@@ -5,6 +5,7 @@ The two have the same classes under the same module layout; only the name of the
 error differs (`InvalidTask` in Django, `InvalidTaskError` in the backport).
 """
 
+# ruff: noqa: F401 -- every import here is a re-export
 try:
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import (
@@ -34,20 +35,3 @@ except ImportError:
     from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
     from django_tasks.signals import task_enqueued, task_finished, task_started
     from django_tasks.utils import normalize_json
-
-__all__ = [
-    "DEFAULT_TASK_QUEUE_NAME",
-    "BaseTaskBackend",
-    "InvalidTaskError",
-    "Task",
-    "TaskContext",
-    "TaskError",
-    "TaskResult",
-    "TaskResultDoesNotExist",
-    "TaskResultStatus",
-    "normalize_json",
-    "task",
-    "task_enqueued",
-    "task_finished",
-    "task_started",
-]

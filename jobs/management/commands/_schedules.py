@@ -29,18 +29,7 @@ SCHEDULE_READS = {"schedules list", "schedules show", "schedules runs"}
 LIST_HEADERS = ("NAME", "TYPE", "EVERY", "TZ", "STATE", "SOURCE", "NEXT RUN", "LAST RUN", "OUTCOME", "JOB STATUS")
 RUN_HEADERS = ("TICK", "OUTCOME", "JOB", "JOB STATUS", "RECORDED", "LATE")
 # Options of create/update -> the services' keyword arguments.
-FIELDS = (
-    "job_type",
-    "payload",
-    "priority",
-    "max_retries",
-    "cron",
-    "interval_seconds",
-    "timezone",
-    "missed",
-    "catch_up_seconds",
-    "overlap",
-)
+FIELDS = [key for key in services.schedules.FIELDS if key not in ("name", "enabled")]
 
 
 def _fail(message: str, code: int = USAGE) -> CommandError:
