@@ -1,5 +1,7 @@
 """Every write to jobs goes through these functions; callers never set a status themselves."""
 
+# ruff: noqa: F401 -- this package re-exports the services
+
 from .lifecycle import (
     Claim,
     Success,
@@ -46,53 +48,3 @@ from .schedules import (
     schedules_sync_code,
 )
 from .submit import answered_with, job_submit, jobs_submit_many
-
-__all__ = [
-    "answered_with",
-    "dead_letters_reconcile",
-    "Claim",
-    "Success",
-    "job_artifact_save",
-    "job_starts_prune",
-    "jobs_wake_due",
-    "jobs_wake_waiting",
-    "limit_clear",
-    "limit_set",
-    "job_cancel",
-    "job_claim",
-    "job_delete",
-    "job_fail",
-    "job_lost",
-    "job_progress",
-    "job_requeue",
-    "job_resubmit",
-    "job_retry",
-    "job_run_now",
-    "job_submit",
-    "job_succeed",
-    "job_transition",
-    "jobs_dispatch_pending",
-    "jobs_extend_lease",
-    "jobs_purge_dead",
-    "jobs_purge_finished",
-    "jobs_redispatch_missing",
-    "jobs_release_due",
-    "jobs_requeue_lost",
-    "jobs_retry_dead",
-    "jobs_succeed",
-    "jobs_submit_many",
-    "jobs_transition",
-    "queue_pause",
-    "queue_resume",
-    "queue_state",
-    "queues_sample",
-    "schedule_create",
-    "schedule_delete",
-    "schedule_pause",
-    "schedule_resume",
-    "schedule_trigger",
-    "schedule_update",
-    "schedules_fire_due",
-    "schedules_sync_code",
-    "SyncResult",
-]

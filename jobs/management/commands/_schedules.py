@@ -193,6 +193,3 @@ class ScheduleCommands:
             for run in runs
         ]
         self.emit(ScheduleRunSerializer(runs, many=True).data, table(rows, RUN_HEADERS))
-
-
-__all__ = ["SCHEDULE_NEEDS", "SCHEDULE_READS", "ScheduleCommands", "add_schedule_parser"]
