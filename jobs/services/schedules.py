@@ -43,6 +43,8 @@ FIELDS = (
     "catch_up_seconds",
     "overlap",
 )
+# What a declaration in code sets: not its name (the key) nor enabled (an operator's pause stays).
+DECLARED = [key for key in FIELDS if key not in ("name", "enabled")]
 # Changing one of these moves the schedule's next tick.
 TIMING = ("cron", "interval_seconds", "timezone")
 # Missed cron ticks further back than this before the firing window are neither recorded nor counted:
@@ -160,23 +162,8 @@ def schedule_create(
     problem = name_problem(name, "schedule")
     if problem:
         raise InvalidSubmission(problem, field="name")
-    values = _clean(
-        {
-            "name": name,
-            "job_type": job_type,
-            "payload": payload,
-            "priority": priority,
-            "max_retries": max_retries,
-            "cron": cron,
-            "interval_seconds": interval_seconds,
-            "timezone": timezone,
-            "enabled": enabled,
-            "missed": missed,
-            "catch_up_seconds": catch_up_seconds,
-            "overlap": overlap,
-        },
-        actor=actor,
-    )
+    arguments = locals()
+    values = _clean({key: arguments[key] for key in FIELDS}, actor=actor)
     if source not in ScheduleSource.values:
         raise InvalidSubmission(f"source must be one of {', '.join(ScheduleSource.values)}", field="source")
     schedule = Schedule(**values, source=source)
@@ -514,18 +501,8 @@ def schedules_fire_due(*, now: datetime | None = None) -> int:
 
 
 def _declared_values(declaration: registry.ScheduleDeclaration) -> dict[str, Any]:
-    return {
-        "job_type": declaration.job_type,
-        "payload": dict(declaration.payload or {}),
-        "priority": declaration.priority,
-        "max_retries": declaration.max_retries,
-        "cron": declaration.cron,
-        "interval_seconds": declaration.interval_seconds,
-        "timezone": declaration.timezone,
-        "missed": declaration.missed,
-        "catch_up_seconds": declaration.catch_up_seconds,
-        "overlap": declaration.overlap,
-    }
+    values = {key: getattr(declaration, key) for key in DECLARED}
+    return {**values, "payload": dict(declaration.payload or {})}
 
 
 def _create_declared(name: str, values: dict[str, Any], *, now: datetime) -> bool:

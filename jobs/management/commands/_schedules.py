@@ -29,7 +29,7 @@ SCHEDULE_READS = {"schedules list", "schedules show", "schedules runs"}
 LIST_HEADERS = ("NAME", "TYPE", "EVERY", "TZ", "STATE", "SOURCE", "NEXT RUN", "LAST RUN", "OUTCOME", "JOB STATUS")
 RUN_HEADERS = ("TICK", "OUTCOME", "JOB", "JOB STATUS", "RECORDED", "LATE")
 # Options of create/update -> the services' keyword arguments.
-FIELDS = [key for key in services.schedules.FIELDS if key not in ("name", "enabled")]
+FIELDS = services.schedules.DECLARED
 
 
 def _fail(message: str, code: int = USAGE) -> CommandError:
