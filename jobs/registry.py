@@ -175,11 +175,6 @@ def declared_schedules() -> dict[str, ScheduleDeclaration]:
     return dict(_schedules)
 
 
-def undeclare(name: str) -> None:
-    """Remove a declared schedule (for tests)."""
-    _schedules.pop(name, None)
-
-
 def _unique_key_option(
     unique_for: int | None, unique_key: str | list[str] | tuple[str, ...] | None
 ) -> str | tuple[str, ...] | None:

@@ -75,21 +75,12 @@ _compare_not_before: dict[str, float] = {}
 
 
 def jobs_redispatch_missing() -> int:
-    """Send again the queued jobs whose message the broker lost; how many.
-
-    Two checks, on every queue that is not paused, whatever its length (docs/operations.md,
-    "Redis persistence and what it means for loss"):
-
-    - Redis lost its data (the marker the mover keeps there is gone: restarted empty, flushed):
-      every queued job from before the loss is sent again at once, in batches.
-    - Any other lost message: queued jobs older than JOB_REDISPATCH_AFTER are compared by id with
-      the messages in their queue's list and those delivered and not acked, COMPARE_BATCH a
-      sweep, going on where the last stopped; a job with neither is sent again.
-
-    A message sent again goes to the front of its queue, so its job keeps its place in line. A
-    job is sent again by one mover only (its `updated_at` moves under a row lock first). A false
-    positive costs a duplicate message, which the claim turns into a no-op.
-    """
+    """Send again the queued jobs whose message the broker lost; how many. Two checks, on every
+    queue not paused (docs/operations.md, "Redis persistence and what it means for loss"): after
+    Redis lost its data (the mover's marker there is gone), every job queued before the loss; else
+    the jobs queued longer than JOB_REDISPATCH_AFTER with no message in their queue or in flight.
+    One mover sends a job (its `updated_at` moves under a row lock first), to the front of its
+    queue; a false positive costs a duplicate message, which the claim turns into a no-op."""
     paused = dispatch.paused_queues(fresh=True)
     queues = [queue for queue in states.QUEUES if queue not in paused]
     sent = _after_data_loss(queues)

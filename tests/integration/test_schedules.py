@@ -428,13 +428,13 @@ def declared():
     names = []
 
     def declare(name, **fields):
-        registry.undeclare(name)
+        registry._schedules.pop(name, None)
         names.append(name)
         return registry.schedule(name, **{"job_type": "noop", **fields})
 
     yield declare
     for name in names:
-        registry.undeclare(name)
+        registry._schedules.pop(name, None)
 
 
 def test_a_name_that_is_not_one_url_segment_is_refused_where_it_is_declared(declared):
@@ -456,8 +456,8 @@ def test_sync_creates_updates_and_removes_code_defined_schedules(declared):
 
     # An operator pauses it; a deploy changes its time and drops "often".
     services.schedule_pause(schedule=nightly)
-    registry.undeclare("nightly")
-    registry.undeclare("often")
+    registry._schedules.pop("nightly", None)
+    registry._schedules.pop("often", None)
     declared("nightly", cron="0 4 * * *", timezone="Europe/Berlin")
     second = services.schedules_sync_code(now=T0)
 
