@@ -115,14 +115,12 @@ def record_limit_wait(*, type: str) -> None:
 
 def use_multiprocess(path: str) -> None:
     """Keep the job metrics of this process and of every process it forks in files under `path`.
-
-    prometheus_client chooses its value class when it is imported, from PROMETHEUS_MULTIPROC_DIR.
-    A Celery worker imports it long before it knows it is a worker (the `celery` command loads
-    Flower's plugin, which imports prometheus_client), so the worker switches the class here, in
-    its main process, before the pool forks and before any job metric has a value: the metrics
-    are labelled, so their values are only created on first use. After a fork, prometheus_client
-    notices the new pid and writes to that process's own file.
-    """
+    prometheus_client chooses its value class when it is imported, from PROMETHEUS_MULTIPROC_DIR. A
+    Celery worker imports it long before it knows it is a worker (the `celery` command loads
+    Flower's plugin, which imports prometheus_client), so the worker switches the class here, in its
+    main process, before the pool forks and before any job metric has a value: the metrics are
+    labelled, so their values are only created on first use. After a fork, prometheus_client notices
+    the new pid and writes to that process's own file."""
     used = internals.names_with_values(JOB_METRICS)
     if used:
         raise RuntimeError(f"job metrics already recorded in memory before multiprocess mode: {used}")

@@ -102,13 +102,10 @@ def _write_forever(pending: "queue.SimpleQueue[object]") -> None:
 
 
 def _write(batch: list) -> None:
-    """Write one batch, retrying while the database is unreachable.
-
-    Each success is fenced by its attempt's serial, so a batch written late (after the lease
-    recovery moved a job on) changes nothing for that job. A batch written again after a failure
-    part-way still counts and wakes for the jobs the failed try moved, once (jobs_succeed notes
-    its progress on each success).
-    """
+    """Write one batch, retrying while the database is unreachable. Each success is fenced by its
+    attempt's serial, so a batch written late (after the lease recovery moved a job on) changes
+    nothing for that job. A batch written again after a failure part-way still counts and wakes for
+    the jobs the failed try moved, once (jobs_succeed notes its progress on each success)."""
     while True:
         try:
             services.jobs_succeed(batch)

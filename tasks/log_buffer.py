@@ -23,15 +23,12 @@ CAPACITY = 1000
 
 class Buffered(logging.Handler):
     """`target`'s lines, held until flushed: by the flusher thread, by a line at ERROR or above,
-    when CAPACITY lines wait, at exit.
-
-    Not logging.handlers.MemoryHandler: it writes the lines while holding the lock that every
-    thread logging a line must take, so a task would wait for a whole flush to log one line.
-    Here a line is added under that lock and the lines are written outside it. Nor the standard
-    library's QueueHandler and QueueListener: a listener thread woken for every line took a third
-    of the end-to-end rate (`bench throughput --jobs 10000`, medians of 3 on 2 cores: 0.69x bare
-    Celery with them, 1.04x with this buffer).
-    """
+    when CAPACITY lines wait, at exit. Not logging.handlers.MemoryHandler: it writes the lines while
+    holding the lock that every thread logging a line must take, so a task would wait for a whole
+    flush to log one line. Here a line is added under that lock and the lines are written outside
+    it. Nor the standard library's QueueHandler and QueueListener: a listener thread woken for every
+    line took a third of the end-to-end rate (`bench throughput --jobs 10000`, medians of 3 on 2
+    cores: 0.69x bare Celery with them, 1.04x with this buffer)."""
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__(level=target.level)

@@ -84,12 +84,10 @@ def _frees_at(*, rate: Rate, starts: list[datetime]) -> datetime | None:
 
 
 def claim_or_wait(*, job_id: Any, worker: str, job_type: str, limit: Limit) -> tuple[tuple | None, str, datetime]:
-    """The limited claim: (the store's claim row, or None when the job waits or is not queued,
-    the job's partition, the attempt's start). Only a limit with a key reads the job (its
-    payload and owner) first.
-
-    The start is taken once the connection is open and the payload read, right before the
-    claim: the attempt history is what shows a limit was kept, and a start taken before a slow
+    """The limited claim: (the store's claim row, or None when the job waits or is not queued, the
+    job's partition, the attempt's start). Only a limit with a key reads the job (its payload and
+    owner) first. The start is taken once the connection is open and the payload read, right before
+    the claim: the attempt history is what shows a limit was kept, and a start taken before a slow
     reconnect would show an attempt as started while the one before it still ran."""
     key = ""
     if limit.key:

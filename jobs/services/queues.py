@@ -48,10 +48,8 @@ def queue_pause(*, queue: str, by: str = "") -> QueueState:
 
 
 def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
-    """Start a paused queue again and publish its queued jobs, oldest first; returns (state, published).
-
-    Resuming a queue that is not paused changes nothing and publishes nothing.
-    """
+    """Start a paused queue again and publish its queued jobs, oldest first; returns (state,
+    published). Resuming a queue that is not paused changes nothing and publishes nothing."""
     _check(queue)
     paused = QueueState.objects.filter(name=queue, paused=True)
     resumed = paused.update(paused=False, changed_by=by[:150], changed_at=timezone.now())
@@ -68,12 +66,10 @@ def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
 
 
 def queues_sample(*, now: datetime | None = None) -> int:
-    """Write each queue's depth and latency now, for the overview's charts, and prune samples
-    older than JOB_QUEUE_SAMPLE_KEEP_SECONDS; returns the samples written.
-
-    A sample's time is the start of its JOB_QUEUE_SAMPLE_SECONDS period: a second mover in the
-    same period writes nothing (the rows are unique per queue and time).
-    """
+    """Write each queue's depth and latency now, for the overview's charts, and prune samples older
+    than JOB_QUEUE_SAMPLE_KEEP_SECONDS; returns the samples written. A sample's time is the start of
+    its JOB_QUEUE_SAMPLE_SECONDS period: a second mover in the same period writes nothing (the rows
+    are unique per queue and time)."""
     now = now or timezone.now()
     period = max(settings.JOB_QUEUE_SAMPLE_SECONDS, 1.0)
     at = datetime.fromtimestamp(now.timestamp() // period * period, tz=now.tzinfo)

@@ -162,9 +162,7 @@ def _next_candidates(queue: str, stale: QuerySet) -> list[Any]:
 
 def _send_again(jobs: QuerySet, *, limit: int) -> int:
     """Send the first `limit` of `jobs` (queued) again, to the front of their queues; how many.
-
-    Their `updated_at` moves first, under a row lock: another mover's sweep no longer takes them.
-    """
+    Their `updated_at` moves first, under a row lock: another mover's sweep no longer takes them."""
     with transaction.atomic():
         rows = list(jobs.select_for_update(skip_locked=True).values_list("pk", "priority", "timeout", "type")[:limit])
         if not rows:
@@ -190,10 +188,8 @@ def dead_letters_reconcile() -> int:
 
 def jobs_dispatch_pending(*, limit: int = 1000) -> int:
     """Publish the queued jobs whose publish failed while the broker was down; how many went out.
-
-    Raises while the broker is still unreachable (the mover tries again next round). A pending
-    job that moved on meanwhile (cancelled, or run from another message) is just forgotten.
-    """
+    Raises while the broker is still unreachable (the mover tries again next round). A pending job
+    that moved on meanwhile (cancelled, or run from another message) is just forgotten."""
     rows = list(PendingDispatch.objects.values_list("job_id", "queue", "timeout", "job__type", "job__status")[:limit])
     if not rows:
         return 0

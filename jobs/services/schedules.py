@@ -180,12 +180,10 @@ def schedule_create(
 
 
 def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime, actor: Any) -> Schedule:
-    """Change the fields of `changes` on the schedule's row, locked and read afresh; the row as saved.
-
-    The caller's copy may be older than the mover's last firing: only the fields edited (and the
-    next tick, when the timing changed or the schedule resumes) are written, never the mover's
-    progress as the copy had it. The mover skips the row while it is locked.
-    """
+    """Change the fields of `changes` on the schedule's row, locked and read afresh; the row as
+    saved. The caller's copy may be older than the mover's last firing: only the fields edited (and
+    the next tick, when the timing changed or the schedule resumes) are written, never the mover's
+    progress as the copy had it. The mover skips the row while it is locked."""
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise InvalidSubmission(f"a schedule has no field {unknown[0]!r}", field=unknown[0])
@@ -297,13 +295,11 @@ class _Plan:
 
 
 def plan_ticks(schedule: Schedule, *, now: datetime, grace: float, max_missed_rows: int) -> _Plan:
-    """The due ticks of `schedule` (from its next_tick_at up to now) sorted by the missed-run policy.
-
-    A tick older than `grace` seconds is missed: every mover was down (or too busy). skip fires
-    the latest missed tick; all_within fires the missed ticks within catch_up_seconds of now;
-    none fires none of them. At most `max_missed_rows` missed ticks (the latest) are listed,
-    the rest counted in `unrecorded`.
-    """
+    """The due ticks of `schedule` (from its next_tick_at up to now) sorted by the missed-run
+    policy. A tick older than `grace` seconds is missed: every mover was down (or too busy). skip
+    fires the latest missed tick; all_within fires the missed ticks within catch_up_seconds of now;
+    none fires none of them. At most `max_missed_rows` missed ticks (the latest) are listed, the
+    rest counted in `unrecorded`."""
     start = schedule.next_tick_at
     on_time_from = now - timedelta(seconds=grace)
     window_from = on_time_from
@@ -470,12 +466,10 @@ def _record(batch: _Round) -> None:
 
 
 def schedules_fire_due(*, now: datetime | None = None) -> int:
-    """Fire the due ticks of enabled schedules; returns the jobs made. Any number of movers may call it.
-
-    Schedules are taken JOB_SCHEDULE_BATCH at a time, locked (SKIP LOCKED: another mover takes
-    the next ones), their ticks sorted by the missed-run and overlap policies, and their jobs,
-    runs and next ticks written in the batch's transaction.
-    """
+    """Fire the due ticks of enabled schedules; returns the jobs made. Any number of movers may call
+    it. Schedules are taken JOB_SCHEDULE_BATCH at a time, locked (SKIP LOCKED: another mover takes
+    the next ones), their ticks sorted by the missed-run and overlap policies, and their jobs, runs
+    and next ticks written in the batch's transaction."""
     size = settings.JOB_SCHEDULE_BATCH
     fired = 0
     while True:

@@ -135,11 +135,10 @@ class PortableStore:
         Job.objects.bulk_create(jobs)
 
     def insert_unique_keys(self, rows: list[tuple[str, Any, int, datetime]]) -> set[str]:
-        """Insert (key, job id, unique_for, taken at) rows whose key nobody holds; the keys inserted.
-
-        One INSERT ... ON CONFLICT DO NOTHING RETURNING (PostgreSQL, and SQLite since 3.35): a key
-        another transaction inserted and has not committed makes this one wait for its outcome.
-        """
+        """Insert (key, job id, unique_for, taken at) rows whose key nobody holds; the keys
+        inserted. One INSERT ... ON CONFLICT DO NOTHING RETURNING (PostgreSQL, and SQLite since
+        3.35): a key another transaction inserted and has not committed makes this one wait for its
+        outcome."""
         if not rows:
             return set()
         fields = [UniqueJobKey._meta.get_field(name) for name in ("key", "job", "unique_for", "taken_at")]

@@ -161,13 +161,10 @@ NEVER_AUTOMATICALLY = 2**31 - 1
 @contextmanager
 def _cursor(*, prepare: bool = False) -> Iterator[psycopg.Cursor]:
     """A psycopg cursor on Django's connection, in its transaction; errors come out as Django's
-    (DatabaseError...).
-
-    Django's cursors bind parameters on the client, so PostgreSQL parses and plans every call.
-    `prepare`: statements run on this cursor with prepare=True become server-side prepared
-    statements, parsed once per connection and, for a statement whose best plan does not depend
-    on the values or on the tables' sizes, planned once too.
-    """
+    (DatabaseError...). Django's cursors bind parameters on the client, so PostgreSQL parses and
+    plans every call. `prepare`: statements run on this cursor with prepare=True become server-side
+    prepared statements, parsed once per connection and, for a statement whose best plan does not
+    depend on the values or on the tables' sizes, planned once too."""
     database = connections[DEFAULT_DB_ALIAS]  # looked up once: each use of the proxy looks again
     database.ensure_connection()
     raw = database.connection
@@ -314,12 +311,11 @@ class PostgresStore(PortableStore):
         return bool(_execute(ANY_WAITING, [job_type, limit_key], prepare=True))
 
     def succeed_many(self, successes: list[Finished]) -> dict[str, bool | None]:
-        """In one statement, which also tells, for a job that held a slot of a limit, whether a
-        job of its partition waits. One success by a prepared statement, which reaches each row
-        by its key (its plan is made again when ANALYZE, autovacuum's, renews the statistics).
-        More by one that is not: a plan of its join cached while the attempt history was nearly
-        empty would scan it whole on every call as it grows; planned per batch, it follows the
-        table's size."""
+        """In one statement, which also tells, for a job that held a slot of a limit, whether a job
+        of its partition waits. One success by a prepared statement, which reaches each row by its
+        key (its plan is made again when ANALYZE, autovacuum's, renews the statistics). More by one
+        that is not: a plan of its join cached while the attempt history was nearly empty would scan
+        it whole on every call as it grows; planned per batch, it follows the table's size."""
         if len(successes) == 1:
             rows = _execute(SUCCEED_ONE, succeed_one_params(successes[0]), prepare=True)
         else:
