@@ -203,11 +203,6 @@ def names() -> list[str]:
     return sorted(_registry)
 
 
-def unregister(name: str) -> None:
-    """Remove a type (for tests that register throwaway types)."""
-    _registry.pop(name, None)
-
-
 def load_handler_modules() -> None:
     """Import the built-in handlers (and the type of Django's tasks), the demonstration types when
     JOB_DEMO_TYPES is on, and every module named in JOB_HANDLER_MODULES."""

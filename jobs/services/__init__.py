@@ -11,7 +11,6 @@ from .lifecycle import (
     job_lost,
     job_progress,
     job_requeue,
-    job_succeed,
     job_transition,
     jobs_extend_lease,
     jobs_succeed,

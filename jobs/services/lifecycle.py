@@ -192,11 +192,6 @@ def _follow_up(success: Success, *, waiting: bool | None) -> None:
     events.succeeded(known.facts, duration=events.seconds_between(known.started_at, success.finished_at))
 
 
-def job_succeed(*, job_id: Any, serial: int, result: Any, claim: Claim | None = None) -> bool:
-    """Record one successful attempt now (see `jobs_succeed`)."""
-    return bool(jobs_succeed([Success(str(job_id), serial, result, timezone.now(), claim)]))
-
-
 def job_fail(
     *,
     job_id: Any,

@@ -9,6 +9,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Job, JobArtifact
 from tests.api_coverage import covers
+from tests.lifecycle import job_succeed
 
 WELCOME = {"type": "email_welcome", "payload": {"email": "new@example.com"}}
 
@@ -129,7 +130,7 @@ def run_report(job_id: str) -> dict:
     claim = services.job_claim(job_id=job_id, worker="w1")
     job = Job.objects.get(pk=job_id)
     result = handlers.report(job.payload, JobContext(job_id=job_id, attempt=claim.attempt, serial=claim.serial))
-    services.job_succeed(job_id=job_id, serial=claim.serial, result=result)
+    job_succeed(job_id=job_id, serial=claim.serial, result=result)
     return result
 
 

@@ -16,6 +16,7 @@ from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job, JobAttempt, QueueSample
 from jobs.mover import Mover
 from tests.api_coverage import covers
+from tests.lifecycle import job_succeed
 
 OVERVIEW = "/admin/jobs/job/overview/"
 LIVE = "/admin/jobs/job/overview/live/"
@@ -31,7 +32,7 @@ def finished_attempt(job_type: str, seconds: float, *, ok: bool = True, ago: flo
     job = submit(type=job_type, max_retries=0)
     claim = services.job_claim(job_id=job.pk, worker="w1@host")
     if ok:
-        services.job_succeed(job_id=job.pk, serial=claim.serial, result=None)
+        job_succeed(job_id=job.pk, serial=claim.serial, result=None)
     else:
         services.job_fail(job_id=job.pk, serial=claim.serial, error_type="E", message="boom")
     end = timezone.now() - timedelta(seconds=ago)

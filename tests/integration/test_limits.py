@@ -17,6 +17,7 @@ from jobs.rates import LimitProblem, Rate, make_limit, parse_rate
 from jobs.states import Status
 from jobs.store import store
 from tests.api_coverage import covers
+from tests.lifecycle import job_succeed
 
 
 def submit(job_type: str, **fields):
@@ -80,7 +81,7 @@ def test_a_finished_attempt_wakes_the_best_waiting_job_of_its_type():
     assert claim(low) is None and claim(high) is None
     assert (status(low), status(high)) == (Status.WAITING, Status.WAITING)
 
-    assert services.job_succeed(job_id=first.id, serial=running[0].serial, result={}, claim=running[0])
+    assert job_succeed(job_id=first.id, serial=running[0].serial, result={}, claim=running[0])
 
     assert (status(high), status(low)) == (Status.QUEUED, Status.WAITING)  # high priority first, though newer
     woken = claim(high)
@@ -197,7 +198,7 @@ def test_a_limit_key_partitions_the_limit_by_payload_value():
     a2.refresh_from_db()
     assert a2.reason == "concurrency 1 of test.per_key for key=a reached"
 
-    services.job_succeed(job_id=a1.id, serial=running_a.serial, result={}, claim=running_a)
+    job_succeed(job_id=a1.id, serial=running_a.serial, result={}, claim=running_a)
     assert status(a2) == Status.QUEUED
 
 

@@ -11,6 +11,7 @@ from jobs import broker as broker_view
 from jobs import services, states
 from jobs.models import Outcome
 from jobs.states import Status
+from tests.lifecycle import job_succeed
 
 LOST = Outcome.LOST
 
@@ -34,7 +35,7 @@ def test_a_succeeded_attempt_counts_as_processed_with_its_duration():
     before = counts("noop", "high")
     job, _ = services.job_submit(type="noop", payload={}, priority="high")
     claim = services.job_claim(job_id=job.id, worker="w1")
-    services.job_succeed(job_id=job.id, serial=claim.serial, result=None)
+    job_succeed(job_id=job.id, serial=claim.serial, result=None)
 
     assert delta(before, counts("noop", "high")) == {
         "jobs_submitted_total": 1,
@@ -155,7 +156,7 @@ def test_each_job_event_is_one_log_line_with_the_job_fields(caplog):
     caplog.set_level(logging.INFO, logger="jobqueue.jobs")
     job, _ = services.job_submit(type="noop", payload={})
     claim = services.job_claim(job_id=job.id, worker="w1")
-    services.job_succeed(job_id=job.id, serial=claim.serial, result=None)
+    job_succeed(job_id=job.id, serial=claim.serial, result=None)
 
     events = [(r.getMessage(), r.outcome, r.attempt) for r in caplog.records if getattr(r, "job_id", "") == str(job.id)]
     assert events == [("job submitted", "queued", 0), ("job started", "started", 1), ("job succeeded", "succeeded", 1)]

@@ -15,6 +15,7 @@ from jobs.models import Job, JobAttempt
 from jobs.states import Status
 from jobs.store import postgres as statements
 from tests.interleave import after_statement, before_statement
+from tests.lifecycle import job_succeed
 
 
 def submit(**overrides):
@@ -60,9 +61,9 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_state():
     job = submit()
     claim = services.job_claim(job_id=job.id, worker="w1")
 
-    assert not services.job_succeed(job_id=job.id, serial=claim.serial + 1, result={})
-    assert services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 1})
-    assert not services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 2})
+    assert not job_succeed(job_id=job.id, serial=claim.serial + 1, result={})
+    assert job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 1})
+    assert not job_succeed(job_id=job.id, serial=claim.serial, result={"ok": 2})
     job.refresh_from_db()
     assert (job.status, job.result, job.progress) == (Status.SUCCEEDED, {"ok": 1}, 100)
 

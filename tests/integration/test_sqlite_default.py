@@ -11,13 +11,14 @@ SCRIPT = textwrap.dedent(
     """
     from jobs import services
     from jobs.models import Job
+    from tests.lifecycle import job_succeed
 
     job, _ = services.job_submit(type="test.sleep", payload={"ms": 1})
     claim = services.job_claim(job_id=job.id, worker="w@sqlite")
     assert services.job_claim(job_id=job.id, worker="other@sqlite") is None
     assert claim.payload == {"ms": 1} and claim.serial == 1
-    assert services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": True})
-    assert not services.job_succeed(job_id=job.id, serial=claim.serial, result={"ok": False})
+    assert job_succeed(job_id=job.id, serial=claim.serial, result={"ok": True})
+    assert not job_succeed(job_id=job.id, serial=claim.serial, result={"ok": False})
 
     flaky, _ = services.job_submit(type="test.flaky", payload={}, max_retries=0)
     claim = services.job_claim(job_id=flaky.id, worker="w@sqlite")

@@ -30,6 +30,7 @@ from jobs.task_api import (
 from jobs.tasks_backend import TASK_JOB_TYPE, JobQueueBackend
 from tasks import outcomes
 from tasks.context import JobContext
+from tests.lifecycle import job_succeed
 from tests.tasks_app import tasks
 from tests.tasks_app.tasks import Declined, add, charge, describe, double
 
@@ -53,7 +54,7 @@ def run_attempt(result_id: str, worker: str = "w1@host"):
     except Exception as exc:
         outcomes.failed(claim, exc, task_id=f"task-{claim.serial}")
         return exc
-    services.job_succeed(job_id=claim.job_id, serial=claim.serial, result=value, claim=claim)
+    job_succeed(job_id=claim.job_id, serial=claim.serial, result=value, claim=claim)
     return value
 
 
@@ -161,7 +162,7 @@ def test_get_result_follows_the_job_to_success():
     with pytest.raises(ValueError, match="not finished"):
         _ = running.return_value
 
-    services.job_succeed(job_id=claim.job_id, serial=claim.serial, result=5, claim=claim)
+    job_succeed(job_id=claim.job_id, serial=claim.serial, result=5, claim=claim)
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 5
     assert result.is_finished and result.finished_at >= result.started_at and result.errors == []

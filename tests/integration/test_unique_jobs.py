@@ -16,6 +16,7 @@ from django.utils import timezone
 from jobs import metrics, registry, services
 from jobs.models import Job, UniqueJobKey
 from jobs.states import Status
+from tests.lifecycle import job_succeed
 
 REPORT = "test.unique_report"  # a type declaring its uniqueness: one job per customer for an hour
 SPEC = {"type": "noop", "payload": {"to": "a@example.com", "n": 1}, "unique_for": 60}
@@ -25,13 +26,13 @@ SPEC = {"type": "noop", "payload": {"to": "a@example.com", "n": 1}, "unique_for"
 def unique_report_type():
     registry.job_type(REPORT, unique_for=3600, unique_key=["customer"])(lambda payload, ctx: None)
     yield
-    registry.unregister(REPORT)
+    registry._registry.pop(REPORT, None)
 
 
 def finish(job_id, *, ago: float = 0.0) -> None:
     """Run the job's attempt to success through the services, as a worker would; `ago` seconds back."""
     claim = services.job_claim(job_id=job_id, worker="test")
-    assert services.job_succeed(job_id=job_id, serial=claim.serial, result=None)
+    assert job_succeed(job_id=job_id, serial=claim.serial, result=None)
     Job.objects.filter(pk=job_id).update(finished_at=timezone.now() - timedelta(seconds=ago))
 
 
