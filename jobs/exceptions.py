@@ -6,8 +6,9 @@ class JobQueueError(Exception):
 
     field: str | None = None
 
-    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, field: str | None = None, details: object = None) -> None:
         self.message = message or (self.__doc__ or "").strip()
+        self.details = details if details is not None else self.message  # InvalidPayload's, InvalidBulkSubmission's
         if field is not None:
             self.field = field
         super().__init__(self.message)
@@ -46,10 +47,6 @@ class InvalidPayload(JobQueueError):
 
     field = "payload"
 
-    def __init__(self, message: str | None = None, *, details: object = None) -> None:
-        super().__init__(message)
-        self.details = details if details is not None else self.message
-
 
 class InvalidSubmission(JobQueueError):
     """The submission is not valid."""
@@ -71,10 +68,6 @@ class InvalidBulkSubmission(JobQueueError):
     """Some jobs of the batch are not valid; nothing was stored."""
 
     field = "jobs"
-
-    def __init__(self, message: str | None = None, *, details: list[dict]) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 def error_detail(exc: JobQueueError) -> dict:
