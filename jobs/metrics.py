@@ -1,11 +1,10 @@
 """Job counters and the processing-time histogram, recorded where each event happens.
 
-The services call the `record_*` helpers after their transaction commits. Every process
-that runs services keeps its own values: the web app and the mover in memory (gunicorn's
-workers in PROMETHEUS_MULTIPROC_DIR files), a Celery worker node in files that its main
-process exports for all its pool processes (see `use_multiprocess`). The gauges that
-describe the whole system are not here: `jobs.metrics_view` computes them at scrape time.
-"""
+The services call the `record_*` helpers after their transaction commits. Every process that runs
+services keeps its own values: the web app and the mover in memory (gunicorn's workers in
+PROMETHEUS_MULTIPROC_DIR files), a Celery worker node in files that its main process exports for all
+its pool processes (see `use_multiprocess`). The gauges that describe the whole system are not here:
+`jobs.metrics_view` computes them at scrape time."""
 
 import os
 

@@ -1,9 +1,8 @@
 """Django's task API: `django.tasks` from Django 6.0 on, else the `django-tasks` backport it came
 from (Django 5.2). The one place that knows which; everything else imports these names from here.
 
-The two have the same classes under the same module layout; only the name of the invalid-task
-error differs (`InvalidTask` in Django, `InvalidTaskError` in the backport).
-"""
+The two have the same classes under the same module layout; only the name of the invalid-task error
+differs (`InvalidTask` in Django, `InvalidTaskError` in the backport)."""
 
 # ruff: noqa: F401 -- every import here is a re-export
 try:

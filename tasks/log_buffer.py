@@ -1,14 +1,13 @@
 """Log lines of prefork pool processes written by a thread, a few milliseconds late, in order.
 
-Writing a line (formatting, redacting, the write to stderr) costs a pool process about as much
-as a no-op job's own work, and the "job started" line comes on every job's path. In a pool
-process the root logger's handlers are wrapped in a buffer: a line is recorded where it is
-logged (its time, its message made at once) and written by one thread every
-LOG_FLUSH_SECONDS, while the process waits for its next job. Every line goes through the one
-buffer, so lines keep their order. The buffer is written out when the process exits normally
-and whenever it holds a line at ERROR or above; a process killed outright (SIGKILL, a hard
-time limit) loses what was logged in its last LOG_FLUSH_SECONDS.
-"""
+Writing a line (formatting, redacting, the write to stderr) costs a pool process about as much as a
+no-op job's own work, and the "job started" line comes on every job's path. In a pool process the
+root logger's handlers are wrapped in a buffer: a line is recorded where it is logged (its time, its
+message made at once) and written by one thread every LOG_FLUSH_SECONDS, while the process waits for
+its next job. Every line goes through the one buffer, so lines keep their order. The buffer is
+written out when the process exits normally and whenever it holds a line at ERROR or above; a
+process killed outright (SIGKILL, a hard time limit) loses what was logged in its last
+LOG_FLUSH_SECONDS."""
 
 import logging
 import threading

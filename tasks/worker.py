@@ -1,12 +1,11 @@
 """Worker-side upkeep: the claim, the lease keeper that extends running jobs' leases (every
 JOB_LEASE_RENEW_SECONDS), and graceful shutdown.
 
-On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish;
-then the pool processes are killed, their jobs go back to the queue at once, and the worker
-exits. Send SIGTERM to the worker's main process only (docker stop and Kubernetes do; under
-systemd use KillMode=mixed): pool processes that get it themselves die mid-job, and their jobs
-are recovered by the lease instead.
-"""
+On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish; then the
+pool processes are killed, their jobs go back to the queue at once, and the worker exits. Send
+SIGTERM to the worker's main process only (docker stop and Kubernetes do; under systemd use
+KillMode=mixed): pool processes that get it themselves die mid-job, and their jobs are recovered by
+the lease instead."""
 
 import logging
 import os

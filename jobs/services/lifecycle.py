@@ -1,10 +1,9 @@
 """The life of one attempt: claim, lease, progress, and the outcome.
 
-Every change is a named move of the state machine (`job_transition`, a conditional update in
-the store), and every outcome is fenced by the attempt's `serial` (Job.serial at claim time, the
-attempt's number in the history), which never repeats for a job: a stale worker can never
-overwrite a newer attempt's state.
-"""
+Every change is a named move of the state machine (`job_transition`, a conditional update in the
+store), and every outcome is fenced by the attempt's `serial` (Job.serial at claim time, the
+attempt's number in the history), which never repeats for a job: a stale worker can never overwrite
+a newer attempt's state."""
 
 import logging
 import operator

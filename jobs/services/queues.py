@@ -1,10 +1,9 @@
 """Pausing and resuming queues. The state lives in the database, so it outlives every process.
 
-While a queue is paused nothing from it runs: dispatch publishes nothing for it (jobs stay
-`queued` in the database), its waiting messages are removed from Redis, the claim refuses its
-jobs (so a message already on its way runs nothing) and the redispatch sweep skips it. On
-resume, its queued jobs are published again, oldest first.
-"""
+While a queue is paused nothing from it runs: dispatch publishes nothing for it (jobs stay `queued`
+in the database), its waiting messages are removed from Redis, the claim refuses its jobs (so a
+message already on its way runs nothing) and the redispatch sweep skips it. On resume, its queued
+jobs are published again, oldest first."""
 
 import logging
 from datetime import datetime, timedelta

@@ -1,9 +1,8 @@
 """The mover's writes: release due jobs, retry lost ones, send again what the broker lost.
 
-Safe to run in several movers at once: due rows are taken with FOR UPDATE SKIP LOCKED
-(on SQLite the write transaction is taken at BEGIN, so movers simply take turns), and every
-other change is a fenced conditional update.
-"""
+Safe to run in several movers at once: due rows are taken with FOR UPDATE SKIP LOCKED (on SQLite the
+write transaction is taken at BEGIN, so movers simply take turns), and every other change is a
+fenced conditional update."""
 
 import logging
 import time

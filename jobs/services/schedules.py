@@ -1,10 +1,9 @@
 """Recurring jobs: creating, changing and firing schedules.
 
 A due tick becomes an ordinary job through the submit path (validation, dispatch on commit,
-metrics). Movers take due schedules with FOR UPDATE SKIP LOCKED, so any number of them split
-the work; the (schedule, tick_at) unique constraint of ScheduleRun is the last guard that
-makes each tick fire at most once.
-"""
+metrics). Movers take due schedules with FOR UPDATE SKIP LOCKED, so any number of them split the
+work; the (schedule, tick_at) unique constraint of ScheduleRun is the last guard that makes each
+tick fire at most once."""
 
 import logging
 from collections import deque

@@ -1,11 +1,10 @@
 """The store: the writes of the job lifecycle and the reads of the hot path, behind one interface.
 
-`PortableStore` does everything through Django's ORM and runs on any database Django supports
-(the embedded SQLite default, in tests too). `PostgresStore` (jobs/store/postgres.py) overrides
-its hot path (claim, success, insert, token lookup) with single prepared statements. `store()`
-picks one by the database, once per process. The columns each write sets besides its move's
-status are stated once, here, for both.
-"""
+`PortableStore` does everything through Django's ORM and runs on any database Django supports (the
+embedded SQLite default, in tests too). `PostgresStore` (jobs/store/postgres.py) overrides its hot
+path (claim, success, insert, token lookup) with single prepared statements. `store()` picks one by
+the database, once per process. The columns each write sets besides its move's status are stated
+once, here, for both."""
 
 from collections.abc import Sequence
 from datetime import datetime

@@ -1,17 +1,16 @@
 """The store on PostgreSQL: the portable store with its hot path as single statements.
 
-A claim is one statement, successes are recorded many at a time, new jobs go in by a prepared
-INSERT or COPY, and an API token is read with its user by a prepared statement. Each write
-updates jobs under the guard of `PortableStore.transition` (the move's sources from the state
-machine, plus the attempt's serial; a claim also skips a paused queue) and writes the attempt
-history in the same round trip with a data-modifying CTE.
+A claim is one statement, successes are recorded many at a time, new jobs go in by a prepared INSERT
+or COPY, and an API token is read with its user by a prepared statement. Each write updates jobs
+under the guard of `PortableStore.transition` (the move's sources from the state machine, plus the
+attempt's serial; a claim also skips a paused queue) and writes the attempt history in the same
+round trip with a data-modifying CTE.
 
-The status guard is a join (`status IN (SELECT unnest(...))`), not a plain `status = ...`
-filter: from a filter on status the planner may prove a partial index by status usable
-(job_queued_age, job_running_lease) and, with statistics taken while that status had few
-rows, prefer it to the primary key, scanning the whole backlog on every claim. Through a join
-the only way to the row is its primary key.
-"""
+The status guard is a join (`status IN (SELECT unnest(...))`), not a plain `status = ...` filter:
+from a filter on status the planner may prove a partial index by status usable (job_queued_age,
+job_running_lease) and, with statistics taken while that status had few rows, prefer it to the
+primary key, scanning the whole backlog on every claim. Through a join the only way to the row is
+its primary key."""
 
 import json
 from collections.abc import Iterator, Sequence

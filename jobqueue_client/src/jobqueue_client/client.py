@@ -1,9 +1,8 @@
 """`Client` and `AsyncClient`: the same calls (calls.py), run with blocking I/O or with asyncio.
 
-What each class adds is its transport: sending a `Request` with httpx and sleeping. Every
-decision (the body, the idempotency key, what an answer means, whether and when to retry)
-is made by the plan both of them run.
-"""
+What each class adds is its transport: sending a `Request` with httpx and sleeping. Every decision
+(the body, the idempotency key, what an answer means, whether and when to retry) is made by the plan
+both of them run."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """Errors of the client. Each class's docstring is its default message.
 
-An error answered by the API carries what its body said: `status`, `message` (the `detail`, or
-the field problems in one line), `errors` (each field's problems by its path, such as
-`payload.email` or `jobs[1].type`), `field` (the first of them) and the decoded `body`.
-"""
+An error answered by the API carries what its body said: `status`, `message` (the `detail`, or the
+field problems in one line), `errors` (each field's problems by its path, such as `payload.email` or
+`jobs[1].type`), `field` (the first of them) and the decoded `body`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """`manage.py jobs schedules ...`: recurring jobs from a shell, through the schedule services.
 
-A mixin of the `jobs` command: the same --json, --as, exit codes and one-line errors.
-"""
+A mixin of the `jobs` command: the same --json, --as, exit codes and one-line errors."""
 
 import argparse
 import copy
