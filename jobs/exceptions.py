@@ -72,8 +72,8 @@ class InvalidBulkSubmission(JobQueueError):
 
 def error_detail(exc: JobQueueError) -> dict:
     """The {field: [problem]} form of an error, as the API answers it."""
-    if isinstance(exc, InvalidPayload):
-        return {"payload": exc.details}
+    if isinstance(exc, InvalidPayload | InvalidBulkSubmission):
+        return {exc.field: exc.details}
     if exc.field is None:
         return {"detail": exc.message}
     return {exc.field: [exc.message]}

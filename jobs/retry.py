@@ -18,11 +18,7 @@ def is_permanent(error: BaseException | None) -> bool:
 
 
 def backoff_seconds(
-    attempt: int,
-    *,
-    base: float | None = None,
-    cap: float | None = None,
-    rand: Callable[[], float] = random.random,
+    attempt: int, *, base: float | None = None, cap: float | None = None, rand: Callable[[], float] = random.random
 ) -> float:
     """Exponential backoff with equal jitter: a wait in [d/2, d] with d = min(cap, base *
     2**(attempt-1)). Equal jitter (rather than full jitter) keeps each wait at least as long as the

@@ -391,15 +391,7 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Schedule
-        fields = [
-            *FIELDS,
-            "source",
-            "next_tick_at",
-            "last_tick_at",
-            "last_run",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*FIELDS, "source", "next_tick_at", "last_tick_at", "last_run", "created_at", "updated_at"]
 
     @extend_schema_field(ScheduleLastRunSerializer(allow_null=True))
     def get_last_run(self, schedule: Schedule) -> dict | None:
