@@ -145,24 +145,12 @@ def schedule(
     `schedule("nightly-report", job_type="report", cron="0 3 * * *", timezone="Europe/Berlin")`. The
     mover writes the declared schedules to the database when it starts (code-defined schedules are
     read-only elsewhere); it checks them then, as schedule_create does."""
+    declaration = ScheduleDeclaration(**locals())
     problem = name_problem(name, "schedule")
     if problem:
         raise ValueError(problem)
     if name in _schedules:
         raise ValueError(f"schedule {name!r} is already declared")
-    declaration = ScheduleDeclaration(
-        name=name,
-        job_type=job_type,
-        cron=cron,
-        interval_seconds=interval_seconds,
-        timezone=timezone,
-        payload=payload,
-        priority=priority,
-        max_retries=max_retries,
-        missed=missed,
-        catch_up_seconds=catch_up_seconds,
-        overlap=overlap,
-    )
     _schedules[name] = declaration
     return declaration
 
