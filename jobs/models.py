@@ -365,9 +365,7 @@ class UniqueJobKey(models.Model):
         return f"unique key {self.key[:12]} held by {self.job_id}"
 
 
-# ---------------------------------------------------------------------------------------------
 # Cluster-wide limits: run-time overrides of a type's limits, and the log of limited starts.
-# ---------------------------------------------------------------------------------------------
 
 
 class JobLimit(models.Model):
