@@ -2,10 +2,9 @@
 
 Django hides settings named like a secret (`*_KEY`, `*PASSWORD*`, `*TOKEN*`), but not a password
 inside a URL: REDIS_URL, CELERY_BROKER_URL and the cache's LOCATION went out whole. Every setting,
-request header (`META`) and frame variable goes through `jobs.rules.input_limits.redact` here, and the
-finished report once more, for what the filter never sees (the exception's message, a source line).
-Settings: DEFAULT_EXCEPTION_REPORTER_FILTER and DEFAULT_EXCEPTION_REPORTER.
-"""
+request header (`META`) and frame variable goes through `jobs.rules.input_limits.redact` here, and the finished
+report once more, for what the filter never sees (the exception's message, a source line). Settings:
+DEFAULT_EXCEPTION_REPORTER_FILTER and DEFAULT_EXCEPTION_REPORTER."""
 
 from typing import Any
 

@@ -1,7 +1,6 @@
 """Log formatters: `LOG_FORMAT=plain` (text, job fields as key=value) or `json` (one object a line).
 
-Job events carry their fields as `extra=`; see `jobs.services.events`.
-"""
+Job events carry their fields as `extra=`; see `jobs.services.events`."""
 
 import json
 import logging

@@ -220,10 +220,8 @@ class PendingDispatch(models.Model):
 
 
 class QueueSample(models.Model):
-    """A queue's depth and latency at one moment, taken by the mover for the overview's charts.
-
-    `at` is the sampling period's start, unique per queue, so any number of movers write one row.
-    """
+    """A queue's depth and latency at one moment, taken by the mover for the overview's charts. `at`
+    is the sampling period's start, unique per queue, so any number of movers write one row."""
 
     queue = models.CharField(max_length=10, choices=Priority.choices)
     at = models.DateTimeField()
@@ -367,9 +365,7 @@ class UniqueJobKey(models.Model):
         return f"unique key {self.key[:12]} held by {self.job_id}"
 
 
-# ---------------------------------------------------------------------------------------------
 # Cluster-wide limits: run-time overrides of a type's limits, and the log of limited starts.
-# ---------------------------------------------------------------------------------------------
 
 
 class JobLimit(models.Model):

@@ -53,14 +53,10 @@ PRIORITY_RANGE = range(-100, 101)  # the API's TASK_MIN_PRIORITY to TASK_MAX_PRI
 # Each job status as the API's status. A job waiting to run again (retrying, after a failed
 # attempt) is READY, its failures so far in `errors`; a cancelled job never ran to the end: FAILED.
 RESULT_STATUS: dict[str, TaskResultStatus] = {
-    Status.SCHEDULED: TaskResultStatus.READY,
-    Status.QUEUED: TaskResultStatus.READY,
-    Status.WAITING: TaskResultStatus.READY,
-    Status.RETRYING: TaskResultStatus.READY,
+    **dict.fromkeys((Status.SCHEDULED, Status.QUEUED, Status.WAITING, Status.RETRYING), TaskResultStatus.READY),
+    **dict.fromkeys((Status.DEAD, Status.CANCELLED), TaskResultStatus.FAILED),
     Status.RUNNING: TaskResultStatus.RUNNING,
     Status.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
-    Status.DEAD: TaskResultStatus.FAILED,
-    Status.CANCELLED: TaskResultStatus.FAILED,
 }
 
 

@@ -1,11 +1,10 @@
 """Remote control commands of the workers that differ from Celery's own.
 
-`conf` (what Flower's worker page and `celery inspect conf` show) is Celery's table of the
-worker's configuration, with every configured secret and URL password masked: Celery masks
-only keys named like a secret, so REDIS_URL, CELERY_BROKER_URL and the cache's LOCATION went
-out with their passwords. Registered under Celery's own name (jobs.adapters.internals.replace_conf_command),
-it replaces Celery's command.
-"""
+`conf` (what Flower's worker page and `celery inspect conf` show) is Celery's table of the worker's
+configuration, with every configured secret and URL password masked: Celery masks only keys named
+like a secret, so REDIS_URL, CELERY_BROKER_URL and the cache's LOCATION went out with their
+passwords. Registered under Celery's own name (jobs.adapters.internals.replace_conf_command), it replaces
+Celery's command."""
 
 from collections.abc import Mapping
 from typing import Any

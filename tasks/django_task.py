@@ -3,10 +3,9 @@ jobs.tasks_backend.JobQueueBackend.
 
 The payload names the task by its dotted path; only a Task object found there is run, never any
 other callable. A coroutine function runs to its end in the worker (Task.call). The return value
-becomes the job's result as the API normalises it; a value JSON cannot carry fails the attempt.
-The API's task_started and task_finished signals are sent when something listens to them; a
-listener that fails is logged, and changes nothing for the task.
-"""
+becomes the job's result as the API normalises it; a value JSON cannot carry fails the attempt. The
+API's task_started and task_finished signals are sent when something listens to them; a listener
+that fails is logged, and changes nothing for the task."""
 
 import dataclasses
 import traceback

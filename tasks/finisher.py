@@ -1,14 +1,13 @@
 """Successful attempts recorded off the task's path, many at a time, by one writer per process.
 
-A task hands its success over and returns at once, so the worker acks the message and takes
-the next one while the writer records what has piled up in one statement
-(`services.jobs_succeed`). The ack can thus come a few milliseconds before the success is
-durable: if the process dies in between, the job stays `running` until its lease runs out and
-is then run again. Delivery stays at least once; only the status lags the ack.
+A task hands its success over and returns at once, so the worker acks the message and takes the next
+one while the writer records what has piled up in one statement (`services.jobs_succeed`). The ack
+can thus come a few milliseconds before the success is durable: if the process dies in between, the
+job stays `running` until its lease runs out and is then run again. Delivery stays at least once;
+only the status lags the ack.
 
-A process that exits normally (a warm shutdown, a pool process replaced after
-max_tasks_per_child) records what is pending before it goes.
-"""
+A process that exits normally (a warm shutdown, a pool process replaced after max_tasks_per_child)
+records what is pending before it goes."""
 
 import logging
 import os
@@ -102,13 +101,10 @@ def _write_forever(pending: "queue.SimpleQueue[object]") -> None:
 
 
 def _write(batch: list) -> None:
-    """Write one batch, retrying while the database is unreachable.
-
-    Each success is fenced by its attempt's serial, so a batch written late (after the lease
-    recovery moved a job on) changes nothing for that job. A batch written again after a failure
-    part-way still counts and wakes for the jobs the failed try moved, once (jobs_succeed notes
-    its progress on each success).
-    """
+    """Write one batch, retrying while the database is unreachable. Each success is fenced by its
+    attempt's serial, so a batch written late (after the lease recovery moved a job on) changes
+    nothing for that job. A batch written again after a failure part-way still counts and wakes for
+    the jobs the failed try moved, once (jobs_succeed notes its progress on each success)."""
     while True:
         try:
             services.jobs_succeed(batch)

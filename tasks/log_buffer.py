@@ -1,14 +1,13 @@
 """Log lines of prefork pool processes written by a thread, a few milliseconds late, in order.
 
-Writing a line (formatting, redacting, the write to stderr) costs a pool process about as much
-as a no-op job's own work, and the "job started" line comes on every job's path. In a pool
-process the root logger's handlers are wrapped in a buffer: a line is recorded where it is
-logged (its time, its message made at once) and written by one thread every
-LOG_FLUSH_SECONDS, while the process waits for its next job. Every line goes through the one
-buffer, so lines keep their order. The buffer is written out when the process exits normally
-and whenever it holds a line at ERROR or above; a process killed outright (SIGKILL, a hard
-time limit) loses what was logged in its last LOG_FLUSH_SECONDS.
-"""
+Writing a line (formatting, redacting, the write to stderr) costs a pool process about as much as a
+no-op job's own work, and the "job started" line comes on every job's path. In a pool process the
+root logger's handlers are wrapped in a buffer: a line is recorded where it is logged (its time, its
+message made at once) and written by one thread every LOG_FLUSH_SECONDS, while the process waits for
+its next job. Every line goes through the one buffer, so lines keep their order. The buffer is
+written out when the process exits normally and whenever it holds a line at ERROR or above; a
+process killed outright (SIGKILL, a hard time limit) loses what was logged in its last
+LOG_FLUSH_SECONDS."""
 
 import logging
 import threading
@@ -23,15 +22,12 @@ CAPACITY = 1000
 
 class Buffered(logging.Handler):
     """`target`'s lines, held until flushed: by the flusher thread, by a line at ERROR or above,
-    when CAPACITY lines wait, at exit.
-
-    Not logging.handlers.MemoryHandler: it writes the lines while holding the lock that every
-    thread logging a line must take, so a task would wait for a whole flush to log one line.
-    Here a line is added under that lock and the lines are written outside it. Nor the standard
-    library's QueueHandler and QueueListener: a listener thread woken for every line took a third
-    of the end-to-end rate (`bench throughput --jobs 10000`, medians of 3 on 2 cores: 0.69x bare
-    Celery with them, 1.04x with this buffer).
-    """
+    when CAPACITY lines wait, at exit. Not logging.handlers.MemoryHandler: it writes the lines while
+    holding the lock that every thread logging a line must take, so a task would wait for a whole
+    flush to log one line. Here a line is added under that lock and the lines are written outside
+    it. Nor the standard library's QueueHandler and QueueListener: a listener thread woken for every
+    line took a third of the end-to-end rate (`bench throughput --jobs 10000`, medians of 3 on 2
+    cores: 0.69x bare Celery with them, 1.04x with this buffer)."""
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__(level=target.level)

@@ -1,12 +1,11 @@
 """Worker-side upkeep: the claim, the lease keeper that extends running jobs' leases (every
 JOB_LEASE_RENEW_SECONDS), and graceful shutdown.
 
-On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish;
-then the pool processes are killed, their jobs go back to the queue at once, and the worker
-exits. Send SIGTERM to the worker's main process only (docker stop and Kubernetes do; under
-systemd use KillMode=mixed): pool processes that get it themselves die mid-job, and their jobs
-are recovered by the lease instead.
-"""
+On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish; then the
+pool processes are killed, their jobs go back to the queue at once, and the worker exits. Send
+SIGTERM to the worker's main process only (docker stop and Kubernetes do; under systemd use
+KillMode=mixed): pool processes that get it themselves die mid-job, and their jobs are recovered by
+the lease instead."""
 
 import logging
 import os
@@ -62,14 +61,11 @@ def _heal_connections(**_: object) -> None:
 
 
 def claim_when_reachable(*, job_id: str, worker: str, request: Any) -> services.Claim | None:
-    """`services.job_claim`, waiting out a database outage instead of dropping the message.
-
-    While the database cannot be reached (or is read-only, as after a failover onto a standby,
-    until the writable node is back) the claim is tried again, backing off up to 2 s, so a
-    worker holds one message per pool process rather than spinning through its queue. Past
-    JOB_DATABASE_WAIT_SECONDS (and before the task's soft time limit) the message goes back to
-    its queue for a later try.
-    """
+    """`services.job_claim`, waiting out a database outage instead of dropping the message. While
+    the database cannot be reached (or is read-only, as after a failover onto a standby, until the
+    writable node is back) the claim is tried again, backing off up to 2 s, so a worker holds one
+    message per pool process rather than spinning through its queue. Past JOB_DATABASE_WAIT_SECONDS
+    (and before the task's soft time limit) the message goes back to its queue for a later try."""
     deadline = time.monotonic() + _wait_budget(request)
     pause = 0.1
     while True:

@@ -1,18 +1,16 @@
 """A gate in front of Flower: its login, throttled per client address, and no framing of its pages.
 
-Flower 2.2 checks a basic-auth login on every request but never slows a guesser down, and its
-pages carry no X-Frame-Options. The gate listens where Flower is expected, checks the login
-itself, and relays what passes to Flower (on a private loopback port, or over the compose or pod
-network) with a credential only the gate knows (so nothing reaches Flower around it). The
-address is the client's as the API's rate limits see it (jobs/adapters/addresses.py: X-Forwarded-For only
-through JOB_TRUSTED_PROXIES). Failed logins from one address within
-JOB_LOGIN_LOCKOUT_SECONDS (the window opens with the first failure) lock that address out after
-JOB_LOGIN_MAX_FAILURES, even with the right password, until the window ends: the admin login's
-rule. A request without credentials (a browser's first one) is not a failure. Every answer says
-`X-Frame-Options: DENY` and `frame-ancestors 'none'`. Flower's health and metrics paths stay open,
-as Flower keeps them. Run by `manage.py run_flower_gate`, in `make run`, docker-compose.yml and
-deploy/k8s (docs/operations.md, "Flower in production").
-"""
+Flower 2.2 checks a basic-auth login on every request but never slows a guesser down, and its pages
+carry no X-Frame-Options. The gate listens where Flower is expected, checks the login itself, and
+relays what passes to Flower (on a private loopback port, or over the compose or pod network) with a
+credential only the gate knows (so nothing reaches Flower around it). The address is the client's as
+the API's rate limits see it (jobs/adapters/addresses.py: X-Forwarded-For only through JOB_TRUSTED_PROXIES).
+Failed logins from one address within JOB_LOGIN_LOCKOUT_SECONDS (the window opens with the first
+failure) lock that address out after JOB_LOGIN_MAX_FAILURES, even with the right password, until the
+window ends: the admin login's rule. A request without credentials (a browser's first one) is not a
+failure. Every answer says `X-Frame-Options: DENY` and `frame-ancestors 'none'`. Flower's health and
+metrics paths stay open, as Flower keeps them. Run by `manage.py run_flower_gate`, in `make run`,
+docker-compose.yml and deploy/k8s (docs/operations.md, "Flower in production")."""
 
 import base64
 import hmac

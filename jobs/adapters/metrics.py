@@ -1,11 +1,10 @@
 """Job counters and the processing-time histogram, recorded where each event happens.
 
-The services call the `record_*` helpers after their transaction commits. Every process
-that runs services keeps its own values: the web app and the mover in memory (gunicorn's
-workers in PROMETHEUS_MULTIPROC_DIR files), a Celery worker node in files that its main
-process exports for all its pool processes (see `use_multiprocess`). The gauges that
-describe the whole system are not here: `jobs.api.metrics_view` computes them at scrape time.
-"""
+The services call the `record_*` helpers after their transaction commits. Every process that runs
+services keeps its own values: the web app and the mover in memory (gunicorn's workers in
+PROMETHEUS_MULTIPROC_DIR files), a Celery worker node in files that its main process exports for all
+its pool processes (see `use_multiprocess`). The gauges that describe the whole system are not here:
+`jobs.api.metrics_view` computes them at scrape time."""
 
 import os
 
@@ -116,14 +115,12 @@ def record_limit_wait(*, type: str) -> None:
 
 def use_multiprocess(path: str) -> None:
     """Keep the job metrics of this process and of every process it forks in files under `path`.
-
-    prometheus_client chooses its value class when it is imported, from PROMETHEUS_MULTIPROC_DIR.
-    A Celery worker imports it long before it knows it is a worker (the `celery` command loads
-    Flower's plugin, which imports prometheus_client), so the worker switches the class here, in
-    its main process, before the pool forks and before any job metric has a value: the metrics
-    are labelled, so their values are only created on first use. After a fork, prometheus_client
-    notices the new pid and writes to that process's own file.
-    """
+    prometheus_client chooses its value class when it is imported, from PROMETHEUS_MULTIPROC_DIR. A
+    Celery worker imports it long before it knows it is a worker (the `celery` command loads
+    Flower's plugin, which imports prometheus_client), so the worker switches the class here, in its
+    main process, before the pool forks and before any job metric has a value: the metrics are
+    labelled, so their values are only created on first use. After a fork, prometheus_client notices
+    the new pid and writes to that process's own file."""
     used = internals.names_with_values(JOB_METRICS)
     if used:
         raise RuntimeError(f"job metrics already recorded in memory before multiprocess mode: {used}")

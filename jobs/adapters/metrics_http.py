@@ -1,9 +1,8 @@
 """The scrape endpoint of processes other than the web app (worker nodes, the mover).
 
-`GET /metrics` is prometheus_client's own WSGI app over a registry (with its content
-negotiation and compression); `GET /healthz` answers 200 or 503 with what the process's
-`health` callable reports, so the same port serves Prometheus and a liveness probe.
-"""
+`GET /metrics` is prometheus_client's own WSGI app over a registry (with its content negotiation and
+compression); `GET /healthz` answers 200 or 503 with what the process's `health` callable reports,
+so the same port serves Prometheus and a liveness probe."""
 
 import json
 import logging

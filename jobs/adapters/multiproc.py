@@ -1,10 +1,9 @@
 """Directories for prometheus_client's multiprocess mode, one per gunicorn master or worker node.
 
-Standard library only: gunicorn's config file uses it before Django is loaded.
-Each directory is `JOB_METRICS_DIR/<kind>-<pid of the main process>`; it is emptied when
-the process starts and removed when it stops. Directories left by processes that are gone
-(killed with -9) are removed by the next start.
-"""
+Standard library only: gunicorn's config file uses it before Django is loaded. Each directory is
+`JOB_METRICS_DIR/<kind>-<pid of the main process>`; it is emptied when the process starts and
+removed when it stops. Directories left by processes that are gone (killed with -9) are removed by
+the next start."""
 
 import os
 import shutil

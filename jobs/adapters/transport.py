@@ -54,10 +54,8 @@ BROKEN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 class PipelinedWrites:
     """Transactions sent on one connection without waiting; their replies are read later.
-
-    Thread-safe (a threads pool acks from its threads). Commands must be idempotent: after a
-    broken connection the unconfirmed transactions are sent again.
-    """
+    Thread-safe (a threads pool acks from its threads). Commands must be idempotent: after a broken
+    connection the unconfirmed transactions are sent again."""
 
     # Unconfirmed transactions at most; past this a write first waits for Redis to catch up.
     MAX_UNCONFIRMED = 1000

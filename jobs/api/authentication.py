@@ -1,10 +1,9 @@
 """API token authentication: DRF's, with the token and its user read by the store.
 
-DRF reads them with `Token.objects.select_related("user").get(key=...)`, which Django compiles
-into SQL again for every request: about a sixth of a single submission's time. The PostgreSQL
-store reads the same row with a statement prepared once per connection. Nothing is cached: a
-deleted token or a deactivated user is refused on the next request.
-"""
+DRF reads them with `Token.objects.select_related("user").get(key=...)`, which Django compiles into
+SQL again for every request: about a sixth of a single submission's time. The PostgreSQL store reads
+the same row with a statement prepared once per connection. Nothing is cached: a deleted token or a
+deactivated user is refused on the next request."""
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions

@@ -17,7 +17,6 @@ from jobs.api.throttling import refused_anonymous
 from jobs.rules.exceptions import (
     IdempotencyKeyReused,
     InternalJobType,
-    InvalidBulkSubmission,
     InvalidTransition,
     JobNotFound,
     JobQueueError,
@@ -61,8 +60,6 @@ def exception_handler(exc, context):
         return Response({"detail": detail}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, JobQueueError):
         code = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST)
-        if isinstance(exc, InvalidBulkSubmission):
-            return Response({"jobs": exc.details}, status=code)
         return Response(error_detail(exc), status=code)
     return drf_exception_handler(exc, context)
 

@@ -1,9 +1,8 @@
 """GET /healthz: 200 when the database and the broker answer, 503 naming what failed.
 
-`?workers=1` also needs at least one worker node with a recent heartbeat. Each check is
-bounded by HEALTHZ_TIMEOUT (connect and query timeouts), so a hung dependency fails its
-check instead of hanging the probe.
-"""
+`?workers=1` also needs at least one worker node with a recent heartbeat. Each check is bounded by
+HEALTHZ_TIMEOUT (connect and query timeouts), so a hung dependency fails its check instead of
+hanging the probe."""
 
 import redis
 from django.conf import settings

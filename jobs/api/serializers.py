@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from jobs.models import Job, JobAttempt, MissedPolicy, OverlapPolicy, Schedule, ScheduleRun
 from jobs.rules.states import Priority, Status
+from jobs.services.schedules import FIELDS
 
 
 class StrictSerializer(serializers.Serializer):
@@ -390,26 +391,7 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Schedule
-        fields = [
-            "name",
-            "job_type",
-            "payload",
-            "priority",
-            "max_retries",
-            "cron",
-            "interval_seconds",
-            "timezone",
-            "enabled",
-            "missed",
-            "catch_up_seconds",
-            "overlap",
-            "source",
-            "next_tick_at",
-            "last_tick_at",
-            "last_run",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*FIELDS, "source", "next_tick_at", "last_tick_at", "last_run", "created_at", "updated_at"]
 
     @extend_schema_field(ScheduleLastRunSerializer(allow_null=True))
     def get_last_run(self, schedule: Schedule) -> dict | None:

@@ -1,20 +1,19 @@
 """Rate limits: one counter per token (or client address) in Redis, and failing open.
 
-Each counter counts the requests of a window that opens with the first one and lasts the
-rate's period. One script per request (one round trip, atomic in Redis) counts the request,
-gives a counter without an expiry the window's, and reads how long the window has left: the
-web processes never lose each other's requests, and no counter outlives its window (a counter
-that did would refuse its client for good).
+Each counter counts the requests of a window that opens with the first one and lasts the rate's
+period. One script per request (one round trip, atomic in Redis) counts the request, gives a counter
+without an expiry the window's, and reads how long the window has left: the web processes never lose
+each other's requests, and no counter outlives its window (a counter that did would refuse its
+client for good).
 
-DRF checks the limits only once authentication and permissions passed, so a request with a
-wrong token, or with none where one is needed, would never be counted: the API's error answer
-counts it toward the anonymous limit of its address (`refused_anonymous`) and answers 429 past it;
-so does /metrics for a wrong bearer token.
+DRF checks the limits only once authentication and permissions passed, so a request with a wrong
+token, or with none where one is needed, would never be counted: the API's error answer counts it
+toward the anonymous limit of its address (`refused_anonymous`) and answers 429 past it; so does
+/metrics for a wrong bearer token.
 
-With Redis unreachable the limits fail open: requests are let through (jobs are still accepted
-into the database), and for JOB_BROKER_BACKOFF_SECONDS after a failure a process does not try
-Redis again, so no request waits on a dead store.
-"""
+With Redis unreachable the limits fail open: requests are let through (jobs are still accepted into
+the database), and for JOB_BROKER_BACKOFF_SECONDS after a failure a process does not try Redis
+again, so no request waits on a dead store."""
 
 import logging
 from functools import cache

@@ -35,11 +35,9 @@ UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="No or invalid cr
 
 @cache
 def _answer_serializer(serializer_class: type) -> Any:
-    """One answering serializer per class and process.
-
-    A ModelSerializer builds its fields from the model the first time an instance is used, which
-    costs more than the rest of a submit; answering only reads, so one instance serves them all.
-    """
+    """One answering serializer per class and process. A ModelSerializer builds its fields from the
+    model the first time an instance is used, which costs more than the rest of a submit; answering
+    only reads, so one instance serves them all."""
     return serializer_class()
 
 

@@ -6,8 +6,9 @@ class JobQueueError(Exception):
 
     field: str | None = None
 
-    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, field: str | None = None, details: object = None) -> None:
         self.message = message or (self.__doc__ or "").strip()
+        self.details = details if details is not None else self.message  # InvalidPayload's, InvalidBulkSubmission's
         if field is not None:
             self.field = field
         super().__init__(self.message)
@@ -46,10 +47,6 @@ class InvalidPayload(JobQueueError):
 
     field = "payload"
 
-    def __init__(self, message: str | None = None, *, details: object = None) -> None:
-        super().__init__(message)
-        self.details = details if details is not None else self.message
-
 
 class InvalidSubmission(JobQueueError):
     """The submission is not valid."""
@@ -72,15 +69,11 @@ class InvalidBulkSubmission(JobQueueError):
 
     field = "jobs"
 
-    def __init__(self, message: str | None = None, *, details: list[dict]) -> None:
-        super().__init__(message)
-        self.details = details
-
 
 def error_detail(exc: JobQueueError) -> dict:
     """The {field: [problem]} form of an error, as the API answers it."""
-    if isinstance(exc, InvalidPayload):
-        return {"payload": exc.details}
+    if isinstance(exc, InvalidPayload | InvalidBulkSubmission):
+        return {exc.field: exc.details}
     if exc.field is None:
         return {"detail": exc.message}
     return {exc.field: [exc.message]}

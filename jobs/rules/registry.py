@@ -74,14 +74,12 @@ def job_type(
     internal: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register `handler(payload, ctx)` as the job type `name`. A name may be registered once.
-
-    `unique_for` (seconds) makes its jobs unique: see jobs.services.unique.
-    `concurrency` (at most N running at once across every worker node), `rate` (at most N starts
-    per period: "60/minute") and `limit_key` (a payload field, each of whose values gets its own
-    limits) limit the type across the cluster; a job over a limit waits in the database.
-    `internal`: only code submits it; a client, or a person choosing its payload through a surface,
-    needs the permission jobs.submit_internal_job (jobs.services.submit.check_reachable).
-    """
+    `unique_for` (seconds) makes its jobs unique: see jobs.services.unique. `concurrency` (at most N
+    running at once across every worker node), `rate` (at most N starts per period: "60/minute") and
+    `limit_key` (a payload field, each of whose values gets its own limits) limit the type across
+    the cluster; a job over a limit waits in the database. `internal`: only code submits it; a
+    client, or a person choosing its payload through a surface, needs the permission
+    jobs.submit_internal_job (jobs.services.submit.check_reachable)."""
     if not name or len(name) > 100:
         raise ValueError("a job type name must have 1 to 100 characters")
     key = _unique_key_option(unique_for, unique_key)
@@ -144,29 +142,15 @@ def schedule(
     overlap: str = "allow",
 ) -> ScheduleDeclaration:
     """Declare a recurring job next to its type, e.g. after `@job_type("report")`:
-    `schedule("nightly-report", job_type="report", cron="0 3 * * *", timezone="Europe/Berlin")`.
-
-    The mover writes the declared schedules to the database when it starts (code-defined
-    schedules are read-only elsewhere); it checks them then, as schedule_create does.
-    """
+    `schedule("nightly-report", job_type="report", cron="0 3 * * *", timezone="Europe/Berlin")`. The
+    mover writes the declared schedules to the database when it starts (code-defined schedules are
+    read-only elsewhere); it checks them then, as schedule_create does."""
+    declaration = ScheduleDeclaration(**locals())
     problem = name_problem(name, "schedule")
     if problem:
         raise ValueError(problem)
     if name in _schedules:
         raise ValueError(f"schedule {name!r} is already declared")
-    declaration = ScheduleDeclaration(
-        name=name,
-        job_type=job_type,
-        cron=cron,
-        interval_seconds=interval_seconds,
-        timezone=timezone,
-        payload=payload,
-        priority=priority,
-        max_retries=max_retries,
-        missed=missed,
-        catch_up_seconds=catch_up_seconds,
-        overlap=overlap,
-    )
     _schedules[name] = declaration
     return declaration
 

@@ -18,17 +18,11 @@ def is_permanent(error: BaseException | None) -> bool:
 
 
 def backoff_seconds(
-    attempt: int,
-    *,
-    base: float | None = None,
-    cap: float | None = None,
-    rand: Callable[[], float] = random.random,
+    attempt: int, *, base: float | None = None, cap: float | None = None, rand: Callable[[], float] = random.random
 ) -> float:
-    """Exponential backoff with equal jitter: a wait in [d/2, d] with d = min(cap, base * 2**(attempt-1)).
-
-    Equal jitter (rather than full jitter) keeps each wait at least as long as the one before,
-    while still spreading a burst of failures over time.
-    """
+    """Exponential backoff with equal jitter: a wait in [d/2, d] with d = min(cap, base *
+    2**(attempt-1)). Equal jitter (rather than full jitter) keeps each wait at least as long as the
+    one before, while still spreading a burst of failures over time."""
     base = settings.JOB_RETRY_BACKOFF_BASE if base is None else base
     cap = settings.JOB_RETRY_BACKOFF_MAX if cap is None else cap
     ceiling = min(cap, base * 2 ** max(attempt - 1, 0))

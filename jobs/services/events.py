@@ -1,8 +1,7 @@
 """Job events: one log line each (job_id, type, queue, attempt, outcome, duration) and the metrics.
 
-Both happen when the surrounding transaction commits, so a rolled-back change is neither
-logged nor counted; a failure to record never fails the change itself.
-"""
+Both happen when the surrounding transaction commits, so a rolled-back change is neither logged nor
+counted; a failure to record never fails the change itself."""
 
 import logging
 from dataclasses import dataclass

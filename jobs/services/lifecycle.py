@@ -1,10 +1,9 @@
 """The life of one attempt: claim, lease, progress, and the outcome.
 
-Every change is a named move of the state machine (`job_transition`, a conditional update in
-the store), and every outcome is fenced by the attempt's `serial` (Job.serial at claim time, the
-attempt's number in the history), which never repeats for a job: a stale worker can never
-overwrite a newer attempt's state.
-"""
+Every change is a named move of the state machine (`job_transition`, a conditional update in the
+store), and every outcome is fenced by the attempt's `serial` (Job.serial at claim time, the
+attempt's number in the history), which never repeats for a job: a stale worker can never overwrite
+a newer attempt's state."""
 
 import logging
 import operator
@@ -37,12 +36,10 @@ MAX_TRACEBACK = 50_000
 def job_transition(
     move: Transition, *, job_id: Any, where: dict[str, Any] | None = None, condition: Any = None, **changes: Any
 ) -> bool:
-    """Make one named move of the state machine (jobs.rules.states) with a conditional update.
-
-    Only a row in one of the move's sources (and that matches the fence `where`, such as the
-    attempt's serial, and the optional `condition`, a Q or boolean expression) changes; False
-    means the move was refused: another process got there first, or the job moved on.
-    """
+    """Make one named move of the state machine (jobs.rules.states) with a conditional update. Only a row
+    in one of the move's sources (and that matches the fence `where`, such as the attempt's serial,
+    and the optional `condition`, a Q or boolean expression) changes; False means the move was
+    refused: another process got there first, or the job moved on."""
     rows = Job.objects.filter(pk=job_id)
     return store().transition(rows, move=move, where=where, changes=changes, condition=condition) == 1
 
@@ -73,13 +70,11 @@ class Claim:
 
 
 def job_claim(*, job_id: Any, worker: str, job_type: str | None = None) -> Claim | None:
-    """Move a queued job to running and open its attempt; None if someone else has it.
-
-    The conditional update is the lock: of two deliveries of one message, only one claims.
-    A job whose queue is paused is not claimed (it stays queued until the queue is resumed).
-    `job_type`, from the job's message: a type without limits takes the single-statement claim;
-    a limited one the limited claim, which may move the job to `waiting` instead (None).
-    """
+    """Move a queued job to running and open its attempt; None if someone else has it. The
+    conditional update is the lock: of two deliveries of one message, only one claims. A job whose
+    queue is paused is not claimed (it stays queued until the queue is resumed). `job_type`, from
+    the job's message: a type without limits takes the single-statement claim; a limited one the
+    limited claim, which may move the job to `waiting` instead (None)."""
     if job_type is None and limit_selectors.any_limits():
         job_type = Job.objects.filter(pk=job_id).values_list("type", flat=True).first()
     limit = limit_selectors.effective_limit(job_type) if job_type else None
@@ -139,11 +134,9 @@ _DONE = "done"  # its move is recorded and followed up (metrics, event, wake)
 
 @dataclass(frozen=True)
 class Success:
-    """A successful attempt, to be recorded: the handler's value and when it returned.
-
-    `claim`, the one `job_claim` returned for this attempt, spares a query for the event's facts.
-    `progress`: how far jobs_succeed got with it (_SENT, _DONE), kept for a retry of its batch.
-    """
+    """A successful attempt, to be recorded: the handler's value and when it returned. `claim`, the
+    one `job_claim` returned for this attempt, spares a query for the event's facts. `progress`: how
+    far jobs_succeed got with it (_SENT, _DONE), kept for a retry of its batch."""
 
     job_id: str
     serial: int
@@ -154,13 +147,11 @@ class Success:
 
 
 def jobs_succeed(successes: list[Success]) -> list[Success]:
-    """Record successful attempts (on PostgreSQL, in one statement); the ones recorded.
-
-    A stale attempt (its job moved on: cancelled, recovered after a lost lease) changes nothing.
-    Called again with the same successes after it raised part-way (the finisher retries a batch
-    while the database is unreachable), it follows up the jobs an earlier call moved but did not
-    follow up, and never one twice: each counts and wakes once.
-    """
+    """Record successful attempts (on PostgreSQL, in one statement); the ones recorded. A stale
+    attempt (its job moved on: cancelled, recovered after a lost lease) changes nothing. Called
+    again with the same successes after it raised part-way (the finisher retries a batch while the
+    database is unreachable), it follows up the jobs an earlier call moved but did not follow up,
+    and never one twice: each counts and wakes once."""
     todo = [success for success in successes if _DONE not in success.progress]
     if todo:
         sent_before = [success for success in todo if _SENT in success.progress]
@@ -212,12 +203,10 @@ def job_fail(
     outcome: Outcome = Outcome.FAILED,
     worker: str | None = None,
 ) -> Status | None:
-    """Record a failed attempt and move the job on by the retry policy; returns the new status.
-
-    A lost attempt (its worker died) counts as failed, but its duration is unknown: not observed.
+    """Record a failed attempt and move the job on by the retry policy; returns the new status. A
+    lost attempt (its worker died) counts as failed, but its duration is unknown: not observed.
     `worker`: the node that reports it, for a report that does not come from the attempt itself
-    (fenced by the node as well as the serial).
-    """
+    (fenced by the node as well as the serial)."""
     now = timezone.now()
     row = _attempt(job_id=job_id, serial=serial, running=True)
     if row is None:
@@ -278,12 +267,10 @@ def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_
 
 def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
     """The process running the job on node `worker` died (killed, out of memory): run the job again
-    at once; the new status, or None if the job was not running there.
-
-    Seen by the node's main process as it happens, so nobody waits for the lease. The lost attempt
-    counts against the job's retries (a job that kills its process every time must end), but it
-    gets no backoff: the handler did not fail. Fenced by the attempt's serial and the node.
-    """
+    at once; the new status, or None if the job was not running there. Seen by the node's main
+    process as it happens, so nobody waits for the lease. The lost attempt counts against the job's
+    retries (a job that kills its process every time must end), but it gets no backoff: the handler
+    did not fail. Fenced by the attempt's serial and the node."""
     serial = (
         Job.objects.filter(pk=job_id, status=Status.RUNNING, worker=worker).values_list("serial", flat=True).first()
     )

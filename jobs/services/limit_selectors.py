@@ -85,11 +85,8 @@ def limits_overview(*, now: datetime | None = None) -> list[dict[str, Any]]:
     """Each limited type (or one with an override): its effective and code limits, where the
     effective one comes from, and its usage: running now, starts in the rate's window, waiting."""
     now = now or timezone.now()
-    rows = []
     stored = {row.type: row for row in JobLimit.objects.all()}
-    for job_type in limited_types():
-        rows.append(limit_detail(job_type=job_type, now=now, stored=stored.get(job_type)))
-    return rows
+    return [limit_detail(job_type=job_type, now=now, stored=stored.get(job_type)) for job_type in limited_types()]
 
 
 def limit_detail(*, job_type: str, now: datetime | None = None, stored: JobLimit | None = None) -> dict[str, Any]:

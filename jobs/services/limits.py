@@ -1,18 +1,17 @@
 """Cluster-wide limits: the limited claim, waiting and waking, and the run-time overrides.
 
-A claim of a limited type serialises on its (type, partition) (a transaction-scoped advisory
-lock on PostgreSQL; SQLite serialises writers anyway), counts the partition's running jobs and
-its starts in the rate's window, and then either claims the job as usual or moves it to
-`waiting` with the reason and, for a rate, the time the window frees (`run_at`). Nothing waits
-in a worker: the worker acks the message and goes on with other work. For a limit with a
-concurrency only, the lock and a claim guarded by the count go first in one round trip
-(`claim_within`); only when that claims nothing does the claim above decide why.
+A claim of a limited type serialises on its (type, partition) (a transaction-scoped advisory lock on
+PostgreSQL; SQLite serialises writers anyway), counts the partition's running jobs and its starts in
+the rate's window, and then either claims the job as usual or moves it to `waiting` with the reason
+and, for a rate, the time the window frees (`run_at`). Nothing waits in a worker: the worker acks
+the message and goes on with other work. For a limit with a concurrency only, the lock and a claim
+guarded by the count go first in one round trip (`claim_within`); only when that claims nothing does
+the claim above decide why.
 
 A waiting job is queued again (WAKE, published on commit) when an attempt of its partition ends
 (`wake_after`), when its `run_at` comes (`jobs_wake_due`, each mover round), and by the mover's
 sweep (`jobs_wake_waiting`), which wakes any partition with free capacity: a lost wake can only
-delay a job, never strand it. A woken job goes through the limited claim again.
-"""
+delay a job, never strand it. A woken job goes through the limited claim again."""
 
 import logging
 from datetime import datetime, timedelta
@@ -86,12 +85,10 @@ def _frees_at(*, rate: Rate, starts: list[datetime]) -> datetime | None:
 
 
 def claim_or_wait(*, job_id: Any, worker: str, job_type: str, limit: Limit) -> tuple[tuple | None, str, datetime]:
-    """The limited claim: (the store's claim row, or None when the job waits or is not queued,
-    the job's partition, the attempt's start). Only a limit with a key reads the job (its
-    payload and owner) first.
-
-    The start is taken once the connection is open and the payload read, right before the
-    claim: the attempt history is what shows a limit was kept, and a start taken before a slow
+    """The limited claim: (the store's claim row, or None when the job waits or is not queued, the
+    job's partition, the attempt's start). Only a limit with a key reads the job (its payload and
+    owner) first. The start is taken once the connection is open and the payload read, right before
+    the claim: the attempt history is what shows a limit was kept, and a start taken before a slow
     reconnect would show an attempt as started while the one before it still ran."""
     key = ""
     if limit.key:

@@ -32,11 +32,9 @@ def _get(job_id: Any) -> Job:
 
 
 def job_retry(*, job_id: Any, payload: dict | None = None, actor: Any = None) -> Job:
-    """Run a dead job again under the same id: attempts start over, the history stays.
-
-    With `payload`, the job runs with the corrected payload (validated like a submission from
-    `actor`, the user a surface retries it for: an internal type's payload needs a permission).
-    """
+    """Run a dead job again under the same id: attempts start over, the history stays. With
+    `payload`, the job runs with the corrected payload (validated like a submission from `actor`,
+    the user a surface retries it for: an internal type's payload needs a permission)."""
     job = _get(job_id)
     edit = {} if payload is None else {"payload": validate_payload(job.type, payload, owner=job.owner, actor=actor)}
     if not _retry_dead(Job.objects.filter(pk=job.pk), **edit):

@@ -1,10 +1,9 @@
 """Pausing and resuming queues. The state lives in the database, so it outlives every process.
 
-While a queue is paused nothing from it runs: dispatch publishes nothing for it (jobs stay
-`queued` in the database), its waiting messages are removed from Redis, the claim refuses its
-jobs (so a message already on its way runs nothing) and the redispatch sweep skips it. On
-resume, its queued jobs are published again, oldest first.
-"""
+While a queue is paused nothing from it runs: dispatch publishes nothing for it (jobs stay `queued`
+in the database), its waiting messages are removed from Redis, the claim refuses its jobs (so a
+message already on its way runs nothing) and the redispatch sweep skips it. On resume, its queued
+jobs are published again, oldest first."""
 
 import logging
 from datetime import datetime, timedelta
@@ -49,10 +48,8 @@ def queue_pause(*, queue: str, by: str = "") -> QueueState:
 
 
 def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
-    """Start a paused queue again and publish its queued jobs, oldest first; returns (state, published).
-
-    Resuming a queue that is not paused changes nothing and publishes nothing.
-    """
+    """Start a paused queue again and publish its queued jobs, oldest first; returns (state,
+    published). Resuming a queue that is not paused changes nothing and publishes nothing."""
     _check(queue)
     paused = QueueState.objects.filter(name=queue, paused=True)
     resumed = paused.update(paused=False, changed_by=by[:150], changed_at=timezone.now())
@@ -69,12 +66,10 @@ def queue_resume(*, queue: str, by: str = "") -> tuple[QueueState, int]:
 
 
 def queues_sample(*, now: datetime | None = None) -> int:
-    """Write each queue's depth and latency now, for the overview's charts, and prune samples
-    older than JOB_QUEUE_SAMPLE_KEEP_SECONDS; returns the samples written.
-
-    A sample's time is the start of its JOB_QUEUE_SAMPLE_SECONDS period: a second mover in the
-    same period writes nothing (the rows are unique per queue and time).
-    """
+    """Write each queue's depth and latency now, for the overview's charts, and prune samples older
+    than JOB_QUEUE_SAMPLE_KEEP_SECONDS; returns the samples written. A sample's time is the start of
+    its JOB_QUEUE_SAMPLE_SECONDS period: a second mover in the same period writes nothing (the rows
+    are unique per queue and time)."""
     now = now or timezone.now()
     period = max(settings.JOB_QUEUE_SAMPLE_SECONDS, 1.0)
     at = datetime.fromtimestamp(now.timestamp() // period * period, tz=now.tzinfo)

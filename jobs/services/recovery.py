@@ -1,9 +1,8 @@
 """The mover's writes: release due jobs, retry lost ones, send again what the broker lost.
 
-Safe to run in several movers at once: due rows are taken with FOR UPDATE SKIP LOCKED
-(on SQLite the write transaction is taken at BEGIN, so movers simply take turns), and every
-other change is a fenced conditional update.
-"""
+Safe to run in several movers at once: due rows are taken with FOR UPDATE SKIP LOCKED (on SQLite the
+write transaction is taken at BEGIN, so movers simply take turns), and every other change is a
+fenced conditional update."""
 
 import logging
 import time
@@ -75,21 +74,12 @@ _compare_not_before: dict[str, float] = {}
 
 
 def jobs_redispatch_missing() -> int:
-    """Send again the queued jobs whose message the broker lost; how many.
-
-    Two checks, on every queue that is not paused, whatever its length (docs/operations.md,
-    "Redis persistence and what it means for loss"):
-
-    - Redis lost its data (the marker the mover keeps there is gone: restarted empty, flushed):
-      every queued job from before the loss is sent again at once, in batches.
-    - Any other lost message: queued jobs older than JOB_REDISPATCH_AFTER are compared by id with
-      the messages in their queue's list and those delivered and not acked, COMPARE_BATCH a
-      sweep, going on where the last stopped; a job with neither is sent again.
-
-    A message sent again goes to the front of its queue, so its job keeps its place in line. A
-    job is sent again by one mover only (its `updated_at` moves under a row lock first). A false
-    positive costs a duplicate message, which the claim turns into a no-op.
-    """
+    """Send again the queued jobs whose message the broker lost; how many. Two checks, on every
+    queue not paused (docs/operations.md, "Redis persistence and what it means for loss"): after
+    Redis lost its data (the mover's marker there is gone), every job queued before the loss; else
+    the jobs queued longer than JOB_REDISPATCH_AFTER with no message in their queue or in flight.
+    One mover sends a job (its `updated_at` moves under a row lock first), to the front of its
+    queue; a false positive costs a duplicate message, which the claim turns into a no-op."""
     paused = dispatch.paused_queues(fresh=True)
     queues = [queue for queue in states.QUEUES if queue not in paused]
     sent = _after_data_loss(queues)
@@ -171,9 +161,7 @@ def _next_candidates(queue: str, stale: QuerySet) -> list[Any]:
 
 def _send_again(jobs: QuerySet, *, limit: int) -> int:
     """Send the first `limit` of `jobs` (queued) again, to the front of their queues; how many.
-
-    Their `updated_at` moves first, under a row lock: another mover's sweep no longer takes them.
-    """
+    Their `updated_at` moves first, under a row lock: another mover's sweep no longer takes them."""
     with transaction.atomic():
         rows = list(jobs.select_for_update(skip_locked=True).values_list("pk", "priority", "timeout", "type")[:limit])
         if not rows:
@@ -199,10 +187,8 @@ def dead_letters_reconcile() -> int:
 
 def jobs_dispatch_pending(*, limit: int = 1000) -> int:
     """Publish the queued jobs whose publish failed while the broker was down; how many went out.
-
-    Raises while the broker is still unreachable (the mover tries again next round). A pending
-    job that moved on meanwhile (cancelled, or run from another message) is just forgotten.
-    """
+    Raises while the broker is still unreachable (the mover tries again next round). A pending job
+    that moved on meanwhile (cancelled, or run from another message) is just forgotten."""
     rows = list(PendingDispatch.objects.values_list("job_id", "queue", "timeout", "job__type", "job__status")[:limit])
     if not rows:
         return 0

@@ -1,10 +1,9 @@
 """Recurring jobs: creating, changing and firing schedules.
 
 A due tick becomes an ordinary job through the submit path (validation, dispatch on commit,
-metrics). Movers take due schedules with FOR UPDATE SKIP LOCKED, so any number of them split
-the work; the (schedule, tick_at) unique constraint of ScheduleRun is the last guard that
-makes each tick fire at most once.
-"""
+metrics). Movers take due schedules with FOR UPDATE SKIP LOCKED, so any number of them split the
+work; the (schedule, tick_at) unique constraint of ScheduleRun is the last guard that makes each
+tick fire at most once."""
 
 import logging
 from collections import deque
@@ -43,6 +42,8 @@ FIELDS = (
     "catch_up_seconds",
     "overlap",
 )
+# What a declaration in code sets: not its name (the key) nor enabled (an operator's pause stays).
+DECLARED = [key for key in FIELDS if key not in ("name", "enabled")]
 # Changing one of these moves the schedule's next tick.
 TIMING = ("cron", "interval_seconds", "timezone")
 # Missed cron ticks further back than this before the firing window are neither recorded nor counted:
@@ -160,23 +161,8 @@ def schedule_create(
     problem = name_problem(name, "schedule")
     if problem:
         raise InvalidSubmission(problem, field="name")
-    values = _clean(
-        {
-            "name": name,
-            "job_type": job_type,
-            "payload": payload,
-            "priority": priority,
-            "max_retries": max_retries,
-            "cron": cron,
-            "interval_seconds": interval_seconds,
-            "timezone": timezone,
-            "enabled": enabled,
-            "missed": missed,
-            "catch_up_seconds": catch_up_seconds,
-            "overlap": overlap,
-        },
-        actor=actor,
-    )
+    arguments = locals()
+    values = _clean({key: arguments[key] for key in FIELDS}, actor=actor)
     if source not in ScheduleSource.values:
         raise InvalidSubmission(f"source must be one of {', '.join(ScheduleSource.values)}", field="source")
     schedule = Schedule(**values, source=source)
@@ -193,12 +179,10 @@ def schedule_create(
 
 
 def _apply(schedule: Schedule, changes: dict[str, Any], *, now: datetime, actor: Any) -> Schedule:
-    """Change the fields of `changes` on the schedule's row, locked and read afresh; the row as saved.
-
-    The caller's copy may be older than the mover's last firing: only the fields edited (and the
-    next tick, when the timing changed or the schedule resumes) are written, never the mover's
-    progress as the copy had it. The mover skips the row while it is locked.
-    """
+    """Change the fields of `changes` on the schedule's row, locked and read afresh; the row as
+    saved. The caller's copy may be older than the mover's last firing: only the fields edited (and
+    the next tick, when the timing changed or the schedule resumes) are written, never the mover's
+    progress as the copy had it. The mover skips the row while it is locked."""
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise InvalidSubmission(f"a schedule has no field {unknown[0]!r}", field=unknown[0])
@@ -310,13 +294,11 @@ class _Plan:
 
 
 def plan_ticks(schedule: Schedule, *, now: datetime, grace: float, max_missed_rows: int) -> _Plan:
-    """The due ticks of `schedule` (from its next_tick_at up to now) sorted by the missed-run policy.
-
-    A tick older than `grace` seconds is missed: every mover was down (or too busy). skip fires
-    the latest missed tick; all_within fires the missed ticks within catch_up_seconds of now;
-    none fires none of them. At most `max_missed_rows` missed ticks (the latest) are listed,
-    the rest counted in `unrecorded`.
-    """
+    """The due ticks of `schedule` (from its next_tick_at up to now) sorted by the missed-run
+    policy. A tick older than `grace` seconds is missed: every mover was down (or too busy). skip
+    fires the latest missed tick; all_within fires the missed ticks within catch_up_seconds of now;
+    none fires none of them. At most `max_missed_rows` missed ticks (the latest) are listed, the
+    rest counted in `unrecorded`."""
     start = schedule.next_tick_at
     on_time_from = now - timedelta(seconds=grace)
     window_from = on_time_from
@@ -483,12 +465,10 @@ def _record(batch: _Round) -> None:
 
 
 def schedules_fire_due(*, now: datetime | None = None) -> int:
-    """Fire the due ticks of enabled schedules; returns the jobs made. Any number of movers may call it.
-
-    Schedules are taken JOB_SCHEDULE_BATCH at a time, locked (SKIP LOCKED: another mover takes
-    the next ones), their ticks sorted by the missed-run and overlap policies, and their jobs,
-    runs and next ticks written in the batch's transaction.
-    """
+    """Fire the due ticks of enabled schedules; returns the jobs made. Any number of movers may call
+    it. Schedules are taken JOB_SCHEDULE_BATCH at a time, locked (SKIP LOCKED: another mover takes
+    the next ones), their ticks sorted by the missed-run and overlap policies, and their jobs, runs
+    and next ticks written in the batch's transaction."""
     size = settings.JOB_SCHEDULE_BATCH
     fired = 0
     while True:
@@ -514,18 +494,8 @@ def schedules_fire_due(*, now: datetime | None = None) -> int:
 
 
 def _declared_values(declaration: registry.ScheduleDeclaration) -> dict[str, Any]:
-    return {
-        "job_type": declaration.job_type,
-        "payload": dict(declaration.payload or {}),
-        "priority": declaration.priority,
-        "max_retries": declaration.max_retries,
-        "cron": declaration.cron,
-        "interval_seconds": declaration.interval_seconds,
-        "timezone": declaration.timezone,
-        "missed": declaration.missed,
-        "catch_up_seconds": declaration.catch_up_seconds,
-        "overlap": declaration.overlap,
-    }
+    values = {key: getattr(declaration, key) for key in DECLARED}
+    return {**values, "payload": dict(declaration.payload or {})}
 
 
 def _create_declared(name: str, values: dict[str, Any], *, now: datetime) -> bool:

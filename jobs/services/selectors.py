@@ -122,11 +122,9 @@ def _from_broker(read: Any, what: str, default: Any = None) -> Any:
 
 
 def queue_overview() -> list[dict]:
-    """Per queue: paused or not, messages in Redis, queued and running jobs, and latency.
-
-    Latency is the age of the oldest job waiting in the queue (since it was last queued);
-    `depth` is None when Redis does not answer.
-    """
+    """Per queue: paused or not, messages in Redis, queued and running jobs, and latency. Latency is
+    the age of the oldest job waiting in the queue (since it was last queued); `depth` is None when
+    Redis does not answer."""
     now = timezone.now()
     depths = _from_broker(broker.queue_lengths, "queue lengths", dict.fromkeys(QUEUES))
     states = {state.name: state for state in QueueState.objects.all()}
@@ -154,10 +152,9 @@ def queue_overview() -> list[dict]:
 
 
 def throughput_per_minute(*, minutes: int = 60, now: datetime | None = None) -> list[dict]:
-    """Attempts finished per minute over the last `minutes` (oldest first): processed, succeeded and failed.
-
-    Processed counts succeeded, failed and lost attempts; failed counts failed and lost ones.
-    """
+    """Attempts finished per minute over the last `minutes` (oldest first): processed, succeeded and
+    failed. Processed counts succeeded, failed and lost attempts; failed counts failed and lost
+    ones."""
     end = (now or timezone.now()).replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - timedelta(minutes=minutes)
     buckets = {start + timedelta(minutes=i): {"processed": 0, "failed": 0} for i in range(minutes)}

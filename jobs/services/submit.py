@@ -129,13 +129,11 @@ def _build(
 
 
 def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **fields: Any) -> tuple[Job, bool]:
-    """Validate and store a job, dispatching it on commit; returns (job, created).
-
-    Takes the keyword arguments of `build_job`, and `unique_for`, `unique_key` (see
-    jobs.services.unique; `unique_if_free`: take the key only if free, never be answered with
-    its holder). A repeated idempotency key of the same owner, or a unique key held by a job,
-    returns the existing job and creates nothing.
-    """
+    """Validate and store a job, dispatching it on commit; returns (job, created). Takes the keyword
+    arguments of `build_job`, and `unique_for`, `unique_key` (see jobs.services.unique;
+    `unique_if_free`: take the key only if free, never be answered with its holder). A repeated
+    idempotency key of the same owner, or a unique key held by a job, returns the existing job and
+    creates nothing."""
     built = _build(owner=owner, idempotency_key=idempotency_key, **fields)
     [result] = _store(built=[built], owner=owner)
     return result
@@ -143,13 +141,11 @@ def job_submit(*, owner: Any = None, idempotency_key: str | None = None, **field
 
 def jobs_submit_many(*, submissions: list[dict], owner: Any = None, actor: Any = None) -> list[tuple[Job, bool]]:
     """Submit up to JOB_BULK_MAX jobs at once, all or nothing; returns (job, created) in order.
-
-    Every submission is validated before anything is stored; one bad item rejects the batch
-    with the errors of each item. The jobs are stored in one statement (COPY on PostgreSQL) and published
-    in pipelined batches after the commit. Idempotency keys and unique keys work as for
-    `job_submit`, item by item: an item whose unique key an earlier item of the batch took is
-    answered with that item's job.
-    """
+    Every submission is validated before anything is stored; one bad item rejects the batch with the
+    errors of each item. The jobs are stored in one statement (COPY on PostgreSQL) and published in
+    pipelined batches after the commit. Idempotency keys and unique keys work as for `job_submit`,
+    item by item: an item whose unique key an earlier item of the batch took is answered with that
+    item's job."""
     if not submissions or len(submissions) > settings.JOB_BULK_MAX:
         raise InvalidSubmission(f"give 1 to {settings.JOB_BULK_MAX} jobs", field="jobs")
     now = timezone.now()

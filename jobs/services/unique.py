@@ -1,16 +1,15 @@
 """Unique jobs: while a job holds a unique key, a submit with the same key is answered with it.
 
 A key is the sha256 of the job's type, its owner and its material: the whole payload (canonical
-JSON: sorted keys, compact), the values of the payload fields named by `unique_key`, or an
-explicit string `unique_key`. Uniqueness is on when `unique_for` is given, by the submit or its
-type. The key stays taken while its job is unfinished (status not in jobs.rules.states.FINISHED) and
-for `unique_for` seconds after the job finished.
+JSON: sorted keys, compact), the values of the payload fields named by `unique_key`, or an explicit
+string `unique_key`. Uniqueness is on when `unique_for` is given, by the submit or its type. The key
+stays taken while its job is unfinished (status not in jobs.rules.states.FINISHED) and for `unique_for`
+seconds after the job finished.
 
 The database enforces it: the key is a primary key (UniqueJobKey), inserted in the submit's
-transaction with ON CONFLICT DO NOTHING, so of two racing submits one inserts and the other
-waits for its commit and then finds the key held. A key whose job finished longer ago than its
-window is taken over under a row lock. Release is lazy: nothing happens when a job finishes.
-"""
+transaction with ON CONFLICT DO NOTHING, so of two racing submits one inserts and the other waits
+for its commit and then finds the key held. A key whose job finished longer ago than its window is
+taken over under a row lock. Release is lazy: nothing happens when a job finishes."""
 
 import hashlib
 import json

@@ -2,10 +2,9 @@
 answers mean, with no I/O of its own. `Client` and `AsyncClient` run the same plans, one with
 blocking I/O and one with asyncio (client.py), so the two cannot drift apart.
 
-A plan is a generator. It yields a `Request` and is sent back a `Response` (or `Unreachable`
-when the connection failed), or yields a `Sleep` and is sent back None; it returns the call's
-value or raises its error.
-"""
+A plan is a generator. It yields a `Request` and is sent back a `Response` (or `Unreachable` when
+the connection failed), or yields a `Sleep` and is sent back None; it returns the call's value or
+raises its error."""
 
 from __future__ import annotations
 

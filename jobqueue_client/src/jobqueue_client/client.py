@@ -1,9 +1,8 @@
 """`Client` and `AsyncClient`: the same calls (calls.py), run with blocking I/O or with asyncio.
 
-What each class adds is its transport: sending a `Request` with httpx and sleeping. Every
-decision (the body, the idempotency key, what an answer means, whether and when to retry)
-is made by the plan both of them run.
-"""
+What each class adds is its transport: sending a `Request` with httpx and sleeping. Every decision
+(the body, the idempotency key, what an answer means, whether and when to retry) is made by the plan
+both of them run."""
 
 from __future__ import annotations
 
@@ -111,16 +110,7 @@ class Client(_Base):
     ) -> Job:
         """Submit one job. A retried call sends the same idempotency key, so it makes one job."""
         submission = Submission(
-            type=type,
-            payload=payload,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_retries=max_retries,
-            timeout=timeout,
-            idempotency_key=idempotency_key,
-            unique_for=unique_for,
-            unique_key=unique_key,
+            type, payload, priority, delay, run_at, max_retries, timeout, idempotency_key, unique_for, unique_key
         )
         return self._run(calls.submit(submission, self.policy))
 
@@ -192,16 +182,7 @@ class AsyncClient(_Base):
     ) -> Job:
         """Submit one job. A retried call sends the same idempotency key, so it makes one job."""
         submission = Submission(
-            type=type,
-            payload=payload,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_retries=max_retries,
-            timeout=timeout,
-            idempotency_key=idempotency_key,
-            unique_for=unique_for,
-            unique_key=unique_key,
+            type, payload, priority, delay, run_at, max_retries, timeout, idempotency_key, unique_for, unique_key
         )
         return await self._run(calls.submit(submission, self.policy))
 

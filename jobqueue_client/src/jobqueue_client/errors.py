@@ -1,9 +1,8 @@
 """Errors of the client. Each class's docstring is its default message.
 
-An error answered by the API carries what its body said: `status`, `message` (the `detail`, or
-the field problems in one line), `errors` (each field's problems by its path, such as
-`payload.email` or `jobs[1].type`), `field` (the first of them) and the decoded `body`.
-"""
+An error answered by the API carries what its body said: `status`, `message` (the `detail`, or the
+field problems in one line), `errors` (each field's problems by its path, such as `payload.email` or
+`jobs[1].type`), `field` (the first of them) and the decoded `body`."""
 
 from __future__ import annotations
 
@@ -117,18 +116,15 @@ def field_errors(value: Any, path: str = "") -> dict[str, list[str]]:
     """Flattens the API's error shapes, `{field: [problem]}`, nested for payload fields and
     a list per item for bulk submissions, into `{path: [problem]}`."""
     if isinstance(value, dict):
-        found: dict[str, list[str]] = {}
-        for key, inner in value.items():
-            found.update(field_errors(inner, f"{path}.{key}" if path else str(key)))
-        return found
-    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
-        found = {}
-        for index, item in enumerate(value):
-            found.update(field_errors(item, f"{path}[{index}]"))
-        return found
-    if isinstance(value, list):
-        return {path: [str(item) for item in value]}
-    return {path: [str(value)]}
+        inner = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+    elif isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+        inner = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return {path: [str(item) for item in value] if isinstance(value, list) else [str(value)]}
+    found: dict[str, list[str]] = {}
+    for inner_path, item in inner:
+        found.update(field_errors(item, inner_path))
+    return found
 
 
 def error_for(status: int, content: bytes, *, retry_after: float | None = None) -> JobQueueError:

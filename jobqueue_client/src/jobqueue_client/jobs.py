@@ -12,6 +12,11 @@ from typing import Any
 FINISHED: frozenset[str] = frozenset({"succeeded", "dead", "cancelled"})
 
 
+# The fields of a Job taken from the answer as they are, and its times.
+_AS_GIVEN = ("priority", "payload", "attempts", "retries", "max_retries", "timeout", "result", "idempotency_key")
+_TIMES = ("run_at", "created_at", "started_at", "finished_at")
+
+
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -99,21 +104,11 @@ class Job:
             id=str(data["id"]),
             type=data["type"],
             status=data["status"],
-            priority=data.get("priority"),
-            payload=data.get("payload"),
-            attempts=data.get("attempts"),
-            retries=data.get("retries"),
-            max_retries=data.get("max_retries"),
-            timeout=data.get("timeout"),
-            result=data.get("result"),
+            **{name: data.get(name) for name in _AS_GIVEN},
+            **{name: _time(data.get(name)) for name in _TIMES},
             error=JobFailure.from_api(data.get("error")),
             reason=data.get("reason") or "",
             progress=Progress(progress.get("percent", 0), progress.get("message", "")) if progress else None,
-            run_at=_time(data.get("run_at")),
-            idempotency_key=data.get("idempotency_key"),
-            created_at=_time(data.get("created_at")),
-            started_at=_time(data.get("started_at")),
-            finished_at=_time(data.get("finished_at")),
             history=tuple(Attempt.from_api(item) for item in data.get("history") or ()),
             created=data.get("created", created),
             duplicate=data.get("duplicate"),

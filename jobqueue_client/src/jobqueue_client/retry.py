@@ -15,12 +15,10 @@ RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
 
 
 def parse_retry_after(value: str | None, *, date: str | None = None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date.
-
-    An HTTP date is measured from the answer's own `Date` header when it has one, so a client
-    whose clock is off still waits what the server meant; a date in the past means now (0).
-    None when the header is missing or unreadable.
-    """
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date. An HTTP date is
+    measured from the answer's own `Date` header when it has one, so a client whose clock is off
+    still waits what the server meant; a date in the past means now (0). None when the header is
+    missing or unreadable."""
     if value is None or not value.strip():
         return None
     value = value.strip()
@@ -47,14 +45,11 @@ def _http_date(value: str) -> datetime | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times a call is tried again, and how long it waits in between.
-
-    `retries`: tries after the first, for each call. A `429` or `503` is tried again after its
-    `Retry-After` (a backoff when it has none); one asking for more than `retry_after_max`
-    seconds is not waited for, and its error says how long (`retry_after`). A connection that
-    fails is tried again after an exponential backoff from `backoff` seconds, at most
-    `backoff_max`, with jitter.
-    """
+    """How many times a call is tried again, and how long it waits in between. `retries`: tries
+    after the first, for each call. A `429` or `503` is tried again after its `Retry-After` (a
+    backoff when it has none); one asking for more than `retry_after_max` seconds is not waited for,
+    and its error says how long (`retry_after`). A connection that fails is tried again after an
+    exponential backoff from `backoff` seconds, at most `backoff_max`, with jitter."""
 
     retries: int = 3
     backoff: float = 0.5

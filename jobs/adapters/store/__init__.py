@@ -1,11 +1,10 @@
 """The store: the writes of the job lifecycle and the reads of the hot path, behind one interface.
 
-`PortableStore` does everything through Django's ORM and runs on any database Django supports
-(the embedded SQLite default, in tests too). `PostgresStore` (jobs/adapters/store/postgres.py) overrides
-its hot path (claim, success, insert, token lookup) with single prepared statements. `store()`
-picks one by the database, once per process. The columns each write sets besides its move's
-status are stated once, here, for both.
-"""
+`PortableStore` does everything through Django's ORM and runs on any database Django supports (the
+embedded SQLite default, in tests too). `PostgresStore` (jobs/adapters/store/postgres.py) overrides its hot
+path (claim, success, insert, token lookup) with single prepared statements. `store()` picks one by
+the database, once per process. The columns each write sets besides its move's status are stated
+once, here, for both."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -135,11 +134,10 @@ class PortableStore:
         Job.objects.bulk_create(jobs)
 
     def insert_unique_keys(self, rows: list[tuple[str, Any, int, datetime]]) -> set[str]:
-        """Insert (key, job id, unique_for, taken at) rows whose key nobody holds; the keys inserted.
-
-        One INSERT ... ON CONFLICT DO NOTHING RETURNING (PostgreSQL, and SQLite since 3.35): a key
-        another transaction inserted and has not committed makes this one wait for its outcome.
-        """
+        """Insert (key, job id, unique_for, taken at) rows whose key nobody holds; the keys
+        inserted. One INSERT ... ON CONFLICT DO NOTHING RETURNING (PostgreSQL, and SQLite since
+        3.35): a key another transaction inserted and has not committed makes this one wait for its
+        outcome."""
         if not rows:
             return set()
         fields = [UniqueJobKey._meta.get_field(name) for name in ("key", "job", "unique_for", "taken_at")]

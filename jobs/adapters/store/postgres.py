@@ -1,17 +1,16 @@
 """The store on PostgreSQL: the portable store with its hot path as single statements.
 
-A claim is one statement, successes are recorded many at a time, new jobs go in by a prepared
-INSERT or COPY, and an API token is read with its user by a prepared statement. Each write
-updates jobs under the guard of `PortableStore.transition` (the move's sources from the state
-machine, plus the attempt's serial; a claim also skips a paused queue) and writes the attempt
-history in the same round trip with a data-modifying CTE.
+A claim is one statement, successes are recorded many at a time, new jobs go in by a prepared INSERT
+or COPY, and an API token is read with its user by a prepared statement. Each write updates jobs
+under the guard of `PortableStore.transition` (the move's sources from the state machine, plus the
+attempt's serial; a claim also skips a paused queue) and writes the attempt history in the same
+round trip with a data-modifying CTE.
 
-The status guard is a join (`status IN (SELECT unnest(...))`), not a plain `status = ...`
-filter: from a filter on status the planner may prove a partial index by status usable
-(job_queued_age, job_running_lease) and, with statistics taken while that status had few
-rows, prefer it to the primary key, scanning the whole backlog on every claim. Through a join
-the only way to the row is its primary key.
-"""
+The status guard is a join (`status IN (SELECT unnest(...))`), not a plain `status = ...` filter:
+from a filter on status the planner may prove a partial index by status usable (job_queued_age,
+job_running_lease) and, with statistics taken while that status had few rows, prefer it to the
+primary key, scanning the whole backlog on every claim. Through a join the only way to the row is
+its primary key."""
 
 import json
 from collections.abc import Iterator, Sequence
@@ -160,13 +159,10 @@ NEVER_AUTOMATICALLY = 2**31 - 1
 @contextmanager
 def _cursor(*, prepare: bool = False) -> Iterator[psycopg.Cursor]:
     """A psycopg cursor on Django's connection, in its transaction; errors come out as Django's
-    (DatabaseError...).
-
-    Django's cursors bind parameters on the client, so PostgreSQL parses and plans every call.
-    `prepare`: statements run on this cursor with prepare=True become server-side prepared
-    statements, parsed once per connection and, for a statement whose best plan does not depend
-    on the values or on the tables' sizes, planned once too.
-    """
+    (DatabaseError...). Django's cursors bind parameters on the client, so PostgreSQL parses and
+    plans every call. `prepare`: statements run on this cursor with prepare=True become server-side
+    prepared statements, parsed once per connection and, for a statement whose best plan does not
+    depend on the values or on the tables' sizes, planned once too."""
     database = connections[DEFAULT_DB_ALIAS]  # looked up once: each use of the proxy looks again
     database.ensure_connection()
     raw = database.connection
@@ -313,12 +309,11 @@ class PostgresStore(PortableStore):
         return bool(_execute(ANY_WAITING, [job_type, limit_key], prepare=True))
 
     def succeed_many(self, successes: list[Finished]) -> dict[str, bool | None]:
-        """In one statement, which also tells, for a job that held a slot of a limit, whether a
-        job of its partition waits. One success by a prepared statement, which reaches each row
-        by its key (its plan is made again when ANALYZE, autovacuum's, renews the statistics).
-        More by one that is not: a plan of its join cached while the attempt history was nearly
-        empty would scan it whole on every call as it grows; planned per batch, it follows the
-        table's size."""
+        """In one statement, which also tells, for a job that held a slot of a limit, whether a job
+        of its partition waits. One success by a prepared statement, which reaches each row by its
+        key (its plan is made again when ANALYZE, autovacuum's, renews the statistics). More by one
+        that is not: a plan of its join cached while the attempt history was nearly empty would scan
+        it whole on every call as it grows; planned per batch, it follows the table's size."""
         if len(successes) == 1:
             rows = _execute(SUCCEED_ONE, succeed_one_params(successes[0]), prepare=True)
         else:

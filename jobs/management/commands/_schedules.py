@@ -1,7 +1,6 @@
 """`manage.py jobs schedules ...`: recurring jobs from a shell, through the schedule services.
 
-A mixin of the `jobs` command: the same --json, --as, exit codes and one-line errors.
-"""
+A mixin of the `jobs` command: the same --json, --as, exit codes and one-line errors."""
 
 import argparse
 import copy
@@ -30,18 +29,7 @@ SCHEDULE_READS = {"schedules list", "schedules show", "schedules runs"}
 LIST_HEADERS = ("NAME", "TYPE", "EVERY", "TZ", "STATE", "SOURCE", "NEXT RUN", "LAST RUN", "OUTCOME", "JOB STATUS")
 RUN_HEADERS = ("TICK", "OUTCOME", "JOB", "JOB STATUS", "RECORDED", "LATE")
 # Options of create/update -> the services' keyword arguments.
-FIELDS = (
-    "job_type",
-    "payload",
-    "priority",
-    "max_retries",
-    "cron",
-    "interval_seconds",
-    "timezone",
-    "missed",
-    "catch_up_seconds",
-    "overlap",
-)
+FIELDS = services.schedules.DECLARED
 
 
 def _fail(message: str, code: int = USAGE) -> CommandError:
@@ -205,6 +193,3 @@ class ScheduleCommands:
             for run in runs
         ]
         self.emit(ScheduleRunSerializer(runs, many=True).data, table(rows, RUN_HEADERS))
-
-
-__all__ = ["SCHEDULE_NEEDS", "SCHEDULE_READS", "ScheduleCommands", "add_schedule_parser"]

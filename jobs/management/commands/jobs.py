@@ -1,14 +1,13 @@
 """`manage.py jobs ...`: submit, inspect and steer jobs and queues from a shell.
 
-Exit codes: 0 done; 1 refused or invalid input (bad JSON, unknown type, a job in the wrong
-state, an actor without the permission); 2 bad usage (unknown option, missing argument); 3 no
-such job, queue, schedule or user; 4 the database or Redis does not answer. Errors are one line on stderr.
+Exit codes: 0 done; 1 refused or invalid input (bad JSON, unknown type, a job in the wrong state, an
+actor without the permission); 2 bad usage (unknown option, missing argument); 3 no such job, queue,
+schedule or user; 4 the database or Redis does not answer. Errors are one line on stderr.
 
-`--as USER` (or JOB_CLI_USER) names the actor: the command then needs the permissions the admin
-and the management API ask of that user, and each change is written to the admin's history
-under the user's name. Submitting in another user's name (`submit --owner`) needs
-jobs.submit_for_others. JOB_CLI_REQUIRE_ACTOR=1 refuses changes made without one.
-"""
+`--as USER` (or JOB_CLI_USER) names the actor: the command then needs the permissions the admin and
+the management API ask of that user, and each change is written to the admin's history under the
+user's name. Submitting in another user's name (`submit --owner`) needs jobs.submit_for_others.
+JOB_CLI_REQUIRE_ACTOR=1 refuses changes made without one."""
 
 import argparse
 import json
