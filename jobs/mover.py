@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -38,7 +37,7 @@ class Sweep:
 
 
 class Mover:
-    def __init__(self, *, interval: float | None = None, clock: Callable[[], datetime] = timezone.now) -> None:
+    def __init__(self, *, interval: float | None = None, clock: Callable = timezone.now) -> None:
         self.interval, self.clock = settings.JOB_MOVER_INTERVAL if interval is None else interval, clock
         self.last_round = time.monotonic()
         self.lost_sweep = Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS)
