@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint docs bench chaos
+.PHONY: venv run test test-sqlite lint docs bench chaos
 
 venv: $(VENV)/.installed
 
@@ -18,6 +18,13 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest
+
+# The store's tests again on the embedded SQLite default, where the services take their portable
+# paths (the PostgreSQL statements themselves and the access matrix run on PostgreSQL only).
+STORE_TESTS := $(addprefix tests/integration/test_,services.py queues.py submit_api.py bulk_submit.py \
+	unique_jobs.py limits.py management_api.py client_api.py dashboard.py)
+test-sqlite: venv
+	env JQ_TEST_DATABASE=sqlite $(BIN)/python -m pytest -q -m "not postgres_only and not chaos" $(STORE_TESTS)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports

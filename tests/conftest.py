@@ -36,7 +36,7 @@ def _configure() -> None:
             "SECRET_KEY": "test-only-secret-key-not-for-production-use-0123456789",
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             # JQ_TEST_DATABASE=sqlite runs the tests on the embedded default instead (the store
-            # tests do, through tests/integration/test_store_on_sqlite.py).
+            # tests do, through `make test-sqlite`).
             "DATABASE_URL": SQLITE_URL or SERVERS["postgres"].url,
             "REDIS_URL": SERVERS["redis"].url,
             "JOB_HANDLER_MODULES": "tests.handlers",

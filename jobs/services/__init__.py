@@ -2,6 +2,20 @@
 
 # ruff: noqa: F401 -- this package re-exports the services
 
+from jobs.services.lifecycle import (
+    Claim,
+    Success,
+    job_artifact_save,
+    job_claim,
+    job_fail,
+    job_lost,
+    job_progress,
+    job_requeue,
+    job_transition,
+    jobs_extend_lease,
+    jobs_succeed,
+    jobs_transition,
+)
 from jobs.services.limits import job_starts_prune, jobs_wake_due, jobs_wake_waiting, limit_clear, limit_set
 from jobs.services.operations import (
     job_cancel,
@@ -31,20 +45,5 @@ from jobs.services.schedules import (
     schedule_update,
     schedules_fire_due,
     schedules_sync_code,
-)
-
-from jobs.services.lifecycle import (
-    Claim,
-    Success,
-    job_artifact_save,
-    job_claim,
-    job_fail,
-    job_lost,
-    job_progress,
-    job_requeue,
-    job_transition,
-    jobs_extend_lease,
-    jobs_succeed,
-    jobs_transition,
 )
 from jobs.services.submit import answered_with, job_submit, jobs_submit_many

@@ -38,8 +38,8 @@ class Sweep:
 
 
 class Mover:
-    def __init__(self, *, interval: float | None = None) -> None:
-        self.interval = settings.JOB_MOVER_INTERVAL if interval is None else interval
+    def __init__(self, *, interval: float | None = None, clock: Callable = timezone.now) -> None:
+        self.interval, self.clock = settings.JOB_MOVER_INTERVAL if interval is None else interval, clock
         self.last_round = time.monotonic()
         self.lost_sweep = Sweep(services.jobs_requeue_lost, settings.JOB_LOST_CHECK_SECONDS)
         self.sweeps = [
@@ -59,7 +59,7 @@ class Mover:
         """One round: release what is due and run the sweeps that are due; returns jobs released."""
         released = services.jobs_release_due()
         released += services.jobs_wake_due()
-        services.schedules_fire_due()
+        services.schedules_fire_due(now=self.clock())
         now = time.monotonic()
         for sweep in self.sweeps:
             sweep.maybe_run(now)
@@ -79,7 +79,7 @@ class Mover:
         if not due:
             return self.interval
         next_due = min(due)
-        return max(0.0, min(self.interval, (next_due - timezone.now()).total_seconds()))
+        return max(0.0, min(self.interval, (next_due - self.clock()).total_seconds()))
 
     def run(self, stop: threading.Event) -> None:
         log.info("mover started (interval %.2fs)", self.interval)

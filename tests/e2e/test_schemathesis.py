@@ -9,6 +9,7 @@ from tests import servers
 
 from .conftest import jobs_cli  # noqa: F401  (e2e fixtures share this module)
 
+MAX_EXAMPLES = 40
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 
 
@@ -19,7 +20,7 @@ def schemathesis_binary() -> str:
     return found
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(400)
 def test_the_live_api_answers_every_generated_request_without_server_errors_or_schema_violations(
     start_web, start_worker, make_user
 ):
@@ -36,19 +37,21 @@ def test_the_live_api_answers_every_generated_request_without_server_errors_or_s
         CHECKS,
         "--header",
         f"Authorization: Token {token}",
+        # Each operation's examples and boundary cases, then up to this many generated requests
+        # per operation; no time budget (with one, fuzzing repeats until it is spent).
         "--max-examples",
-        "150",
-        "--max-time",
-        "240",
+        str(MAX_EXAMPLES),
+        # One worker: schemathesis's threads parse sources at once, which CPython 3.11.7 can fail
+        # with a spurious "AST constructor recursion depth mismatch" (python/cpython#106905).
         "--workers",
-        "2",
+        "1",
         "--seed",
         "20261128",
         "--suppress-health-check",
         "all",
     ]
     process = servers.Process("schemathesis", command, {})
-    process.process.wait(timeout=560)
+    process.process.wait(timeout=360)
     output = process.output()
     print(output[-4000:])
     assert process.process.returncode == 0, output[-6000:]

@@ -1,7 +1,7 @@
 """The live overview's reads and writes: running and scheduled jobs, run now (service, admin, API),
 the per-type last hour, the mover's queue samples, and the fragments the page polls for.
 
-Runs on PostgreSQL here and again on SQLite (tests/integration/test_store_on_sqlite.py)."""
+Runs on PostgreSQL here and again on SQLite (`make test-sqlite`)."""
 
 import json
 from datetime import timedelta

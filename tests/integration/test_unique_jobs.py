@@ -1,6 +1,6 @@
 """Unique jobs on a real database: the key, its window, bulk and operator interplay, bad input, races.
 
-Runs on PostgreSQL, and again on SQLite through test_store_on_sqlite.py (the races only on PostgreSQL).
+Runs on PostgreSQL, and again on SQLite through `make test-sqlite` (the races only on PostgreSQL).
 """
 
 import io
