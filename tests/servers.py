@@ -1,6 +1,5 @@
 """Real PostgreSQL, Redis and jobqueue processes for the tests, on free loopback ports."""
 
-import fcntl
 import os
 import pwd
 import shutil
@@ -30,31 +29,12 @@ def unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-def ensure_debian_package(binary: str, package: str) -> str:
-    """The path of `binary`; as root, installs Debian's `package` once when it is missing."""
-    path = shutil.which(binary)
-    if path:
-        return path
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        unavailable(f"{binary} is not installed (Debian package {package}; not root, so not installing it)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", package]
-
-    def run(command: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-
-    # One install at a time from these tests; apt waits for other users of dpkg.
-    with open(os.path.join(tempfile.gettempdir(), "jobqueue-apt.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        # Package lists may be missing or stale: update them only when the install needs it.
-        if not shutil.which(binary) and run(install).returncode != 0:
-            for command in (["apt-get", "update"], install):
-                done = run(command)
-                if done.returncode != 0:
-                    unavailable(f"{binary} is missing and `{' '.join(command)}` failed: {done.stderr[-500:]}")
+def require_binary(binary: str, package: str) -> str:
+    """The path of `binary` on PATH. .ci/run installs the system packages before the tests; a
+    test never installs one itself."""
     path = shutil.which(binary)
     if path is None:
-        unavailable(f"Debian package {package} was installed but has no {binary}")
+        unavailable(f"{binary} is not on PATH (install Debian's package {package}, as .ci/run does)")
     return path
 
 
@@ -335,30 +315,6 @@ def worker_command(
         "--without-mingle",
         "--without-gossip",
     ]
-
-
-PROMETHEUS_INSTALL_LOG = ARTIFACTS / "apt-prometheus.log"
-
-
-def prometheus_binary() -> str | None:
-    """`prometheus` from PATH; as root with apt-get, Debian's package is installed first (once per machine)."""
-    found = shutil.which("prometheus")
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    ARTIFACTS.mkdir(exist_ok=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another apt-get may be running
-    commands = (["update"], ["install", "-y", "--no-install-recommends", "prometheus"])
-    with PROMETHEUS_INSTALL_LOG.open("w") as log:
-        for command in commands:
-            # The package's service may fail to start (no systemd here); only the binary matters.
-            try:
-                subprocess.run(
-                    ["apt-get", *wait_for_lock, *command], stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900
-                )
-            except subprocess.TimeoutExpired:
-                log.write(f"apt-get {' '.join(command)} timed out\n")
-    return shutil.which("prometheus")
 
 
 class PrometheusServer:

@@ -119,14 +119,7 @@ def wait_until_terminal(job_ids: Iterable, *, timeout: float) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
-    """Debian's `prometheus`, installed once per machine when missing (as root, with apt-get)."""
-    binary = servers.prometheus_binary()
-    if binary is None:
-        servers.unavailable(
-            "prometheus is not installed: not on PATH, and Debian's package could not be installed "
-            f"(needs root and apt-get; see {servers.PROMETHEUS_INSTALL_LOG})"
-        )
-    return binary
+    return servers.require_binary("prometheus", "prometheus")
 
 
 def prometheus_config(targets: dict[str, list[str]]) -> str:
