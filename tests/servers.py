@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
+# Logs and screenshots; one directory per pytest-xdist worker (gw0, gw1...) so that two workers
+# starting a process of the same name do not write one file. JQ_TEST_ARTIFACTS moves it (the
+# Django 6 job that CI runs beside the main one).
+ARTIFACTS = Path(os.environ.get("JQ_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+ARTIFACTS /= os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 def in_ci() -> bool:
@@ -225,7 +229,7 @@ class Process:
     """A jobqueue process (worker, web, mover) with its output kept under test-artifacts/."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = ARTIFACTS / f"{name}.log"
         self.log = self.log_path.open("w")
