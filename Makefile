@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # Processes for `make test` (pytest-xdist); each starts its own PostgreSQL and Redis. On two
-# cores 3 beat 2: the tests spend much of their time waiting on servers and subprocesses.
-TEST_WORKERS ?= 3
+# cores, tests/integration took 240 s with 2 and 358 s with 3 (load 9 and 12: a shared machine).
+TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: venv run test coverage lint bench chaos
