@@ -31,7 +31,7 @@ def _configure() -> None:
     SERVERS["redis"] = servers.RedisServer(redis_port)
     os.environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
             "DEBUG": "0",
             "SECRET_KEY": "test-only-secret-key-not-for-production-use-0123456789",
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",

@@ -1,6 +1,5 @@
 """Real PostgreSQL, Redis and jobqueue processes for the tests, on free loopback ports."""
 
-import fcntl
 import os
 import pwd
 import shutil
@@ -16,7 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
+# Logs and screenshots; one directory per pytest-xdist worker (gw0, gw1...) so that two workers
+# starting a process of the same name do not write one file. JQ_TEST_ARTIFACTS moves it (the
+# Django 6 job that CI runs beside the main one).
+ARTIFACTS = Path(os.environ.get("JQ_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+ARTIFACTS /= os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 def in_ci() -> bool:
@@ -30,31 +33,12 @@ def unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-def ensure_debian_package(binary: str, package: str) -> str:
-    """The path of `binary`; as root, installs Debian's `package` once when it is missing."""
-    path = shutil.which(binary)
-    if path:
-        return path
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        unavailable(f"{binary} is not installed (Debian package {package}; not root, so not installing it)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", package]
-
-    def run(command: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-
-    # One install at a time from these tests; apt waits for other users of dpkg.
-    with open(os.path.join(tempfile.gettempdir(), "jobqueue-apt.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        # Package lists may be missing or stale: update them only when the install needs it.
-        if not shutil.which(binary) and run(install).returncode != 0:
-            for command in (["apt-get", "update"], install):
-                done = run(command)
-                if done.returncode != 0:
-                    unavailable(f"{binary} is missing and `{' '.join(command)}` failed: {done.stderr[-500:]}")
+def require_binary(binary: str, package: str) -> str:
+    """The path of `binary` on PATH. .ci/run installs the system packages before the tests; a
+    test never installs one itself."""
     path = shutil.which(binary)
     if path is None:
-        unavailable(f"Debian package {package} was installed but has no {binary}")
+        unavailable(f"{binary} is not on PATH (install Debian's package {package}, as .ci/run does)")
     return path
 
 
@@ -245,7 +229,7 @@ class Process:
     """A jobqueue process (worker, web, mover) with its output kept under test-artifacts/."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = ARTIFACTS / f"{name}.log"
         self.log = self.log_path.open("w")
@@ -335,30 +319,6 @@ def worker_command(
         "--without-mingle",
         "--without-gossip",
     ]
-
-
-PROMETHEUS_INSTALL_LOG = ARTIFACTS / "apt-prometheus.log"
-
-
-def prometheus_binary() -> str | None:
-    """`prometheus` from PATH; as root with apt-get, Debian's package is installed first (once per machine)."""
-    found = shutil.which("prometheus")
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    ARTIFACTS.mkdir(exist_ok=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another apt-get may be running
-    commands = (["update"], ["install", "-y", "--no-install-recommends", "prometheus"])
-    with PROMETHEUS_INSTALL_LOG.open("w") as log:
-        for command in commands:
-            # The package's service may fail to start (no systemd here); only the binary matters.
-            try:
-                subprocess.run(
-                    ["apt-get", *wait_for_lock, *command], stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900
-                )
-            except subprocess.TimeoutExpired:
-                log.write(f"apt-get {' '.join(command)} timed out\n")
-    return shutil.which("prometheus")
 
 
 class PrometheusServer:

@@ -17,7 +17,7 @@ RULES = [rule for group in ALERTS["groups"] for rule in group["rules"]]
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    return servers.ensure_debian_package("promtool", "prometheus")
+    return servers.require_binary("promtool", "prometheus")
 
 
 def run(promtool: str, *args: str) -> subprocess.CompletedProcess:

@@ -21,12 +21,19 @@ def _services(db, broker):
     """Every e2e test runs on a clean real PostgreSQL and Redis."""
 
 
-@pytest.fixture
-def start_worker():
-    """Start `celery -A jobqueue_site worker` processes; all are stopped after the test."""
-    started: list[servers.Process] = []
+class Starter:
+    """Starts jobqueue processes (workers, movers, web apps) and stops them all at the end."""
 
-    def start(
+    def __init__(self) -> None:
+        self.started: list[servers.Process] = []
+
+    def _start(self, name: str, command: list[str], env: dict | None) -> servers.Process:
+        process = servers.Process(name, command, {**os.environ, **(env or {})})
+        self.started.append(process)
+        return process
+
+    def worker(
+        self,
         name: str,
         *,
         concurrency: int = 1,
@@ -34,32 +41,56 @@ def start_worker():
         env: dict | None = None,
         pool: str = "prefork",
     ) -> servers.Process:
+        """`celery -A jobqueue_site worker`."""
         command = servers.worker_command(name, concurrency=concurrency, queues=queues, pool=pool)
-        process = servers.Process(f"worker-{name}", command, {**os.environ, **(env or {})})
-        started.append(process)
+        process = self._start(f"worker-{name}", command, env)
         process.wait_for_output("ready.", timeout=60)
         return process
 
-    yield start
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
-def start_mover():
-    """Start `manage.py run_mover` processes; all are stopped after the test."""
-    started: list[servers.Process] = []
-
-    def start(name: str = "mover", env: dict | None = None) -> servers.Process:
-        command = [servers.python(), "manage.py", "run_mover"]
-        process = servers.Process(name, command, {**os.environ, **(env or {})})
-        started.append(process)
+    def mover(self, name: str = "mover", env: dict | None = None) -> servers.Process:
+        """`manage.py run_mover`."""
+        process = self._start(name, [servers.python(), "manage.py", "run_mover"], env)
         process.wait_for_output("mover started", timeout=30)
         return process
 
-    yield start
-    for process in started:
-        process.stop()
+    def web(self, env: dict | None = None) -> str:
+        """The web app under gunicorn on a free loopback port; returns its base URL."""
+        port = servers.free_port()
+        self._start(f"web-{port}", servers.gunicorn_command(port), env)
+        url = f"http://127.0.0.1:{port}"
+        servers.wait_for(lambda: _answers(url), timeout=30, what=f"gunicorn on {url}")
+        return url
+
+    def stop(self) -> None:
+        for process in self.started:
+            process.stop()
+
+
+@pytest.fixture
+def starter():
+    """Processes of this test alone: stopped after it."""
+    made = Starter()
+    yield made
+    made.stop()
+
+
+@pytest.fixture(scope="module")
+def module_starter(postgres, redis_server):
+    """Processes shared by a module's tests, for tests that do not break or reconfigure them
+    (the `db` and `broker` fixtures still clean the data between tests)."""
+    made = Starter()
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def start_worker(starter):
+    return starter.worker
+
+
+@pytest.fixture
+def start_mover(starter):
+    return starter.mover
 
 
 def jobs_cli(*args: str) -> subprocess.CompletedProcess:
@@ -69,27 +100,14 @@ def jobs_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def start_web():
-    """Start the web app under gunicorn on a free loopback port; returns its base URL."""
-    started: list[servers.Process] = []
-
-    def start(env: dict | None = None, *, wait_healthy: bool = True) -> str:
-        port = servers.free_port()
-        command = servers.gunicorn_command(port)
-        process = servers.Process(f"web-{port}", command, {**os.environ, **(env or {})})
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        servers.wait_for(lambda: _answers(url), timeout=30, what=f"gunicorn on {url}")
-        return url
-
-    yield start
-    for process in started:
-        process.stop()
+def start_web(starter):
+    return starter.web
 
 
-@pytest.fixture
-def web(start_web):
-    return start_web()
+@pytest.fixture(scope="module")
+def web(module_starter):
+    """The web app with the tests' settings, shared by a module's tests (it keeps no state of its own)."""
+    return module_starter.web()
 
 
 def _answers(url: str) -> bool:
@@ -119,14 +137,7 @@ def wait_until_terminal(job_ids: Iterable, *, timeout: float) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
-    """Debian's `prometheus`, installed once per machine when missing (as root, with apt-get)."""
-    binary = servers.prometheus_binary()
-    if binary is None:
-        servers.unavailable(
-            "prometheus is not installed: not on PATH, and Debian's package could not be installed "
-            f"(needs root and apt-get; see {servers.PROMETHEUS_INSTALL_LOG})"
-        )
-    return binary
+    return servers.require_binary("prometheus", "prometheus")
 
 
 def prometheus_config(targets: dict[str, list[str]]) -> str:

@@ -5,12 +5,8 @@ died, edit its payload and retry it, and watch it succeed. Screenshots go to
 test-artifacts/screenshots/.
 """
 
-import os
-import shutil
-import subprocess
 import time
 from contextlib import contextmanager
-from functools import cache
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -19,7 +15,7 @@ from django.core.management import call_command
 
 from jobs import services
 from jobs.models import Job
-from tests.servers import ARTIFACTS, unavailable
+from tests.servers import ARTIFACTS, require_binary, unavailable
 
 from .conftest import wait_until_terminal
 
@@ -35,24 +31,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@cache
-def chromium() -> str | None:
-    """Debian's Chromium; installed with apt-get once when missing and we may (root)."""
-    found = shutil.which("chromium")
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "-o", "DPkg::Lock::Timeout=300", "chromium"]):
-        subprocess.run(command, env=env, capture_output=True, timeout=900, check=False)
-    return shutil.which("chromium")
-
-
 @pytest.fixture
 def launch_browser():
     """Opens a headless Chromium page; Django's database is off limits inside (Playwright runs a loop)."""
-    executable = chromium()
-    if executable is None:
-        unavailable("Chromium is not installed (apt-get install chromium)")
+    executable = require_binary("chromium", "chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

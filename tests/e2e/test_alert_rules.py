@@ -56,7 +56,7 @@ def exporter():
 
 @pytest.fixture
 def prometheus(exporter):
-    binary = servers.ensure_debian_package("prometheus", "prometheus")
+    binary = servers.require_binary("prometheus", "prometheus")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],

@@ -17,7 +17,6 @@ from tests.servers import PrometheusServer, wait_for
 
 from .conftest import DEPLOY, wait_until_terminal
 
-# The first test may also install Prometheus (apt-get) in its fixture.
 pytestmark = pytest.mark.timeout(900)
 
 FAST_RECOVERY = {"JOB_LEASE_SECONDS": "3", "JOB_LEASE_RENEW_SECONDS": "1", "JOB_LOST_CHECK_SECONDS": "1"}

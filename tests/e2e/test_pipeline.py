@@ -1,5 +1,7 @@
 """The whole pipeline with real workers: priority, exactly-once runs, duplicate deliveries."""
 
+import pytest
+
 from jobs import services
 from jobs.adapters import dispatch
 from jobs.models import Job, JobAttempt
@@ -27,9 +29,15 @@ def test_high_jobs_start_before_a_backlog_of_low_jobs(start_worker):
         assert overtaken >= 40, f"high job {high} started after {50 - overtaken} of 50 low jobs"
 
 
-def test_two_thousand_jobs_on_two_workers_each_run_exactly_once(start_worker, broker):
-    start_worker("alpha", concurrency=2)
-    start_worker("beta", concurrency=2)
+@pytest.fixture(scope="module")
+def two_workers(module_starter):
+    """Two worker nodes, shared by the tests that only submit to them. They run from the first
+    test that asks for them to the end of the module: the priority test, which needs a node of
+    its own, comes before (pytest runs a module's tests in file order)."""
+    return [module_starter.worker(name, concurrency=2) for name in ("alpha", "beta")]
+
+
+def test_two_thousand_jobs_on_two_workers_each_run_exactly_once(two_workers, broker):
     ids = [submit("test.count") for _ in range(1000)]  # one message each
     bulk = services.jobs_submit_many(submissions=[{"type": "test.count", "payload": {}}] * 1000)
     ids += [str(job.id) for job, _ in bulk]  # messages built by the bulk publisher
@@ -45,9 +53,7 @@ def test_two_thousand_jobs_on_two_workers_each_run_exactly_once(start_worker, br
     assert nodes == {"alpha", "beta"}
 
 
-def test_a_message_delivered_twice_runs_the_handler_once(start_worker, broker):
-    start_worker("one", concurrency=2)
-    start_worker("two", concurrency=2)
+def test_a_message_delivered_twice_runs_the_handler_once(two_workers, broker):
     job_id = submit("test.count", {"ms": 500})
     # The same message again while the first copy is in flight, and once more after the end.
     dispatch.send_jobs([(job_id, "medium", None, "test.count")])
@@ -71,15 +77,15 @@ def wait_for_empty_queues(broker, timeout: float = 30) -> None:
     wait_for(drained, timeout=timeout, what="the queues to drain")
 
 
-def test_a_worker_writes_each_jobs_lines_in_order(start_worker):
-    worker = start_worker("lines", concurrency=2)
+def test_a_worker_writes_each_jobs_lines_in_order(two_workers):
     done = [submit("test.count") for _ in range(20)]
     failed = submit("test.permanent")
 
     wait_until_terminal([*done, failed], timeout=60)
 
     def lines_of(job_id: str) -> list[str]:
-        return [line for line in worker.output().splitlines() if f"job_id={job_id}" in line]
+        output = "".join(worker.output() for worker in two_workers)  # a job's lines are all in one log
+        return [line for line in output.splitlines() if f"job_id={job_id}" in line]
 
     from tests.servers import wait_for
 

@@ -13,24 +13,36 @@ from tests.smtp import SmtpServer
 from .conftest import wait_until_terminal
 
 
-@pytest.fixture
-def smtp():
+@pytest.fixture(scope="module")
+def smtp_stack(module_starter, web):
+    """One SMTP server, worker sending through it and mover (it runs retries when due) for the module."""
     server = SmtpServer()
     server.start()
+    env = {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(server.port),
+    }
+    module_starter.worker("smtp", concurrency=1, env=env)
+    module_starter.mover()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def client(start_worker, start_mover, web, make_user, smtp):
-    """A worker sending through `smtp`, the mover (it runs retries when due), and a way to submit."""
-    env = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(smtp.port),
-    }
-    start_worker("smtp", concurrency=1, env=env)
-    start_mover()
+def smtp(smtp_stack):
+    """The module's SMTP server, listening, with no message and no scripted reply left from a test before."""
+    if smtp_stack.controller is None:
+        smtp_stack.start()
+    smtp_stack.messages.clear()
+    smtp_stack.deliveries.clear()
+    for replies in smtp_stack.replies.values():
+        replies.clear()
+    return smtp_stack
+
+
+@pytest.fixture
+def client(web, make_user, smtp):
     _, token = make_user()
     return Client(web, token)
 

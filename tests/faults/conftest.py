@@ -254,6 +254,6 @@ def report(name: str, figures: dict) -> None:
     """One line per fault in the test output (pytest -s or -rA shows it), and in test-artifacts/."""
     line = f"fault {name}: " + ", ".join(f"{key}={value}" for key, value in figures.items())
     print(line)
-    servers.ARTIFACTS.mkdir(exist_ok=True)
+    servers.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with (servers.ARTIFACTS / "faults.txt").open("a") as out:
         out.write(f"{timezone.now().isoformat()} {line}\n")
