@@ -9,6 +9,7 @@ import hmac
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 
 import redis
@@ -17,13 +18,46 @@ from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 from . import broker, limit_selectors, metrics, selectors
 from .throttling import refused_anonymous
 
 log = logging.getLogger("jobqueue.metrics")
+
+# The web app's request metrics, named as django-prometheus named them (dashboards and alerts use them).
+REQUESTS = Counter("django_http_requests_total_by_method", "Requests by method.", ["method"])
+RESPONSES = Counter("django_http_responses_total_by_status", "Responses by status code.", ["status"])
+LATENCY = Histogram(
+    "django_http_requests_latency_seconds_by_view_method", "Seconds from request to response.", ["view", "method"]
+)
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class RequestMetricsMiddleware:
+    """Counts every request and response and times it (first in MIDDLEWARE, so it sees them all)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        method = request.method if request.method in METHODS else "other"  # labels stay bounded
+        match = getattr(request, "resolver_match", None)
+        REQUESTS.labels(method).inc()
+        RESPONSES.labels(str(response.status_code)).inc()
+        LATENCY.labels(match.view_name if match else "<unnamed view>", method).observe(time.perf_counter() - started)
+        return response
 
 
 def _broker() -> Iterator[GaugeMetricFamily]:
