@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint bench chaos
+.PHONY: venv run test lint bench chaos test-django6
 
 venv: $(VENV)/.installed
 
@@ -18,6 +18,18 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest
+
+# Unit and integration tests, Django's own task tests among them, on Python 3.12 and Django 6.1.
+PYTHON312 ?= $(shell pyenv root)/versions/3.12.1/bin/python
+DJANGO6 := .venv-django6
+
+$(DJANGO6)/.installed: requirements.txt requirements-dev.txt
+	test -x $(DJANGO6)/bin/python || $(PYTHON312) -m venv $(DJANGO6)
+	$(DJANGO6)/bin/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+test-django6: $(DJANGO6)/.installed
+	$(DJANGO6)/bin/python -m pytest -n 2 tests/unit tests/integration tests/e2e/test_django_task_suites.py
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
