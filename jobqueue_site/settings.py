@@ -179,7 +179,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # Request metrics for /metrics, first so it counts and times every request.
-    "jobs.metrics_view.RequestMetricsMiddleware",
+    "jobs.metrics_view.request_metrics",
     # A view that fails because PostgreSQL or Redis is unreachable answers 503 JSON (jobs/outages.py).
     "jobs.outages.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -18,16 +18,9 @@ from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import broker, limit_selectors, metrics, selectors
 from .throttling import refused_anonymous
@@ -43,21 +36,20 @@ LATENCY = Histogram(
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
-class RequestMetricsMiddleware:
-    """Counts every request and response and times it (first in MIDDLEWARE, so it sees them all)."""
+def request_metrics(get_response):
+    """Middleware counting every request and response and timing it (first in MIDDLEWARE: it sees all)."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+    def middleware(request):
         started = time.perf_counter()
-        response = self.get_response(request)
+        response = get_response(request)
         method = request.method if request.method in METHODS else "other"  # labels stay bounded
-        match = getattr(request, "resolver_match", None)
+        view = request.resolver_match.view_name if request.resolver_match else "<unnamed view>"
         REQUESTS.labels(method).inc()
         RESPONSES.labels(str(response.status_code)).inc()
-        LATENCY.labels(match.view_name if match else "<unnamed view>", method).observe(time.perf_counter() - started)
+        LATENCY.labels(view, method).observe(time.perf_counter() - started)
         return response
+
+    return middleware
 
 
 def _broker() -> Iterator[GaugeMetricFamily]:
@@ -103,13 +95,6 @@ class SystemCollector:
             yield from families
 
 
-class _ProcessMetrics:
-    """This process's default registry (request metrics, job counters, process stats)."""
-
-    def collect(self):
-        return REGISTRY.collect()
-
-
 def registry() -> CollectorRegistry:
     """This web process's metrics (or all gunicorn workers' ones in multiprocess mode) plus the system gauges.
 
@@ -119,9 +104,9 @@ def registry() -> CollectorRegistry:
     combined = CollectorRegistry(auto_describe=False)
     combined.register(SystemCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(combined)
+        MultiProcessCollector(combined)
     else:
-        combined.register(_ProcessMetrics())
+        combined.register(REGISTRY)  # this process's request metrics, job counters, process stats
     return combined
 
 
