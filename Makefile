@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: venv run test test-sqlite coverage lint docs bench chaos
+.PHONY: venv run test test-sqlite test-django6 coverage lint docs bench chaos
 
 # Two stamps, each reinstalled only when its requirements changed: `make run` installs what the
 # application needs to run here (requirements-run.txt), `make test` adds the test tools.
@@ -43,6 +43,18 @@ STORE_TESTS := $(addprefix tests/integration/test_,services.py queues.py submit_
 	unique_jobs.py limits.py management_api.py client_api.py dashboard.py)
 test-sqlite: venv
 	env JQ_TEST_DATABASE=sqlite $(PYTEST) -q -m "not postgres_only and not chaos" $(STORE_TESTS)
+
+# Unit and integration tests, Django's own task tests among them, on Python 3.12 and Django 6.1.
+PYTHON312 ?= $(shell pyenv root)/versions/3.12.1/bin/python
+DJANGO6 := .venv-django6
+
+$(DJANGO6)/.installed: requirements.txt requirements-run.txt requirements-dev.txt
+	test -x $(DJANGO6)/bin/python || $(PYTHON312) -m venv $(DJANGO6)
+	$(DJANGO6)/bin/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+test-django6: $(DJANGO6)/.installed
+	$(DJANGO6)/bin/python -m pytest -n 2 tests/unit tests/integration tests/e2e/test_django_task_suites.py
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports

@@ -174,13 +174,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_prometheus",
     "tasks.apps.TasksConfig",
 ]
 
 MIDDLEWARE = [
-    # Request metrics for /metrics: the Before middleware first, the After one last.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Request metrics for /metrics, first so it counts and times every request.
+    "jobs.api.metrics_view.request_metrics",
     # A view that fails because PostgreSQL or Redis is unreachable answers 503 JSON (jobs/api/outages.py).
     "jobs.api.outages.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -193,7 +192,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # Error reports (DEBUG's 500 page, mails to ADMINS) with every setting, header and variable

@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core import mail
+from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -91,7 +92,7 @@ def _connection(*, fresh: bool = False) -> BaseEmailBackend:
         _close_connection()
         backend = None
     if backend is None:
-        backend = get_connection()
+        backend = mail.mailers.default if hasattr(mail, "mailers") else mail.get_connection()  # Django 6.1: mailers
         backend.open()  # open now, so that sending leaves it open
         _smtp.backend = backend
     _smtp.used = time.monotonic()
@@ -190,8 +191,7 @@ def _text(text: bytes | str) -> str:
 
 
 def _deliver(message: EmailMessage, *, fresh: bool = False) -> int:
-    message.connection = _connection(fresh=fresh)
-    return message.send()
+    return _connection(fresh=fresh).send_messages([message])
 
 
 def _sender(payload: dict, ctx: JobContext) -> str | None:

@@ -17,7 +17,7 @@ class CheckedSelection:
     """A changelist action on a selection that holds something other than ids of the model (a
     forged `_selected_action`) is a 400 naming it, not a 500 from the query."""
 
-    def response_action(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    def response_action(self, request: HttpRequest, queryset: Any, **kwargs: Any) -> HttpResponse | None:
         key = self.model._meta.pk
         for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
             try:
@@ -26,7 +26,7 @@ class CheckedSelection:
                 name = self.model._meta.verbose_name
                 what = f"{helpers.ACTION_CHECKBOX_NAME}: {value[:100]!r} is not the id of a {name}"
                 return HttpResponseBadRequest(what, content_type="text/plain; charset=utf-8")
-        return super().response_action(request, queryset)
+        return super().response_action(request, queryset, **kwargs)  # Django 6.1: action_location
 
 
 # name -> (service call, past tense for messages and the admin history)

@@ -9,6 +9,7 @@ import hmac
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 
 import redis
@@ -17,14 +18,39 @@ from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from jobs.adapters import broker, metrics
 from jobs.api.throttling import refused_anonymous
 from jobs.services import limit_selectors, selectors
 
 log = logging.getLogger("jobqueue.metrics")
+
+# The web app's request metrics, named as django-prometheus named them (dashboards and alerts use them).
+REQUESTS = Counter("django_http_requests_total_by_method", "Requests by method.", ["method"])
+RESPONSES = Counter("django_http_responses_total_by_status", "Responses by status code.", ["status"])
+LATENCY = Histogram(
+    "django_http_requests_latency_seconds_by_view_method", "Seconds from request to response.", ["view", "method"]
+)
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def request_metrics(get_response):
+    """Middleware counting every request and response and timing it (first in MIDDLEWARE: it sees all)."""
+
+    def middleware(request):
+        started = time.perf_counter()
+        response = get_response(request)
+        method = request.method if request.method in METHODS else "other"  # labels stay bounded
+        view = request.resolver_match.view_name if request.resolver_match else "<unnamed view>"
+        REQUESTS.labels(method).inc()
+        RESPONSES.labels(str(response.status_code)).inc()
+        LATENCY.labels(view, method).observe(time.perf_counter() - started)
+        return response
+
+    return middleware
 
 
 def _broker() -> Iterator[GaugeMetricFamily]:
@@ -70,13 +96,6 @@ class SystemCollector:
             yield from families
 
 
-class _ProcessMetrics:
-    """This process's default registry (request metrics, job counters, process stats)."""
-
-    def collect(self):
-        return REGISTRY.collect()
-
-
 def registry() -> CollectorRegistry:
     """This web process's metrics (or all gunicorn workers' ones in multiprocess mode) plus the system gauges.
 
@@ -86,9 +105,9 @@ def registry() -> CollectorRegistry:
     combined = CollectorRegistry(auto_describe=False)
     combined.register(SystemCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(combined)
+        MultiProcessCollector(combined)
     else:
-        combined.register(_ProcessMetrics())
+        combined.register(REGISTRY)  # this process's request metrics, job counters, process stats
     return combined
 
 

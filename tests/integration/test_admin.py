@@ -162,6 +162,7 @@ def test_edit_payload_and_retry_validates_then_requeues_and_logs(operator, broke
 
     form = html(operator.get(url))
     assert "&quot;fail&quot;: true" in form and "retries exhausted" in form
+    assert f'<a href="/admin/jobs/job/{job.id}/change/">{job.id}</a>' in form  # the breadcrumbs' link to the job
     assert "Not valid JSON" in html(operator.post(url, {"payload": "{fail: false"}))
     assert "must be a JSON object" in html(operator.post(url, {"payload": "[1]"}))
     response = operator.post(url, {"payload": '{"fail": false}'})

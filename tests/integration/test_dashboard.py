@@ -6,9 +6,11 @@ Runs on PostgreSQL here and again on SQLite (`make test-sqlite`)."""
 import json
 from datetime import timedelta
 
+import django
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import Client, override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from jobs import services
@@ -274,8 +276,14 @@ def test_job_times_show_seconds_and_breadcrumbs_name_the_app(operator):
 
     assert stamp in detail and stamp in listing
     assert "Run now" in detail
-    assert "Job queue</a>" in listing and "&rsaquo; Jobs" in listing
-    assert "Jobs</a>\n&rsaquo; Jobs" not in listing
+    overview = operator.get(OVERVIEW).content.decode()
+
+    assert "Job queue</a>" in listing and "Jobs</a>\n&rsaquo; Jobs" not in listing
+    assert f'<a href="{reverse("admin:app_list", args=["jobs"])}">Job queue</a>' in overview
+    if django.VERSION >= (6, 1):  # the admin's breadcrumbs became a list
+        assert '<li aria-current="page">Jobs</li>' in listing and '<li aria-current="page">Overview</li>' in overview
+    else:
+        assert "&rsaquo; Jobs" in listing and "&rsaquo; Overview</div>" in overview
 
 
 # The page's refresh.

@@ -116,6 +116,26 @@ def test_metrics_serve_the_system_gauges_computed_from_redis_and_the_database(br
     assert 30 <= latency["low"] < 40 and latency["high"] == latency["medium"] == 0
 
 
+def test_every_request_is_counted_by_method_and_status_and_timed_by_view():
+    latency = "django_http_requests_latency_seconds_by_view_method_count"
+
+    def now() -> dict[str, float]:
+        return {
+            "GET": sample("django_http_requests_total_by_method_total", method="GET"),
+            "other": sample("django_http_requests_total_by_method_total", method="other"),
+            "404": sample("django_http_responses_total_by_status_total", status="404"),
+            "healthz": sample(latency, view="healthz", method="GET"),
+        }
+
+    before = now()
+    client = Client()
+    client.get("/healthz")
+    client.get("/no-such-page")
+    client.generic("BREW", "/healthz")
+
+    assert delta(before, now()) == {"GET": 2, "other": 1, "404": 1, "healthz": 1}
+
+
 def test_the_web_app_exports_the_submission_counter_of_every_type_and_queue_from_the_start(broker):
     from jobs.rules import registry
 

@@ -1,6 +1,7 @@
 import logging
 import sys
 
+import django
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -36,7 +37,7 @@ LEAKY = {
     "CELERY_BROKER_URL": URL,
     "CACHES": {"default": {**settings.CACHES["default"], "LOCATION": URL}},
     "JOB_EXTRA_URLS": [URL, (URL,)],
-    "ADMINS": [("ops", "ops@example.com")],
+    "ADMINS": ["ops@example.com"] if django.VERSION >= (6,) else [("ops", "ops@example.com")],  # 6.0: addresses
 }
 
 
