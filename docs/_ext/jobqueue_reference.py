@@ -288,7 +288,7 @@ def system_metric_rows() -> list[tuple]:
 
 
 def load_web_app() -> None:
-    """Build the web app as gunicorn does: its middleware registers django-prometheus' metrics."""
+    """Build the web app as gunicorn does: its middleware registers the request metrics."""
     from django.core.handlers.wsgi import WSGIHandler
 
     WSGIHandler()
