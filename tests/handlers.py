@@ -142,8 +142,10 @@ def limited(payload, ctx):
 
 @job_type("test.per_key", max_retries=0, timeout=60, concurrency=1, limit_key="key")
 def per_key(payload, ctx):
+    """Its result says when the handler itself ran: a limit is about handlers running at once."""
+    started = time.time()
     time.sleep(payload.get("ms", 300) / 1000)
-    return {"key": payload.get("key")}
+    return {"key": payload.get("key"), "ran": [started, time.time()]}
 
 
 @job_type("test.rated", max_retries=0, timeout=60, rate="60/minute")
