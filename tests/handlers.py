@@ -136,8 +136,10 @@ def effect(payload, ctx):
 # Types with cluster-wide limits (tests/integration/test_limits.py, tests/e2e/test_limits_cluster.py).
 @job_type("test.limited", max_retries=0, timeout=60, concurrency=2)
 def limited(payload, ctx):
+    """Its result says when the handler itself ran, as test.per_key's."""
+    started = time.time()
     time.sleep(payload.get("ms", 300) / 1000)
-    return {"slept_ms": payload.get("ms", 300)}
+    return {"slept_ms": payload.get("ms", 300), "ran": [started, time.time()]}
 
 
 @job_type("test.per_key", max_retries=0, timeout=60, concurrency=1, limit_key="key")
