@@ -387,6 +387,15 @@ JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
 JOB_LEASE_RENEW_SECONDS = env_float("JOB_LEASE_RENEW_SECONDS", env_float("JOB_HEARTBEAT_SECONDS", 10.0))
 # On SIGTERM a worker lets running jobs finish for this long, then requeues the rest.
 JOB_SHUTDOWN_GRACE = env_float("JOB_SHUTDOWN_GRACE", 30.0)
+# A running attempt that lost its job (its lease ran out, another node took the job over) is told
+# to stop at once (ctx.check() raises) and its pool process is killed after this many seconds: two
+# runs of a job overlap by at most about this long (docs/explanation/delivery-guarantees.md).
+JOB_FENCE_GRACE = env_float("JOB_FENCE_GRACE", 10.0)
+# The same for a running job that is cancelled.
+JOB_CANCEL_GRACE = env_float("JOB_CANCEL_GRACE", 10.0)
+# Seconds between a worker node's checks that its running attempts still hold their jobs (not
+# cancelled, not taken over): one query per node while it runs jobs.
+JOB_FENCE_CHECK_SECONDS = env_float("JOB_FENCE_CHECK_SECONDS", 1.0)
 # Seconds a worker process gathers successes before recording them in one statement: a job
 # shows as succeeded up to this much after its handler returned (finished_at is exact).
 JOB_FINISH_WINDOW = env_float("JOB_FINISH_WINDOW", 0.02)

@@ -133,6 +133,7 @@ class Outcome(models.TextChoices):
     FAILED = "failed"
     LOST = "lost"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
 
 class JobAttempt(models.Model):

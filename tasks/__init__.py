@@ -8,7 +8,7 @@ def send(payload, ctx): ...
 schedule("weekly-digest", job_type="email", cron="0 8 * * MON", timezone="Europe/Berlin", payload={...})
 """
 
-from jobs.rules.exceptions import PermanentError
+from jobs.rules.exceptions import AttemptFenced, JobCancelled, PermanentError
 from jobs.rules.registry import job_type, schedule
 
-__all__ = ["PermanentError", "job_type", "schedule"]
+__all__ = ["AttemptFenced", "JobCancelled", "PermanentError", "job_type", "schedule"]

@@ -8,6 +8,6 @@ class TasksConfig(AppConfig):
     def ready(self) -> None:
         from jobs.rules import registry
 
-        from . import control, log_buffer, node, outcomes  # noqa: F401  (they register on import)
+        from . import control, fence, log_buffer, node, outcomes  # noqa: F401  (they register on import)
 
         registry.load_handler_modules()

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from jobs import services
+from jobs.adapters import metrics
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -52,16 +53,26 @@ def record(success: services.Success) -> None:
         _pending.put(success)
 
 
-def record_now(success: services.Success) -> bool:
+def record_now(success: services.Success, *, retry: bool = True) -> bool:
     """Write one success in the caller's thread; False if the database could not be written
-    (hand it to the writer then, which retries)."""
+    (hand it to the writer then, which retries; without `retry` it counts as refused)."""
     try:
-        services.jobs_succeed([success])
+        _count_refused([success], services.jobs_succeed([success]))
     except DatabaseError as exc:
-        log.warning("recording finished job %s failed, handing it to the writer: %s", success.job_id, exc)
         close_old_connections()
+        if not retry:
+            _count_refused([success], [])
+            return True
+        log.warning("recording finished job %s failed, handing it to the writer: %s", success.job_id, exc)
         return False
     return True
+
+
+def _count_refused(successes: list[services.Success], recorded: list[services.Success]) -> None:
+    """Successes the serial fence refused: their attempt had lost its job (tasks.fence)."""
+    if refused := len(successes) - len(recorded):
+        metrics.record_refused(outcome="succeeded", count=refused)
+        log.warning("%d finished attempts refused: their jobs had moved on", refused)
 
 
 def pending() -> int:
@@ -107,7 +118,7 @@ def _write(batch: list) -> None:
     the jobs the failed try moved, once (jobs_succeed notes its progress on each success)."""
     while True:
         try:
-            services.jobs_succeed(batch)
+            _count_refused(batch, services.jobs_succeed(batch))
             return
         except DatabaseError as exc:
             log.warning("recording %d finished jobs failed, retrying: %s", len(batch), exc)

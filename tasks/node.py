@@ -94,6 +94,7 @@ def _start_monitoring(sender: Any = None, **_: Any) -> None:
     port = settings.JOB_WORKER_METRICS_PORT
     if port and _node["dir"] is not None:
         metrics.start_at_zero(metrics.WORKER_METRICS)
+        metrics.start_fence_metrics_at_zero()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(_node["dir"]))
         addr = settings.JOB_WORKER_METRICS_ADDR

@@ -13,12 +13,13 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobs import services
+from jobs.adapters import metrics
 from jobs.adapters.dispatch import RUN_JOB_TASK
 from jobs.rules import retry
 from jobs.rules.input_limits import redact, unstorable
 from jobs.services import selectors
 
-from . import finisher
+from . import fence, finisher
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -31,16 +32,21 @@ def _describe(exception: BaseException | None) -> str:
         return f"<unprintable {type(exception).__name__}: {type(exc).__name__}>"
 
 
-def succeeded(claim: services.Claim, value: Any) -> None:
+def succeeded(claim: services.Claim, value: Any, *, fenced: bool = False) -> None:
     """A handler returned `value`: hand the success to this process's writer, or fail the
     attempt if the value cannot be stored as the job's result. A job holding a slot of its
     type's limit is recorded before the task returns: until its success is written it counts as
-    running, and its slot would stay taken while the worker goes on to the next message."""
+    running, and its slot would stay taken while the worker goes on to the next message. A
+    `fenced` attempt's success is offered once, at once: its serial decides, and it is counted
+    as refused if the database says no or cannot be reached."""
     problem = _result_problem(value)
     if problem:
         services.job_fail(job_id=claim.job_id, serial=claim.serial, error_type="InvalidResult", message=problem)
         return
     success = services.Success(claim.job_id, claim.serial, value, timezone.now(), claim)
+    if fenced:
+        finisher.record_now(success, retry=False)
+        return
     if claim.limit_key is not None and finisher.record_now(success):
         return
     finisher.record(success)
@@ -91,8 +97,10 @@ def on_failure(
         return
     close_old_connections()  # this may be the worker's main process, whose connection may be stale
     if isinstance(exception, WorkerLostError):
-        # Reported by the main process: the pool process running the job died (signal, OOM).
-        _lost(sender, job_id=args[0] if args else None, exception=exception)
+        # Reported by the main process: the pool process running the job died (signal, OOM, or
+        # ended by the fence, which knows the attempt's serial).
+        serial = fence.killed.pop(task_id, (None, None))[1]
+        _lost(sender, job_id=args[0] if args else None, exception=exception, serial=serial)
         return
     # Reported by the parent process after a hard time limit killed the child, or a failure
     # the task did not catch (BaseException): find this node's running attempt, if there is one.
@@ -106,17 +114,28 @@ def on_failure(
     _fail(job_id=job_id, serial=serial, exception=exception, trace=trace, worker=worker)
 
 
-def failed(claim: services.Claim, exception: BaseException, *, task_id: str) -> None:
+def failed(claim: services.Claim, exception: BaseException, *, task_id: str, fenced: bool = False) -> None:
     """A handler raised `exception`: the attempt failed, and the retry policy says what follows.
-    The task raises it on for Celery's own reporting; the task_failure receiver then skips it."""
+    The task raises it on for Celery's own reporting; the task_failure receiver then skips it. A
+    failure the serial refuses is counted; a `fenced` attempt's is not retried (it is not ours)."""
     _recorded.add(task_id)
     close_old_connections()  # the handler may have left the connection broken
     trace = "".join(tb.format_exception(exception))
-    _fail(job_id=claim.job_id, serial=claim.serial, exception=exception, trace=trace)
+    try:
+        status = _fail(job_id=claim.job_id, serial=claim.serial, exception=exception, trace=trace)
+    except DatabaseError:
+        if not fenced:
+            raise
+        status = None
+    if status is None:
+        metrics.record_refused(outcome="failed")
+        log.warning("job %s attempt %s: its failure was refused, the job has moved on", claim.job_id, claim.serial)
 
 
-def _fail(*, job_id: str, serial: int, exception: BaseException | None, trace: str, worker: str | None = None) -> None:
-    services.job_fail(
+def _fail(
+    *, job_id: str, serial: int, exception: BaseException | None, trace: str, worker: str | None = None
+) -> str | None:
+    return services.job_fail(
         job_id=job_id,
         serial=serial,
         worker=worker,
@@ -127,13 +146,13 @@ def _fail(*, job_id: str, serial: int, exception: BaseException | None, trace: s
     )
 
 
-def _lost(task: Any, *, job_id: str | None, exception: BaseException) -> None:
+def _lost(task: Any, *, job_id: str | None, exception: BaseException, serial: int | None) -> None:
     worker = getattr(task.request, "hostname", None)
     if not job_id or not worker:
         return
     reason = f"worker process lost on {worker}: {_describe(exception)}"
     try:
-        status = services.job_lost(job_id=job_id, worker=worker, reason=reason)
+        status = services.job_lost(job_id=job_id, worker=worker, reason=reason, serial=serial)
     except DatabaseError as exc:
         log.warning("job %s: %s; not recorded (%s), its lease will recover it", job_id, reason, exc)
         return

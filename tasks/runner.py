@@ -14,7 +14,7 @@ from jobs.adapters.dispatch import RUN_JOB_TASK
 from jobs.adapters.internals import RequestWithFailedRuntime
 from jobs.rules import registry
 
-from . import outcomes, worker
+from . import fence, outcomes, worker
 from .context import JobContext
 
 
@@ -29,16 +29,13 @@ def run_job(self, job_id: str) -> None:
         # Another delivery holds the job, it was cancelled or finished, or no such job is visible
         # (deleted, or not committed yet; once committed, the mover sends it again): nothing to run.
         return
-    worker.running[self.request.id] = claim
-    worker.start_lease_keeper()
+    fence.begin(claim, task_id=self.request.id)
     try:
         handler = registry.get(claim.type).handler  # UnknownJobType: a permanent failure
         value = handler(claim.payload, JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial))
     except BaseException as exc:  # the soft time limit too; and exit() fails the attempt, not the pool process
-        outcomes.failed(claim, exc, task_id=self.request.id)
+        outcomes.failed(claim, exc, task_id=self.request.id, fenced=fence.end(claim))
         if not isinstance(exc, Exception):  # Celery would let it end the process: the job counted as lost
             raise HandlerExited(f"the handler raised {type(exc).__name__}") from exc
         raise  # Celery reports the task failed (events, Flower); the job's failure is recorded
-    finally:
-        worker.running.pop(self.request.id, None)
-    outcomes.succeeded(claim, value)
+    outcomes.succeeded(claim, value, fenced=fence.end(claim))

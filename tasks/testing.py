@@ -63,7 +63,6 @@ def stub_broker() -> Iterator[StubBroker]:
             (dispatch, "send_jobs_on_commit", stub.keep),
             (dispatch, "send_dead_letter_on_commit", lambda *, job_id, **_: stub.dead_letters.append(str(job_id))),
             (finisher, "record", lambda success: services.jobs_succeed([success])),
-            (worker, "start_lease_keeper", lambda: None),
             (worker, "close_old_connections", lambda: None),
             (outcomes, "close_old_connections", lambda: None),
         ):

@@ -1,5 +1,4 @@
-"""Worker-side upkeep: the claim, the lease keeper that extends running jobs' leases (every
-JOB_LEASE_RENEW_SECONDS), and graceful shutdown.
+"""Worker-side upkeep: the claim, and graceful shutdown (the leases of running jobs: tasks.fence).
 
 On SIGTERM (Celery's warm shutdown) running jobs get JOB_SHUTDOWN_GRACE seconds to finish; then the
 pool processes are killed, their jobs go back to the queue at once, and the worker exits. Send
@@ -25,32 +24,6 @@ from jobs.adapters.unavailable import database_unavailable
 from jobs.services import selectors
 
 log = logging.getLogger("jobqueue.worker")
-
-# task id -> claim of the attempts running in this process.
-running: dict[str, services.Claim] = {}
-_lease_keeper_pid: int | None = None
-
-
-def start_lease_keeper() -> None:
-    """Start the thread that extends this process's running jobs' leases, once (again after a fork)."""
-    global _lease_keeper_pid
-    if _lease_keeper_pid == os.getpid():
-        return
-    _lease_keeper_pid = os.getpid()
-    threading.Thread(target=_extend_leases, name="jobqueue-lease-keeper", daemon=True).start()
-
-
-def _extend_leases() -> None:
-    while True:
-        time.sleep(settings.JOB_LEASE_RENEW_SECONDS)
-        attempts = [(claim.job_id, claim.serial) for claim in list(running.values())]
-        if not attempts:
-            continue
-        try:
-            services.jobs_extend_lease(attempts=attempts)
-        except DatabaseError as exc:
-            log.warning("extending the leases of running jobs failed: %s", exc)
-            close_old_connections()
 
 
 @signals.task_prerun.connect

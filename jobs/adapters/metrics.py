@@ -53,10 +53,20 @@ SCHEDULE_METRICS = (SCHEDULE_TICKS, SCHEDULE_LATENESS)
 LIMIT_WAITS = Counter(
     "jobs_limit_waits", "Claims of a job that found its type's concurrency or rate limit reached: it waits.", ["type"]
 )
+CANCELLED = Counter("jobs_cancelled", "Jobs cancelled by an operator or their owner, running ones among them.", LABELS)
+# An attempt is fenced when it is no longer its own (docs/explanation/delivery-guarantees.md): its
+# lease ran out, the job was taken over, or it was cancelled. Counted by the worker node.
+FENCE_REASONS = ("cancelled", "taken_over", "lease_expired")
+FENCED = Counter("job_attempts_fenced", "Running attempts fenced: told to stop, their outcome refused.", ["reason"])
+KILLED = Counter("job_attempts_killed", "Pool processes ended because a fenced attempt outran its grace.", ["reason"])
+REFUSED = Counter(
+    "job_results_refused", "Outcomes of finished attempts the fence refused (the job had moved on).", ["outcome"]
+)
 JOB_METRICS = (SUBMITTED, PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION, UNIQUE_DUPLICATES, LIMIT_WAITS)
+JOB_METRICS += (CANCELLED, FENCED, KILLED, REFUSED)
 # Which process counts what: the web app submissions, a worker node the attempts' outcomes, the
 # mover the attempts it finds lost (and what their failure leads to).
-WEB_METRICS = (SUBMITTED, UNIQUE_DUPLICATES)
+WEB_METRICS = (SUBMITTED, UNIQUE_DUPLICATES, CANCELLED)
 WORKER_METRICS = (PROCESSED, FAILED, RETRIED, DEAD_LETTERED, DURATION)
 MOVER_METRICS = (FAILED, RETRIED, DEAD_LETTERED, SUBMITTED)
 
@@ -72,6 +82,30 @@ def start_at_zero(families: tuple) -> None:
 
 def record_submitted(*, type: str, queue: str) -> None:
     SUBMITTED.labels(type, queue).inc()
+
+
+def start_fence_metrics_at_zero() -> None:
+    for reason in FENCE_REASONS:
+        FENCED.labels(reason)
+        KILLED.labels(reason)
+    for outcome in ("succeeded", "failed"):
+        REFUSED.labels(outcome)
+
+
+def record_cancelled(*, type: str, queue: str) -> None:
+    CANCELLED.labels(type, queue).inc()
+
+
+def record_fenced(*, reason: str) -> None:
+    FENCED.labels(reason).inc()
+
+
+def record_killed(*, reason: str) -> None:
+    KILLED.labels(reason).inc()
+
+
+def record_refused(*, outcome: str, count: int = 1) -> None:
+    REFUSED.labels(outcome).inc(count)
 
 
 def record_unique_duplicate(*, type: str, queue: str) -> None:

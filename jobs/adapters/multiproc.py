@@ -20,7 +20,7 @@ def base_dir() -> Path:
     return Path(os.environ.get("JOBQUEUE_VAR_DIR") or BASE_DIR / "var") / "metrics"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -33,19 +33,20 @@ def _alive(pid: int) -> bool:
 def _remove_abandoned(base: Path, kind: str) -> None:
     for path in base.glob(f"{kind}-*"):
         pid = path.name.removeprefix(f"{kind}-")
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def prepare(kind: str) -> Path:
-    """An empty directory for this process tree, also set as PROMETHEUS_MULTIPROC_DIR."""
+def prepare(kind: str, *, export: bool = True) -> Path:
+    """An empty directory for this process tree, also set as PROMETHEUS_MULTIPROC_DIR (`export`)."""
     base = base_dir()
     base.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(base, kind)
     path = base / f"{kind}-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    if export:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
 
 

@@ -83,6 +83,16 @@ class PermanentError(Exception):
     """Raised by a handler to fail the job at once, without retries."""
 
 
+class AttemptFenced(Exception):  # noqa: N818 - it names what happened to the attempt, as Celery's Reject does
+    """Raised in a handler (by ctx.check(), ctx.progress(), ctx.save_artifact()) whose attempt is no
+    longer its own: its lease ran out or the job was taken over. Stop: the job runs, or ran,
+    elsewhere; what this attempt returns is refused, and its process is ended after JOB_FENCE_GRACE."""
+
+
+class JobCancelled(AttemptFenced):
+    """The job was cancelled while this attempt ran; its process is ended after JOB_CANCEL_GRACE."""
+
+
 class UnknownQueue(JobQueueError):
     """No such queue."""
 

@@ -54,6 +54,8 @@ WAKE = Transition("wake", frozenset({Status.WAITING}), Status.QUEUED)
 CANCEL = Transition(
     "cancel", frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.WAITING}), Status.CANCELLED
 )
+# An operator cancels a running job: its worker is told to stop (tasks.fence) and its result is refused.
+CANCEL_RUNNING = Transition("cancel_running", frozenset({Status.RUNNING}), Status.CANCELLED)
 # An operator retries a dead job under the same id.
 RETRY_DEAD = Transition("retry_dead", frozenset({Status.DEAD}), Status.QUEUED)
 NAMED: tuple[Transition, ...] = (
@@ -66,6 +68,7 @@ NAMED: tuple[Transition, ...] = (
     WAIT,
     WAKE,
     CANCEL,
+    CANCEL_RUNNING,
     RETRY_DEAD,
 )
 

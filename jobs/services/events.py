@@ -84,3 +84,11 @@ def failed(facts: JobFacts, *, status: str, duration: float | None, error: str, 
 
 def requeued(facts: JobFacts, *, reason: str) -> None:
     _on_commit(partial(_line, logging.WARNING, "job requeued", facts, "requeued", error=reason))
+
+
+def cancelled(facts: JobFacts, *, by: str, running: bool) -> None:
+    message = f"job {by}" + (" while running: its worker is told to stop" if running else "")
+    _on_commit(
+        partial(metrics.record_cancelled, type=facts.type, queue=facts.queue),
+        partial(_line, logging.INFO, message, facts, "cancelled"),
+    )

@@ -265,15 +265,16 @@ def _requeue_now(*, job_id: Any, where: dict[str, Any], outcome: Outcome, error_
     return True
 
 
-def job_lost(*, job_id: Any, worker: str, reason: str) -> Status | None:
+def job_lost(*, job_id: Any, worker: str, reason: str, serial: int | None = None) -> Status | None:
     """The process running the job on node `worker` died (killed, out of memory): run the job again
     at once; the new status, or None if the job was not running there. Seen by the node's main
     process as it happens, so nobody waits for the lease. The lost attempt counts against the job's
     retries (a job that kills its process every time must end), but it gets no backoff: the handler
-    did not fail. Fenced by the attempt's serial and the node."""
-    serial = (
-        Job.objects.filter(pk=job_id, status=Status.RUNNING, worker=worker).values_list("serial", flat=True).first()
-    )
+    did not fail. Fenced by the attempt's serial (`serial` when the caller knows it) and the node."""
+    running = Job.objects.filter(pk=job_id, status=Status.RUNNING, worker=worker)
+    if serial is not None:
+        running = running.filter(serial=serial)
+    serial = running.values_list("serial", flat=True).first()
     if serial is None:
         return None
     row = _attempt(job_id=job_id, serial=serial, running=True)
@@ -308,11 +309,13 @@ def job_artifact_save(*, job_id: Any, serial: int, name: str, content: bytes, co
     return True
 
 
-def jobs_extend_lease(*, attempts: list[tuple[Any, int]]) -> int:
-    """Extend the lease of running attempts, (job id, serial), whose worker is alive; fenced by
-    the serial like every outcome, so a late beat never extends a newer attempt's lease."""
-    if not attempts:
-        return 0
+def jobs_extend_lease(*, attempts: list[tuple[Any, int]]) -> set[tuple[str, int]]:
+    """Extend the lease of running attempts, (job id, serial); the ones extended. Fenced by the
+    serial like every outcome, so a late beat never extends a newer attempt's lease: an attempt
+    not extended has lost its job (tasks.fence)."""
     lease_end = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    mine = reduce(operator.or_, (Q(pk=job_id, serial=serial) for job_id, serial in attempts))
-    return Job.objects.filter(mine, status=Status.RUNNING).update(lease_expires_at=lease_end)
+    kept = set()
+    for job_id, serial in attempts:  # a node runs a few at a time: one statement each
+        if Job.objects.filter(pk=job_id, serial=serial, status=Status.RUNNING).update(lease_expires_at=lease_end):
+            kept.add((str(job_id), serial))
+    return kept

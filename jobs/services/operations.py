@@ -12,10 +12,13 @@ from django.utils import timezone
 
 from jobs.adapters import broker, dispatch
 from jobs.adapters.store import ERROR_COLUMNS
-from jobs.models import Job
+from jobs.models import Job, JobAttempt, Outcome
 from jobs.rules import states
 from jobs.rules.exceptions import InvalidTransition, JobNotFound
 from jobs.rules.states import FINISHED, Status
+from jobs.services import events
+from jobs.services import limits as cluster_limits
+from jobs.services.events import JobFacts
 from jobs.services.lifecycle import job_transition, jobs_transition
 from jobs.services.submit import job_submit, validate_payload
 
@@ -63,14 +66,33 @@ def job_resubmit(*, job_id: Any, payload: dict | None = None, actor: Any = None)
     return job
 
 
-def job_cancel(*, job_id: Any) -> Job:
-    """Cancel a job that has not started (scheduled, queued, waiting for a limit or to retry)."""
+def job_cancel(*, job_id: Any, actor: Any = None) -> Job:
+    """Cancel a job that has not finished. One that has not started (scheduled, queued, waiting for a
+    limit or to retry) never starts; a running one is cancelled at once in the database, its attempt
+    closed as cancelled: the worker node running it sees that within JOB_FENCE_CHECK_SECONDS, tells
+    the handler (ctx.check() raises JobCancelled) and ends its process after JOB_CANCEL_GRACE
+    (tasks.fence); whatever the handler still returns is refused by its serial. `actor`: the user
+    who asked, named in the job's reason and its attempt's history."""
     job = _get(job_id)
-    moved = job_transition(states.CANCEL, job_id=job.pk)
-    if not moved:
-        raise InvalidTransition(
-            f"job {job.pk} is {job.status}; only scheduled, queued, waiting or retrying jobs can be cancelled"
-        )
+    by = f"cancelled by {getattr(actor, 'username', '') or 'an operator'}"
+    now = timezone.now()
+    with transaction.atomic():
+        moved = job_transition(states.CANCEL, job_id=job.pk, reason=by, finished_at=now)
+        running = not moved
+        if running:
+            # Fenced by the serial read now, so a cancel never closes an attempt it did not see.
+            serial = Job.objects.filter(pk=job.pk, status=Status.RUNNING).values_list("serial", flat=True).first()
+            fence = {"serial": serial}
+            moved = serial is not None and job_transition(
+                states.CANCEL_RUNNING, job_id=job.pk, where=fence, reason=by, finished_at=now, lease_expires_at=None
+            )
+            if moved:
+                attempt = JobAttempt.objects.filter(job_id=job.pk, number=serial)
+                attempt.update(outcome=Outcome.CANCELLED, finished_at=now, error_type="Cancelled", error_message=by)
+                cluster_limits.wake_after(job_type=job.type, job_id=job.pk)
+        if not moved:
+            raise InvalidTransition(f"job {job.pk} is {_get(job.pk).status}; a finished job cannot be cancelled")
+        events.cancelled(JobFacts(job.pk, job.type, job.priority, job.attempts), by=by, running=running)
     job.refresh_from_db()
     return job
 

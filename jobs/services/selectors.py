@@ -225,6 +225,13 @@ def running_serial(*, job_id: Any, worker: str) -> int | None:
     return rows.values_list("serial", flat=True).first()
 
 
+def attempts_current(attempts: list[tuple[str, int]]) -> dict[str, tuple[str, int, str]]:
+    """job id -> (status, serial, reason) of the jobs of `attempts`, (job id, serial): whether each
+    attempt still holds its job (tasks.fence)."""
+    rows = Job.objects.filter(pk__in=[job_id for job_id, _ in attempts]).values_list("pk", "status", "serial", "reason")
+    return {str(pk): (status, serial, reason) for pk, status, serial, reason in rows}
+
+
 def running_on(*, worker: str) -> list[tuple[Any, int]]:
     """(job id, serial) of the jobs running on a worker node."""
     return list(Job.objects.filter(status=Status.RUNNING, worker=worker).values_list("pk", "serial"))

@@ -139,7 +139,7 @@ def test_a_heartbeat_extends_only_the_lease_of_the_attempt_that_sent_it():
     Job.objects.update(lease_expires_at=None)
 
     # A beat for this attempt, and a late one for an attempt of `other` that is no longer running.
-    assert services.jobs_extend_lease(attempts=[(job.id, claim.serial), (other.id, 0)]) == 1
+    assert services.jobs_extend_lease(attempts=[(job.id, claim.serial), (other.id, 0)]) == {(str(job.id), claim.serial)}
 
     assert Job.objects.get(pk=job.id).lease_expires_at is not None
     assert Job.objects.get(pk=other.id).lease_expires_at is None

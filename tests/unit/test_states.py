@@ -25,8 +25,10 @@ def test_only_a_running_job_can_succeed_retry_or_die():
     assert {Status.SUCCEEDED, Status.RETRYING, Status.DEAD} == {SUCCEED.target, FAIL_AND_RETRY.target, DIE.target}
 
 
-def test_running_jobs_cannot_be_cancelled():
-    assert Status.CANCELLED not in TRANSITIONS[Status.RUNNING]
+def test_every_unfinished_job_can_be_cancelled_and_no_finished_one():
+    assert {s for s in Status.values if Status.CANCELLED in TRANSITIONS[s]} == set(Status.values) - TERMINAL - {
+        Status.DEAD
+    }
 
 
 def test_every_non_initial_status_is_reachable():
