@@ -141,8 +141,9 @@ class PidWatcher(threading.Thread):
     def _exited(self, pid: int, since: float) -> bool:
         try:
             process = psutil.Process(pid)
-            # A pid reused by a process born after the run started is not the run's process.
-            return process.status() == psutil.STATUS_ZOMBIE or process.create_time() > since
+            # A pid reused by a process born after the run started is not the run's process (with a
+            # margin: Linux gives the boot time, and so create_time(), to the whole second).
+            return process.status() == psutil.STATUS_ZOMBIE or process.create_time() > since + 2
         except psutil.NoSuchProcess:
             return True
 
@@ -213,6 +214,12 @@ def overlaps(history: History) -> list[tuple[Run, Run, float]]:
 
 
 def check(history: History, final: Final, *, overlap_bound: float) -> list[Anomaly]:
+    """What breaks the guarantees: (a) lost, not_terminal; (b) success_without_run, double_success
+    (the system recorded two succeeded attempts: two runs may end ok, as long as the serial fence
+    refused one result); (c) overlap beyond the bound; (d) ran_after_end (started after the cancel's
+    answer or finished_at, give or take CLOCK_TOLERANCE); (e) metrics_mismatch; (f) a run still going
+    `overlap_bound` after its job ended: dead_still_running, or still_running for a job that
+    succeeded or was cancelled (an open run never ends, so it counts here, not as an overlap)."""
     found = []
     for job in history.accepted:  # (a) one terminal status for every accepted job
         if job not in final.jobs:
@@ -246,11 +253,13 @@ def check(history: History, final: Final, *, overlap_bound: float) -> list[Anoma
     for name, count in expected.items():
         if final.metrics.get(name, 0) != count:
             found.append(Anomaly("metrics_mismatch", None, f"{name} is {final.metrics.get(name, 0)}, history: {count}"))
-    for job in sorted(final.dead):  # (f) a dead job runs nowhere
-        finished = final.jobs[job].finished_at if job in final.jobs else None
+    for job, state in sorted(final.jobs.items()):  # (f) a dead job runs nowhere; nor does another ended one
+        if state.status not in TERMINAL:
+            continue
+        kind = "dead_still_running" if job in final.dead else "still_running"
         for run in history.runs_of(job):
-            if finished is None or run.end is None or run.end > finished + overlap_bound:
-                found.append(Anomaly("dead_still_running", job, f"{run} after dead at {finished}"))
+            if state.finished_at is None or run.end is None or run.end > state.finished_at + overlap_bound:
+                found.append(Anomaly(kind, job, f"{run} after {state.status} at {state.finished_at}"))
     return found
 
 
