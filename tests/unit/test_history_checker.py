@@ -1,8 +1,12 @@
 """The partition suite's history checker, fed histories written as the handlers and harness write them."""
 
+import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
+
+import pytest
 
 from tests.partitions.history import HARNESS_FILE, Final, JobFinal, PidWatcher, append, check, load, report, summary
 
@@ -229,3 +233,33 @@ def test_the_pid_watcher_ends_the_runs_of_processes_that_exit(tmp_path):
     assert (by_job["ended"].gone, by_job["ended"].end) == (False, started + 0.1)
     assert (by_job["alive"].gone, by_job["alive"].end) == (False, None)
     assert (tmp_path / HARNESS_FILE).read_text().count('"gone"') == 1
+
+
+def test_the_history_job_type_writes_what_the_checker_reads(tmp_path, monkeypatch):
+    from tests.handlers import history
+
+    monkeypatch.setenv("JQ_HISTORY_DIR", str(tmp_path))
+    monkeypatch.setenv("JQ_HISTORY_NODE", "w9")
+    checks = []
+
+    def fenced():
+        raise RuntimeError("lease lost")
+
+    assert history({"seconds": 0.6}, SimpleNamespace(job_id="ok", serial=3, check=lambda: checks.append(1))) == {
+        "serial": 3
+    }
+    with pytest.raises(RuntimeError, match="lease lost"):
+        history({"seconds": 1}, SimpleNamespace(job_id="fenced", serial=4, check=fenced))
+    history({"seconds": 0.2}, SimpleNamespace(job_id="no_check", serial=5))  # before ctx.check() existed
+    with pytest.raises(RuntimeError, match="failing as asked"):
+        history({"seconds": 0.2, "check": False, "fail": True}, SimpleNamespace(job_id="fails", serial=6, check=fenced))
+
+    runs = {r.job: r for r in load(tmp_path).runs}
+    assert checks == [1, 1, 1]
+    assert [(r.serial, r.node, r.ok, r.error, r.last_tick is not None) for r in runs.values()] == [
+        (3, "w9", True, None, True),
+        (4, "w9", False, "RuntimeError: lease lost", False),  # fenced before its first tick
+        (5, "w9", True, None, True),
+        (6, "w9", False, "RuntimeError: failing as asked, serial 6", True),
+    ]
+    assert {p.name for p in tmp_path.iterdir()} == {f"w9-{os.getpid()}.jsonl"}
