@@ -125,6 +125,7 @@ class PidWatcher(threading.Thread):
         self.offsets: dict[Path, int] = {}
         self.open: dict[tuple[str, int, int], float] = {}  # (job, serial, pid) -> start
         self.stopping = threading.Event()
+        self.failure: BaseException | None = None
 
     def _read(self) -> None:
         for path in self.dir.glob("*.jsonl"):
@@ -157,12 +158,18 @@ class PidWatcher(threading.Thread):
             self.open = {key: start for key, start in self.open.items() if key[2] != pid}
 
     def run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            self.poll()
+        try:
+            while not self.stopping.wait(self.interval):
+                self.poll()
+        except BaseException as exc:  # kept for stop(): a thread's death is otherwise silent
+            self.failure = exc
+            raise
 
     def stop(self) -> None:
         self.stopping.set()
         self.join()
+        if self.failure is not None:
+            raise RuntimeError("the pid watcher stopped early") from self.failure
         self.poll()  # the last records and exits before the checker reads the history: a run read
         self.poll()  # by the first poll is checked by the second
 
