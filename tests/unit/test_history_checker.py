@@ -207,32 +207,38 @@ def test_the_pid_watcher_ends_the_runs_of_processes_that_exit(tmp_path):
     def sleeper(seconds):
         return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
 
-    short, ended, alive = sleeper(0.5), sleeper(0.5), sleeper(60)
+    def gone_records():
+        path = tmp_path / HARNESS_FILE
+        return path.read_text().count('"gone"') if path.exists() else 0
+
+    reaped, zombie, ended, alive = sleeper(0.5), sleeper(0.5), sleeper(0.5), sleeper(60)
     try:
         started = time.time()
-        run(tmp_path, "short", 1, "w1", short.pid, started)  # killed mid-run: no end record
+        run(tmp_path, "reaped", 1, "w1", reaped.pid, started)  # killed mid-run: no end record
+        run(tmp_path, "zombie", 1, "w1", zombie.pid, started)  # the same, its parent not waiting yet
         run(tmp_path, "ended", 1, "w1", ended.pid, started, started + 0.1)  # ended before its process
         run(tmp_path, "alive", 1, "w2", alive.pid, started)  # still running
         watcher = PidWatcher(tmp_path)
         watcher.start()
-        short.wait(), ended.wait()  # reaped: the pids no longer exist (a zombie counts as gone too)
+        reaped.wait(), ended.wait()  # their pids no longer exist; zombie's stays until it is waited for
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (tmp_path / HARNESS_FILE).exists():
+        while time.monotonic() < deadline and gone_records() < 2:
             time.sleep(0.05)
         seen = time.time()
-        time.sleep(0.3)  # three more polls: a second `gone`, or one for the others, would show
+        assert zombie.poll() is not None  # reaped only now, after the watcher saw it gone
+        time.sleep(0.3)  # three more polls: a second `gone` for one, or one for the others, would show
         watcher.stop()
     finally:
         alive.kill()
         alive.wait()
 
-    history = load(tmp_path)
-    by_job = {r.job: r for r in history.runs}
-    assert by_job["short"].gone and not by_job["short"].ok
-    assert started < by_job["short"].end <= seen
-    assert (by_job["ended"].gone, by_job["ended"].end) == (False, started + 0.1)
-    assert (by_job["alive"].gone, by_job["alive"].end) == (False, None)
-    assert (tmp_path / HARNESS_FILE).read_text().count('"gone"') == 1
+    runs = {r.job: r for r in load(tmp_path).runs}
+    for job in ("reaped", "zombie"):
+        assert runs[job].gone and not runs[job].ok
+        assert started < runs[job].end <= seen
+    assert (runs["ended"].gone, runs["ended"].end) == (False, started + 0.1)
+    assert (runs["alive"].gone, runs["alive"].end) == (False, None)
+    assert gone_records() == 2
 
 
 def test_the_history_job_type_writes_what_the_checker_reads(tmp_path, monkeypatch):
