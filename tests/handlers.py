@@ -158,3 +158,43 @@ def rated(payload, ctx):
 @job_type("test.limited_fails", max_retries=0, timeout=60, concurrency=1)
 def limited_fails(payload, ctx):
     raise ConnectionError("limited and failing")
+
+
+# The partition suite's job type (tests/partitions/): its records go to files, outside the system under test.
+HISTORY_DIR_ENV = "JQ_HISTORY_DIR"
+HISTORY_NODE_ENV = "JQ_HISTORY_NODE"
+
+
+def _history_write(path: str, event: str, run: dict, **fields) -> None:
+    import json  # here, so that this part of the file only adds to it
+
+    line = json.dumps({"e": event, **run, "t": time.time(), **fields}, separators=(",", ":")) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one write of one line: whole, never interleaved
+    finally:
+        os.close(fd)
+
+
+@job_type("test.history", max_retries=3, timeout=120)
+def history(payload, ctx):
+    """Runs `seconds` in 0.2 s steps, recording its start, a tick per step (its side effect) and its
+    end in $JQ_HISTORY_DIR/<node>-<pid>.jsonl, for tests/partitions/history.py to check. With `check`
+    (the default) it asks ctx.check() before each tick; with `fail` it raises at the end."""
+    run = {"job": ctx.job_id, "serial": ctx.serial, "node": os.environ.get(HISTORY_NODE_ENV, "-"), "pid": os.getpid()}
+    path = os.path.join(os.environ[HISTORY_DIR_ENV], f"{run['node']}-{run['pid']}.jsonl")
+    check = getattr(ctx, "check", None) if payload.get("check", True) else None  # ctx.check() came with fencing
+    _history_write(path, "start", run)
+    try:
+        for _ in range(round(payload.get("seconds", 1) / 0.2)):
+            time.sleep(0.2)
+            if check is not None:
+                check()
+            _history_write(path, "tick", run)
+        if payload.get("fail"):
+            raise RuntimeError(f"failing as asked, serial {ctx.serial}")
+    except BaseException as exc:
+        _history_write(path, "end", run, ok=False, error=f"{type(exc).__name__}: {exc}")
+        raise
+    _history_write(path, "end", run, ok=True, error=None)
+    return {"serial": ctx.serial}
