@@ -57,7 +57,7 @@ def _remove_shared_dir(**_: Any) -> None:
 
 
 def _write(path: Path, content: Any) -> None:
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
     temporary.write_text(json.dumps(content))
     os.replace(temporary, path)
 
@@ -100,7 +100,10 @@ def _publish() -> None:
             {"job": a.claim.job_id, "serial": a.claim.serial, "task": a.task_id, "until": a.lease_until}
             for a in _running.values()
         ]
-    _write(path, leases)
+        try:
+            _write(path, leases)
+        except OSError as exc:  # the node's directory removed under it: the attempts go unwatched
+            log.error("the leases of this process could not be published: %s", exc)
 
 
 def begin(claim: services.Claim, *, task_id: str) -> None:
