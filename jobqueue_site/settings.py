@@ -233,9 +233,11 @@ def _database() -> dict:
     elif config["ENGINE"] == "django.db.backends.postgresql":
         # A database that does not answer fails a connection attempt within this many seconds,
         # and TCP keepalives find a connection whose server vanished (failover, cut network),
-        # so no process waits forever on a dead peer.
+        # so no process waits forever on a dead peer; a statement sent into a network that drops
+        # everything (a partition) fails once unacknowledged for DATABASE_TCP_USER_TIMEOUT_MS.
         config["OPTIONS"] = {
             "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3),
+            "tcp_user_timeout": env_int("DATABASE_TCP_USER_TIMEOUT_MS", 10000),
             "keepalives": 1,
             "keepalives_idle": env_int("DATABASE_KEEPALIVES_IDLE", 30),
             "keepalives_interval": 10,
