@@ -1,0 +1,263 @@
+"""Network namespaces for the partition suite: one per process, so a test can cut exactly one link.
+
+Namespace `svc` holds a bridge (`br0`, 127.203.0.1) with PostgreSQL and Redis listening on it;
+every other namespace (web, mover, w1, w2...) has one veth (`eth0`) into that bridge and an
+address of its own in 127.203.0.0/24. Addresses stay in the loopback range: in each namespace
+`route_localnet` is on and the local route for 127.0.0.0/8 is narrowed to 127.0.0.1, so the
+kernel routes 127.203.0.x over the veth like any other address. The root namespace is never
+touched: its routes, rules and nftables stay as they were, and the test process reaches
+PostgreSQL, Redis and the web through unix sockets (files), not the network.
+
+A cut is an nftables table in the source namespace that drops, silently, both directions of
+the link (packets out to the service's port and packets in from it), as a real partition does:
+no reset, no refusal, the peer just goes quiet. Healing replaces the table.
+
+Namespace names are global (/run/netns): they carry a prefix, the creating process's pid and a
+random part, and a later run removes the ones whose creating process is gone.
+"""
+
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from tests import servers
+
+PREFIX = "jqp"
+SUBNET = "127.203.0"
+SVC_ADDR = f"{SUBNET}.1"
+PORTS = {"pg": 5432, "redis": 6379}
+WEB_PORT = 8000
+METRICS_PORT = 9808
+
+
+def run(*command: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, input=input)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done
+
+
+def require_namespaces() -> None:
+    """Skip (locally) or fail (CI=true) unless this process may make namespaces and nft rules."""
+    if sys.platform != "linux":
+        servers.unavailable("network namespaces need Linux")
+    if os.geteuid() != 0:
+        servers.unavailable("the partition suite makes network namespaces (ip netns) and needs root")
+    servers.require_binary("ip", "iproute2")
+    servers.require_binary("nft", "nftables")
+    probe = f"{PREFIX}-{os.getpid()}-probe"
+    made = run("ip", "netns", "add", probe, check=False)
+    if made.returncode != 0:
+        servers.unavailable(f"cannot make a network namespace here: {made.stderr.strip()}")
+    try:
+        nft = run("ip", "netns", "exec", probe, "nft", "add", "table", "inet", "probe", check=False)
+        if nft.returncode != 0:
+            servers.unavailable(f"nftables does not work in a network namespace here: {nft.stderr.strip()}")
+    finally:
+        run("ip", "netns", "del", probe, check=False)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _delete_namespace(name: str) -> None:
+    """End every process still inside `name`, then delete it (its veths go with it)."""
+    pids = run("ip", "netns", "pids", name, check=False).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    run("ip", "netns", "del", name, check=False)
+
+
+def remove_stale() -> list[str]:
+    """Delete this suite's namespaces whose creating process is gone (a run that was killed)."""
+    removed = []
+    for line in run("ip", "netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        parts = name.split("-")
+        if len(parts) >= 3 and parts[0] == PREFIX and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            _delete_namespace(name)
+            removed.append(name)
+    return removed
+
+
+@dataclass
+class Topology:
+    """The namespaces: `svc` with the bridge, and one per node, each with its address."""
+
+    nodes: tuple[str, ...]
+    tag: str = field(default_factory=lambda: f"{PREFIX}-{os.getpid()}-{secrets.token_hex(2)}")
+    addrs: dict[str, str] = field(default_factory=dict)
+    cuts: dict[str, set[str]] = field(default_factory=dict)
+    made: list[str] = field(default_factory=list)
+
+    def ns(self, node: str) -> str:
+        """The namespace's global name (`svc`, `web`, `w1`... inside this topology)."""
+        return f"{self.tag}-{node}"
+
+    def exec_prefix(self, node: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns(node)]
+
+    def create(self) -> "Topology":
+        remove_stale()
+        try:
+            self._add("svc", SVC_ADDR)
+            run("ip", "-n", self.ns("svc"), "link", "add", "br0", "type", "bridge")
+            self._address("svc", "br0", SVC_ADDR)
+            for number, node in enumerate(self.nodes, start=10):
+                addr = f"{SUBNET}.{number}"
+                self._add(node, addr)
+                port = f"v{number}"  # the bridge's end, in svc
+                run("ip", "-n", self.ns("svc"), "link", "add", port, "type", "veth", "peer", "name", "eth0",
+                    "netns", self.ns(node))  # fmt: skip
+                run("ip", "-n", self.ns("svc"), "link", "set", port, "master", "br0", "up")
+                self._address(node, "eth0", addr)
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _add(self, node: str, addr: str) -> None:
+        run("ip", "netns", "add", self.ns(node))
+        self.made.append(self.ns(node))
+        self.addrs[node] = addr
+        self.cuts[node] = set()
+        run("ip", "-n", self.ns(node), "link", "set", "lo", "up")
+        # 127.0.0.1 stays local; the rest of 127/8 is routed like any address.
+        run("ip", "-n", self.ns(node), "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
+        run("ip", "-n", self.ns(node), "route", "add", "local", "127.0.0.1", "dev", "lo", "table", "local",
+            check=False)  # fmt: skip
+
+    def _address(self, node: str, dev: str, addr: str) -> None:
+        knobs = [f"net.ipv4.conf.{name}.route_localnet=1" for name in ("all", "default", dev)]
+        knobs += [f"net.ipv4.conf.{name}.rp_filter=0" for name in ("all", "default", dev)]
+        run(*self.exec_prefix(node), "sysctl", "-q", "-w", *knobs)
+        run("ip", "-n", self.ns(node), "addr", "add", f"{addr}/24", "dev", dev)
+        run("ip", "-n", self.ns(node), "link", "set", dev, "up")
+
+    def destroy(self) -> None:
+        for name in reversed(self.made):
+            _delete_namespace(name)
+        self.made.clear()
+
+    # --- link control --------------------------------------------------------------------
+
+    def cut(self, node: str, to: str = "all") -> None:
+        """Drop, both ways, `node`'s traffic to "pg", "redis" or "all" (both services)."""
+        if to not in {*PORTS, "all"}:
+            raise ValueError(f"cut to {to!r}: expected one of {sorted(PORTS)} or 'all'")
+        self.cuts[node].add(to)
+        self._apply(node)
+
+    def heal(self, node: str, to: str | None = None) -> None:
+        """Undo `cut(node, to)`, or every cut of `node` (its `cut_node` too) when `to` is None."""
+        if to is None:
+            self.cuts[node].clear()
+        else:
+            self.cuts[node].discard(to)
+        self._apply(node)
+
+    def cut_node(self, node: str) -> None:
+        """Drop everything on `node`'s veth: it is cut off from every service and every node."""
+        self.cuts[node].add("node")
+        self._apply(node)
+
+    def heal_all(self) -> None:
+        for node in self.cuts:
+            if self.cuts[node]:
+                self.heal(node)
+
+    def _apply(self, node: str) -> None:
+        out, into = [], []
+        for what in sorted(self.cuts[node]):
+            if what == "node":
+                out.append('oifname "eth0" drop')
+                into.append('iifname "eth0" drop')
+            elif what == "all":
+                out.append(f"ip daddr {SVC_ADDR} drop")
+                into.append(f"ip saddr {SVC_ADDR} drop")
+            else:
+                out.append(f"ip daddr {SVC_ADDR} tcp dport {PORTS[what]} drop")
+                into.append(f"ip saddr {SVC_ADDR} tcp sport {PORTS[what]} drop")
+        # `table ...` then `delete table ...` in one transaction: works whether or not it existed.
+        script = "table inet jqcut\ndelete table inet jqcut\n"
+        if out:
+            script += (
+                "table inet jqcut {\n"
+                "  chain out { type filter hook output priority 0; policy accept;\n"
+                + "".join(f"    {rule}\n" for rule in out)
+                + "  }\n"
+                "  chain in { type filter hook input priority 0; policy accept;\n"
+                + "".join(f"    {rule}\n" for rule in into)
+                + "  }\n}\n"
+            )
+        run(*self.exec_prefix(node), "nft", "-f", "-", input=script)
+
+    # --- looking from inside -------------------------------------------------------------
+
+    def fetch_in(self, node: str, url: str, timeout: float = 5) -> str:
+        """GET `url` from inside `node`'s namespace (a worker's /metrics, say); the body."""
+        code = (
+            "import sys, urllib.request;"
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())"
+        )
+        done = run(*self.exec_prefix(node), servers.python(), "-c", code, url, str(timeout), check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"GET {url} from {node} failed: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+    def reachable(self, node: str, service: str, timeout: float = 2) -> bool:
+        """Whether a TCP connect from `node` to "pg" or "redis" succeeds within `timeout` seconds."""
+        code = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), float(sys.argv[3]))"
+        done = run(*self.exec_prefix(node), servers.python(), "-c", code, SVC_ADDR, str(PORTS[service]),
+                   str(timeout), check=False)  # fmt: skip
+        return done.returncode == 0
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix socket (the web's second gunicorn bind)."""
+
+    def __init__(self, path: str, timeout: float = 10) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def request(socket_path: str, method: str, path: str, *, body=None, token: str = "", headers=None):
+    """(status, parsed JSON body or text) of one request to the web through its unix socket."""
+    connection = UnixHTTPConnection(socket_path)
+    sent = {"Host": "localhost", "Accept": "application/json", **(headers or {})}
+    if token:
+        sent["Authorization"] = f"Token {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    try:
+        connection.request(method, path, body=data, headers=sent)
+        answer = connection.getresponse()
+        text = answer.read().decode(errors="replace")
+    finally:
+        connection.close()
+    try:
+        return answer.status, json.loads(text)
+    except ValueError:
+        return answer.status, text
