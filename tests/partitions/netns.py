@@ -314,6 +314,8 @@ class NsPostgres(servers.PostgresServer):
         init = self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr}")
+        with open(self.data / "pg_hba.conf", "a") as hba:  # initdb trusts 127.0.0.1 and ::1 only
+            hba.write(f"host all all {SUBNET}.0/24 trust\n")
         self._options = (
             f"-p {self.port} -h {SVC_ADDR} -k {self.dir} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200"
