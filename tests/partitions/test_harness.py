@@ -49,3 +49,38 @@ def test_a_job_runs_across_namespaces_and_a_cut_drops_one_link(partitions):
 
     faults = [line for line in (partitions.history_dir / "harness.jsonl").read_text().splitlines() if "fault" in line]
     assert len(faults) == 2 and "w1-pg cut" in faults[0] and "healed" in faults[1], faults
+
+
+def test_a_node_cut_off_reaches_nothing_and_the_others_are_untouched(topology, postgres, redis_server):
+    topology.cut_node("w2")
+    try:
+        assert not topology.reachable("w2", "pg", timeout=1) and not topology.reachable("w2", "redis", timeout=1)
+        assert topology.reachable("w1", "pg") and topology.reachable("web", "redis")
+        topology.cut("web", "redis")  # two cuts at once, in two namespaces
+        assert not topology.reachable("web", "redis", timeout=1) and topology.reachable("web", "pg")
+    finally:
+        topology.heal_all()
+    assert all(topology.reachable(node, service) for node in ("w2", "web") for service in ("pg", "redis"))
+
+
+def test_namespaces_left_by_a_dead_run_are_removed(topology):
+    import subprocess
+
+    from . import netns
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = f"{netns.PREFIX}-{gone.pid}-dead-svc"
+    netns.run("ip", "netns", "add", stale)
+    inside = subprocess.Popen(["ip", "netns", "exec", stale, "sleep", "60"])
+    servers.wait_for(lambda: bool(netns.run("ip", "netns", "pids", stale).stdout.strip()), timeout=5, what="sleep")
+    try:
+        removed = netns.remove_stale()
+        assert removed == [stale], removed
+        assert inside.wait(5) == -9, "the process left inside the stale namespace was not ended"
+        names = netns.run("ip", "netns", "list").stdout
+        assert stale not in names
+        assert all(topology.ns(node) in names for node in ("svc", *netns.NODES)), "a live run's namespace was removed"
+    finally:
+        netns.run("ip", "netns", "del", stale, check=False)
+        inside.kill()
