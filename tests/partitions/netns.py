@@ -60,7 +60,10 @@ def require_namespaces() -> None:
     probe = f"{PREFIX}-{os.getpid()}-probe"
     made = run("ip", "netns", "add", probe, check=False)
     if made.returncode != 0:
-        servers.unavailable(f"cannot make a network namespace here: {made.stderr.strip()}")
+        servers.unavailable(
+            "cannot make a network namespace here (root with CAP_SYS_ADMIN and CAP_NET_ADMIN needed): "
+            + made.stderr.strip()
+        )
     try:
         nft = run("ip", "netns", "exec", probe, "nft", "add", "table", "inet", "probe", check=False)
         if nft.returncode != 0:
