@@ -4,7 +4,9 @@ w1 and w2 each in a namespace of its own (tests/partitions/netns.py), so a test 
 The test process stays in the root namespace and reaches PostgreSQL and Redis through their unix
 sockets: this conftest overrides the session's `postgres` and `redis_server` fixtures, so the
 shared `db`, `broker` and `make_user` fixtures work here unchanged, on these servers. Django's
-default connection is pointed at PostgreSQL's socket before its first use.
+default connection is pointed at PostgreSQL's socket before its first use. The test process has
+no broker of its own (its REDIS_URL is not reachable from the root namespace): jobs go in through
+the web's unix socket (`cluster.submit`, `cluster.api`).
 """
 
 import os
@@ -58,8 +60,16 @@ def redis_server(topology):
 
 
 @pytest.fixture(scope="module")
-def cluster(topology, postgres, redis_server):
-    made = netns.Cluster(topology, postgres, redis_server)
+def cluster(request, topology, postgres, redis_server):
+    """The processes, started once per module; a module sets CLUSTER_SETTINGS (environment over
+    netns.FAST) and CLUSTER_CONCURRENCY (pool processes per worker node, 2) to change them."""
+    made = netns.Cluster(
+        topology,
+        postgres,
+        redis_server,
+        settings=getattr(request.module, "CLUSTER_SETTINGS", None),
+        concurrency=getattr(request.module, "CLUSTER_CONCURRENCY", 2),
+    )
     try:
         made.start_all()
         yield made
