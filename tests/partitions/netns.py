@@ -120,32 +120,22 @@ class Topology:
     def exec_prefix(self, node: str) -> list[str]:
         return ["ip", "netns", "exec", self.ns(node)]
 
+    def ip(self, node: str, command: str) -> None:
+        """`ip -n <node's namespace> <command>` (words split on spaces)."""
+        run("ip", "-n", self.ns(node), *command.split())
+
     def create(self) -> "Topology":
         remove_stale()
         try:
             self._add("svc", SVC_ADDR)
-            run("ip", "-n", self.ns("svc"), "link", "add", "br0", "type", "bridge")
+            self.ip("svc", "link add br0 type bridge")
             self._address("svc", "br0", SVC_ADDR)
             for number, node in enumerate(self.nodes, start=10):
                 addr = f"{SUBNET}.{number}"
                 self._add(node, addr)
-                port = f"v{number}"  # the bridge's end, in svc
-                run(
-                    "ip",
-                    "-n",
-                    self.ns("svc"),
-                    "link",
-                    "add",
-                    port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    self.ns(node),
-                )
-                run("ip", "-n", self.ns("svc"), "link", "set", port, "master", "br0", "up")
+                port = f"v{number}"  # the bridge's end, in svc; the node's end is its eth0
+                self.ip("svc", f"link add {port} type veth peer name eth0 netns {self.ns(node)}")
+                self.ip("svc", f"link set {port} master br0 up")
                 self._address(node, "eth0", addr)
         except BaseException:
             self.destroy()
@@ -157,17 +147,16 @@ class Topology:
         self.made.append(self.ns(node))
         self.addrs[node] = addr
         self.cuts[node] = set()
-        run("ip", "-n", self.ns(node), "link", "set", "lo", "up")
-        # 127.0.0.1 stays local; the rest of 127/8 is routed like any address.
-        run("ip", "-n", self.ns(node), "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
-        run("ip", "-n", self.ns(node), "route", "add", "local", "127.0.0.1", "dev", "lo", "table", "local", check=False)
+        self.ip(node, "link set lo up")
+        # The kernel's own `local 127.0.0.1` route stays; the rest of 127/8 is routed like any address.
+        self.ip(node, "route del local 127.0.0.0/8 dev lo table local")
 
     def _address(self, node: str, dev: str, addr: str) -> None:
         knobs = [f"net.ipv4.conf.{name}.route_localnet=1" for name in ("all", "default", dev)]
         knobs += [f"net.ipv4.conf.{name}.rp_filter=0" for name in ("all", "default", dev)]
         run(*self.exec_prefix(node), "sysctl", "-q", "-w", *knobs)
-        run("ip", "-n", self.ns(node), "addr", "add", f"{addr}/24", "dev", dev)
-        run("ip", "-n", self.ns(node), "link", "set", dev, "up")
+        self.ip(node, f"addr add {addr}/24 dev {dev}")
+        self.ip(node, f"link set {dev} up")
 
     def destroy(self) -> None:
         for name in reversed(self.made):
