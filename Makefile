@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: venv run test test-sqlite test-django6 coverage lint docs bench chaos
+.PHONY: venv run test test-sqlite test-django6 test-partitions partitions coverage lint docs bench chaos
 
 # Two stamps, each reinstalled only when its requirements changed: `make run` installs what the
 # application needs to run here (requirements-run.txt), `make test` adds the test tools.
@@ -28,14 +28,15 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
 run: $(VENV)/.installed-run
 	env DEBUG=1 $(BIN)/python manage.py run_dev
 
-# The whole suite, then the store's tests again on SQLite (test-sqlite).
+# The whole suite but the partition suite (test-partitions: root, namespaces, no xdist), then the
+# store's tests again on SQLite (test-sqlite).
 test: venv
-	$(PYTEST)
+	$(PYTEST) --ignore=tests/partitions
 	$(MAKE) --no-print-directory test-sqlite
 
 # Line coverage of the application code (configuration in pyproject.toml); HTML in test-artifacts/coverage/.
 coverage: venv
-	$(PYTEST) --cov --cov-report=term:skip-covered --cov-report=html:test-artifacts/coverage
+	$(PYTEST) --ignore=tests/partitions --cov --cov-report=term:skip-covered --cov-report=html:test-artifacts/coverage
 
 # The store's tests again on the embedded SQLite default, where the services take their portable
 # paths (the PostgreSQL statements themselves and the access matrix run on PostgreSQL only).
@@ -68,6 +69,18 @@ docs: venv
 bench: venv
 	$(BIN)/python -m pip install -q -r requirements-bench.txt
 	$(BIN)/python -m bench all
+
+# The partition suite, short: each process in its own network namespace, links cut one at a time
+# (tests/partitions/). Needs root, ip (iproute2) and nft (nftables); skips without them, fails
+# under CI=true. One process: the namespaces and ports are the suite's own, not per xdist worker.
+test-partitions: venv
+	$(BIN)/python -m pytest tests/partitions -p no:cacheprovider
+
+# The long partition run: random cuts under load for JQ_PARTITION_SECONDS (600), checked by the
+# history checker; results go to docs/reliability.md.
+JQ_PARTITION_SECONDS ?= 600
+partitions: venv
+	env JQ_PARTITION_SECONDS=$(JQ_PARTITION_SECONDS) $(BIN)/python -m pytest tests/partitions -m partitions_long -s -p no:cacheprovider
 
 # Random faults (PostgreSQL, Redis, SMTP, processes) under load for CHAOS_SECONDS (600); the
 # results go to docs/reliability.md.
