@@ -95,6 +95,6 @@ def test_a_lost_report_for_an_old_attempt_never_touches_a_newer_attempt_of_the_s
     job = Job.objects.get(pk=first.job_id)
     assert (job.status, job.serial, job.worker) == ("running", 2, "w1")
     outcomes = list(JobAttempt.objects.filter(job_id=first.job_id).order_by("number").values_list("outcome", flat=True))
-    assert outcomes == ["lost", None]
+    assert outcomes == ["lost", "running"]
     # The newer attempt's own report still counts.
     assert services.job_lost(job_id=first.job_id, worker="w1", reason="now it died", serial=2) == "queued"
