@@ -158,3 +158,48 @@ def rated(payload, ctx):
 @job_type("test.limited_fails", max_retries=0, timeout=60, concurrency=1)
 def limited_fails(payload, ctx):
     raise ConnectionError("limited and failing")
+
+
+# The fence (tests/e2e/test_fencing.py): each run writes JSON lines (start, ticks, end) to the
+# payload's `file`, by its own clock, with the node (env JQ_HISTORY_NODE), pid and serial.
+def _run_line(path: str, ctx, event: str, **more) -> None:
+    import json
+
+    record = {"e": event, "job": ctx.job_id, "serial": ctx.fencing_token, "attempt": ctx.attempt}
+    record |= {"node": os.environ.get("JQ_HISTORY_NODE", ""), "pid": os.getpid(), "t": time.time(), **more}
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())  # one short write: never interleaved
+    finally:
+        os.close(fd)
+
+
+@job_type("test.hold_gil", max_retries=1, timeout=120)
+def hold_gil(payload, ctx):
+    """Its first attempt holds the GIL for `seconds` in C code (tests/native/hold_gil.c, built by
+    the test and put on PYTHONPATH), so the lease keeper of its process cannot run; later ones return."""
+    _run_line(payload["file"], ctx, "start")
+    if ctx.attempt == 1:
+        import hold_gil as native
+
+        native.hold(payload["seconds"])
+    _run_line(payload["file"], ctx, "end", ok=True)
+    return {"attempt": ctx.attempt}
+
+
+@job_type("test.fenceable", max_retries=1, timeout=120)
+def fenceable(payload, ctx):
+    """Runs `seconds` in 0.1 s steps, a tick line each, calling ctx.check() between them; an end
+    line says how it ended (AttemptFenced raised by ctx.check(), or done)."""
+    _run_line(payload["file"], ctx, "start")
+    try:
+        deadline = time.monotonic() + payload.get("seconds", 5)
+        while time.monotonic() < deadline:
+            ctx.check()
+            _run_line(payload["file"], ctx, "tick")
+            time.sleep(0.1)
+    except Exception as exc:
+        _run_line(payload["file"], ctx, "end", ok=False, error=f"{type(exc).__name__}: {exc}")
+        raise
+    _run_line(payload["file"], ctx, "end", ok=True, error=None)
+    return {"attempt": ctx.attempt}
