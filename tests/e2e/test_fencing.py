@@ -161,14 +161,14 @@ def test_a_handler_frozen_past_its_lease_learns_it_was_fenced_when_it_resumes(st
         wait_for_line(runs, timeout=3 * LEASE, e="start", serial=2)
         time.sleep(max(0.0, first_run["t"] + freeze - time.time()))
     finally:
+        resumed_at = time.time()
         pool_process.send_signal(signal.SIGCONT)
-    resumed_at = time.time()
     ended = wait_for_line(runs, timeout=10, e="end", serial=1)
     wait_until_terminal([job_id], timeout=30)
 
     told_after = ended["t"] - resumed_at
     late_ticks = [run for run in lines(runs) if run["e"] == "tick" and run["serial"] == 1 and run["t"] > resumed_at]
-    print(f"attempt 1 learnt it was fenced {told_after:.2f}s after it resumed ({len(late_ticks)} ticks in between)")
+    print(f"attempt 1 learnt it was fenced {told_after:.3f}s after it resumed ({len(late_ticks)} ticks in between)")
     assert ended["ok"] is False and ended["error"].startswith("AttemptFenced: lease lost")
     assert told_after <= 1.0
     assert pool_process.is_running(), "the frozen attempt stopped by itself: nothing had to kill it"
