@@ -142,7 +142,11 @@ def test_a_handler_holding_the_gil_past_its_lease_is_killed_within_the_grace(
     servers.wait_for(
         lambda: metric(port, "job_attempts_killed_total") >= 1, timeout=10, what="the kill in the node's metrics"
     )
+    time.sleep(2 * GRACE)  # the watchdog's next looks, the dead process reaped: nothing more is counted
+    fenced, killed = metric(port, "job_attempts_fenced_total"), metric(port, "job_attempts_killed_total")
+    print(f"{first_run['node']}: fenced {fenced:.0f}, killed {killed:.0f}")
     assert metric(port, "job_attempts_fenced_total", reason="lease_expired") >= 1
+    assert (fenced, killed) == (1, 1)
 
 
 def test_a_handler_frozen_past_its_lease_learns_it_was_fenced_when_it_resumes(start_worker, start_mover, tmp_path):
