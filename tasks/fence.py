@@ -206,6 +206,7 @@ class _Fenced:
     since: float  # monotonic
     pid: int
     task_id: str
+    ended: bool = False  # killed (or, in the node's own process, given up on): kept until its lease goes
 
 
 # (job id, serial) -> the attempts this node fenced and still runs; task id -> (job id, serial)
@@ -275,12 +276,14 @@ def _look() -> None:
             del _fenced[key]  # its handler ended (or its process did)
         for key, fence in list(_fenced.items()):
             grace = settings.JOB_CANCEL_GRACE if fence.kind == "cancelled" else settings.JOB_FENCE_GRACE
-            if time.monotonic() - fence.since >= grace:
+            if not fence.ended and time.monotonic() - fence.since >= grace:
                 _kill(key, fence)
 
 
 def _kill(key: tuple[str, int], fence: _Fenced) -> None:
-    del _fenced[key]
+    # Not forgotten until its lease file goes: a killed process stays (a zombie) until the pool
+    # reaps it, seconds later at times, and must not be fenced, counted and killed again meanwhile.
+    fence.ended = True
     if fence.pid == os.getpid():
         # A threads or solo pool runs handlers in this process: it cannot end one, only tell it.
         log.error("job %s attempt %s is fenced and still runs; only a prefork pool can end it", *key)

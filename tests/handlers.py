@@ -198,3 +198,41 @@ def history(payload, ctx):
         raise
     _history_write(path, "end", run, ok=True, error=None)
     return {"serial": ctx.serial}
+
+
+# The fence (tests/e2e/test_fencing.py): each run writes JSON lines (start, ticks, end) to the
+# payload's `file`, by its own clock, with the node (env JQ_HISTORY_NODE), pid and serial.
+def _run_line(path: str, ctx, event: str, **more) -> None:
+    run = {"job": ctx.job_id, "serial": ctx.fencing_token, "attempt": ctx.attempt}
+    _history_write(path, event, run | {"node": os.environ.get(HISTORY_NODE_ENV, ""), "pid": os.getpid()}, **more)
+
+
+@job_type("test.hold_gil", max_retries=1, timeout=120)
+def hold_gil(payload, ctx):
+    """Its first attempt holds the GIL for `seconds` in C code (tests/native/hold_gil.c, built by
+    the test and put on PYTHONPATH), so the lease keeper of its process cannot run; later ones return."""
+    _run_line(payload["file"], ctx, "start")
+    if ctx.attempt == 1:
+        import hold_gil as native
+
+        native.hold(payload["seconds"])
+    _run_line(payload["file"], ctx, "end", ok=True)
+    return {"attempt": ctx.attempt}
+
+
+@job_type("test.fenceable", max_retries=1, timeout=120)
+def fenceable(payload, ctx):
+    """Works `seconds` in steps of 0.1 s (counted, so a process frozen meanwhile resumes mid-way),
+    a tick line each, calling ctx.check() before each; an end line says how it ended
+    (AttemptFenced raised by ctx.check(), or done)."""
+    _run_line(payload["file"], ctx, "start")
+    try:
+        for _ in range(round(payload.get("seconds", 5) * 10)):
+            ctx.check()
+            _run_line(payload["file"], ctx, "tick")
+            time.sleep(0.1)
+    except Exception as exc:
+        _run_line(payload["file"], ctx, "end", ok=False, error=f"{type(exc).__name__}: {exc}")
+        raise
+    _run_line(payload["file"], ctx, "end", ok=True, error=None)
+    return {"attempt": ctx.attempt}
