@@ -295,6 +295,9 @@ def _kill(key: tuple[str, int], fence: _Fenced) -> None:
     except ProcessLookupError:
         return
     metrics.record_killed(reason=fence.kind)
+    # It runs no more code: its files go now, so a new process given the same pid is not taken for it.
+    for suffix in ("lease", "stop"):
+        (_shared["dir"] / f"{fence.pid}.{suffix}").unlink(missing_ok=True)
 
 
 def _ask_database() -> None:
@@ -306,7 +309,7 @@ def _ask_database() -> None:
             continue
         try:
             current = selectors.attempts_current(list(leases))
-        except DatabaseError as exc:
+        except Exception as exc:  # a database error above all; the thread must outlive any
             log.warning("checking the node's running jobs failed: %s", exc)
             close_old_connections()
             continue
