@@ -64,8 +64,11 @@ def _ticks(path: Path) -> list[float]:
         return []
 
 
-def assert_stopped_and_never_again(job: Job, ticks: Path, *, answered: float, by: str, surface: str) -> None:
-    """The handler stops ticking in time; the job stays cancelled, its only attempt naming `by`."""
+def assert_stopped_and_never_again(
+    job: Job, ticks: Path, *, answered: float, by: str, surface: str, killed: bool = False
+) -> None:
+    """The handler stops ticking in time (`killed`: not before the grace, as only the end of its
+    process stops it); the job stays cancelled, its only attempt naming `by`."""
     deadline = answered + GRACE + 2 + QUIET
     while True:
         last = _ticks(ticks)[-1]
@@ -77,6 +80,8 @@ def assert_stopped_and_never_again(job: Job, ticks: Path, *, answered: float, by
     node = job.history.get().worker
     print(f"\n{surface}: the handler on {node} ticked last {stopped:.2f} s after the cancel answered")
     assert stopped <= GRACE + 2
+    if killed:
+        assert stopped >= GRACE - 0.5, f"{surface}: the handler stopped before its grace ran out"
 
     time.sleep(max(0.0, answered + LEASE + 2 - time.time()))  # a lease and more: the mover would have moved it
     job.refresh_from_db()
@@ -134,7 +139,7 @@ def test_an_operator_cancels_a_handler_that_never_checks_from_the_admin(cluster,
         assert page.locator("form.jq-cancel").count() == 0  # nothing left to cancel
         shot(page, "cancelled-running-job")
 
-    assert_stopped_and_never_again(job, ticks, answered=answered, by="operator", surface="admin")
+    assert_stopped_and_never_again(job, ticks, answered=answered, by="operator", surface="admin", killed=True)
     again = requests.post(
         f"{cluster}/api/jobs/{job.pk}/cancel/", headers={"Authorization": f"Token {token}"}, timeout=10
     )
