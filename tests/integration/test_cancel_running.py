@@ -130,8 +130,13 @@ def test_the_admins_bulk_cancel_takes_running_jobs_and_spares_finished_ones(oper
 
 def test_the_cli_cancels_a_running_job_as_its_actor(make_user, broker):
     make_user("carol", staff=True)
+    make_user("viewer", staff=True, perms=("view_job",))
     job, serial = running()
     out = io.StringIO()
+    with pytest.raises(CommandError) as not_allowed:
+        call_command("jobs", "--as", "viewer", "cancel", str(job.pk), stdout=out)
+    assert not_allowed.value.returncode == 1 and "jobs.change_job" in str(not_allowed.value)
+    assert Job.objects.get(pk=job.pk).status == "running"
 
     call_command("jobs", "--json", "--as", "carol", "cancel", str(job.pk), stdout=out)
 
