@@ -236,3 +236,19 @@ def fenceable(payload, ctx):
         raise
     _run_line(payload["file"], ctx, "end", ok=True, error=None)
     return {"attempt": ctx.attempt}
+
+
+@job_type("test.ticker", max_retries=3, timeout=120)
+def ticker(payload, ctx):
+    """Runs `seconds` in 0.1 s steps, appending a line with the time to `file` at each (the side
+    effect a cancel must stop), calling ctx.check() at each step when `check` is true
+    (tests/e2e/test_cancel_running.py)."""
+    steps = round(payload.get("seconds", 30) * 10)
+    with open(payload["file"], "a") as ticks:
+        for _ in range(steps):
+            if payload.get("check", True):
+                ctx.check()
+            ticks.write(f"{time.time()}\n")
+            ticks.flush()
+            time.sleep(0.1)
+    return {"ticks": steps}

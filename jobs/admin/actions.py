@@ -29,12 +29,13 @@ class CheckedSelection:
         return super().response_action(request, queryset, **kwargs)  # Django 6.1: action_location
 
 
-# name -> (service call, past tense for messages and the admin history)
+# name -> (service call with the job's id and the user who acts, past tense for messages and the
+# admin history). Cancel takes running jobs too: their handler is stopped (tasks.fence).
 OPERATIONS = {
-    "retry": (lambda job_id: services.job_retry(job_id=job_id), "retried"),
-    "resubmit": (lambda job_id: services.job_resubmit(job_id=job_id), "resubmitted"),
-    "cancel": (lambda job_id: services.job_cancel(job_id=job_id), "cancelled"),
-    "run_now": (lambda job_id: services.job_run_now(job_id=job_id), "queued now"),
+    "retry": (lambda job_id, user: services.job_retry(job_id=job_id), "retried"),
+    "resubmit": (lambda job_id, user: services.job_resubmit(job_id=job_id), "resubmitted"),
+    "cancel": (lambda job_id, user: services.job_cancel(job_id=job_id, actor=user), "cancelled"),
+    "run_now": (lambda job_id, user: services.job_run_now(job_id=job_id), "queued now"),
 }
 
 
@@ -44,7 +45,7 @@ def operate(model_admin: admin.ModelAdmin, request: HttpRequest, jobs: Iterable[
     produced, refused = [], []
     for job in jobs:
         try:
-            result = call(job.pk)
+            result = call(job.pk, request.user)
         except JobQueueError as exc:
             refused.append(str(exc))
             continue

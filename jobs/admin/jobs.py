@@ -3,6 +3,7 @@
 import uuid
 from functools import partial
 
+from django.conf import settings
 from django.contrib import admin
 from django.db import DataError, NotSupportedError
 from django.db.models import QuerySet
@@ -123,7 +124,12 @@ class JobDisplay(actions.CheckedSelection, ReadOnly, admin.ModelAdmin):
             uuid.UUID(str(object_id))
         except ValueError:
             raise Http404(f"no job with id {object_id}") from None
-        extra = {"job_urls": views.job_urls(object_id), **(extra_context or {})}
+        extra = {
+            "job_urls": views.job_urls(object_id),
+            "can_operate": actions.actor_can_operate(request),
+            "cancel_grace": settings.JOB_CANCEL_GRACE,
+            **(extra_context or {}),
+        }
         return super().change_view(request, object_id, form_url, extra)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
@@ -149,7 +155,7 @@ class JobDisplay(actions.CheckedSelection, ReadOnly, admin.ModelAdmin):
     def resubmit_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
         actions.operate(self, request, queryset, "resubmit")
 
-    @admin.action(description="Cancel selected jobs", permissions=["operate"])
+    @admin.action(description="Cancel selected jobs (running ones are stopped)", permissions=["operate"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
         actions.operate(self, request, queryset, "cancel")
 

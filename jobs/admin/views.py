@@ -91,6 +91,7 @@ def _sections(request: HttpRequest) -> dict:
         "queue_charts": _queue_charts(now),
         "can_change_queues": actions.actor_can_operate(request, QueueState),
         "can_operate": actions.actor_can_operate(request),
+        "cancel_grace": settings.JOB_CANCEL_GRACE,
     }
 
 

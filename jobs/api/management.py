@@ -128,11 +128,18 @@ class JobResubmitView(StaffView):
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
+FINISHED_CONFLICT = {
+    409: OpenApiResponse(ErrorSerializer, description="The job already finished (succeeded, dead or cancelled).")
+}
+
+
 class JobCancelView(StaffView):
-    @management_schema({200: JobDetailSerializer, **NOT_FOUND, **CONFLICT}, request=None, parameters=[JOB_ID])
+    @management_schema({200: JobDetailSerializer, **NOT_FOUND, **FINISHED_CONFLICT}, request=None, parameters=[JOB_ID])
     def post(self, request: Request, job_id: str) -> Response:
-        """Cancel a scheduled, queued, waiting or retrying job."""
-        job = services.job_cancel(job_id=job_id)
+        """Cancel a job that has not finished: one that has not started never starts; a running one is
+        `cancelled` at once and its handler stopped (told, then its process ended after
+        JOB_CANCEL_GRACE), its attempt naming who cancelled it. A finished job answers 409."""
+        job = services.job_cancel(job_id=job_id, actor=request.user)
         history.record(user=request.user, obj=job, message="Cancelled through the API")
         return Response(JobDetailSerializer(job).data)
 

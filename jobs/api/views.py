@@ -183,16 +183,18 @@ class ClientJobCancelView(APIView):
             401: UNAUTHENTICATED,
             403: OpenApiResponse(ErrorSerializer, description="Staff who may view the job but not change jobs."),
             404: NOT_YOURS,
-            409: OpenApiResponse(ErrorSerializer, description="The job already started or finished."),
+            409: OpenApiResponse(ErrorSerializer, description="The job already finished (succeeded, dead, cancelled)."),
         },
     )
     def post(self, request: Request, job_id: str) -> Response:
-        """Cancel one of your jobs that has not started (scheduled, queued, waiting for a limit or to
-        retry); staff who may view and change jobs cancel any job here too."""
+        """Cancel one of your jobs that has not finished. One that has not started never starts; a
+        running one is `cancelled` at once, its handler is told (ctx.check() raises JobCancelled) and
+        its process ended after JOB_CANCEL_GRACE; its attempt records who cancelled it. Staff who may
+        view and change jobs cancel any job here too. A finished job answers 409."""
         job = selectors.job_for_user(job_id=job_id, user=request.user)
         if not may_cancel(request.user, job):
             raise PermissionDenied("cancelling another user's job needs the permission jobs.change_job")
         whose = "its owner" if job.owner_id == request.user.pk else "staff"
-        job = services.job_cancel(job_id=job_id)
+        job = services.job_cancel(job_id=job_id, actor=request.user)
         history.record(user=request.user, obj=job, message=f"Cancelled by {whose} through the API")
         return Response(for_client(represent(JobStatusSerializer, job), request))

@@ -42,7 +42,7 @@ def test_a_client_lists_its_own_jobs_only_newest_first_filtered_and_paged(client
 
 
 @covers("POST", "/jobs/{job_id}/cancel")
-def test_a_client_cancels_its_own_waiting_job_and_nobody_elses(client_for):
+def test_a_client_cancels_its_own_waiting_or_running_job_and_nobody_elses(client_for):
     alice, bob, operator = client_for("alice"), client_for("bob"), client_for("operator", staff=True)
     waiting = submit(alice, delay=600)["id"]
 
@@ -60,8 +60,9 @@ def test_a_client_cancels_its_own_waiting_job_and_nobody_elses(client_for):
     assert again.status_code == 409 and "cancelled" in again.json()["detail"]
     running = submit(alice)["id"]
     services.job_claim(job_id=running, worker="w1")
-    assert alice.post(f"/jobs/{running}/cancel").status_code == 409
-    assert Job.objects.get(pk=running).status == "running"
+    assert bob.post(f"/jobs/{running}/cancel").status_code == 404
+    assert alice.post(f"/jobs/{running}/cancel").json()["status"] == "cancelled"
+    assert Job.objects.get(pk=running).reason == "cancelled by alice"
 
 
 @covers("GET", "/job-status/{job_id}")

@@ -135,8 +135,10 @@ def wait(
 
 
 def cancel(job: JobRef, policy: RetryPolicy) -> Plan[Job]:
-    """Cancel a job that has not started. One already cancelled (by an earlier try of this call
-    whose answer was lost, or by anyone) is answered as it is: the call is safe to repeat."""
+    """Cancel a job that has not finished: one that has not started never starts, a running one is
+    stopped (its handler is told, then its process ended after the server's JOB_CANCEL_GRACE). One
+    already cancelled (by an earlier try of this call whose answer was lost, or by anyone) is
+    answered as it is: the call is safe to repeat. A job that succeeded or died: Conflict."""
     try:
         response = yield from exchange(Request("POST", "/jobs/" + job_path(job, "/cancel")), policy)
     except Conflict as conflict:

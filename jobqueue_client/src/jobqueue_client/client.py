@@ -127,7 +127,8 @@ class Client(_Base):
         return self._run(calls.wait(job, self.policy, timeout=timeout, poll_interval=poll_interval))
 
     def cancel(self, job: JobRef) -> Job:
-        """Cancel a job that has not started; Conflict once it has."""
+        """Cancel a job that has not finished (a running one is stopped); Conflict once it
+        succeeded or died."""
         return self._run(calls.cancel(job, self.policy))
 
     def close(self) -> None:
@@ -199,7 +200,8 @@ class AsyncClient(_Base):
         return await self._run(calls.wait(job, self.policy, timeout=timeout, poll_interval=poll_interval))
 
     async def cancel(self, job: JobRef) -> Job:
-        """Cancel a job that has not started; Conflict once it has."""
+        """Cancel a job that has not finished (a running one is stopped); Conflict once it
+        succeeded or died."""
         return await self._run(calls.cancel(job, self.policy))
 
     async def aclose(self) -> None:

@@ -195,7 +195,7 @@ class Command(ScheduleCommands, BaseCommand):
         retry.add_argument("--all-dead", action="store_true")
         retry.add_argument("--payload", help="corrected payload, JSON object")
         action("resubmit", "submit a copy of a job as a new job").add_argument("id")
-        action("cancel", "cancel a scheduled, queued, waiting or retrying job").add_argument("id")
+        action("cancel", "cancel a job that has not finished (a running one is stopped)").add_argument("id")
         action("run-now", "queue a scheduled or retrying job at once").add_argument("id")
         delete = action("delete", "delete a job that is not running")
         delete.add_argument("id")
@@ -348,7 +348,7 @@ class Command(ScheduleCommands, BaseCommand):
         self.emit_job(job)
 
     def do_cancel(self, *, id: str, **_: Any) -> None:
-        job = services.job_cancel(job_id=id)
+        job = services.job_cancel(job_id=id, actor=self.actor)
         self.log(obj=job, message="Cancelled")
         self.emit_job(job)
 
