@@ -175,9 +175,10 @@ def _read_stops() -> None:
 
 
 def _renew() -> None:
-    """Extend the leases of this process's running attempts. One the database refuses is lost
-    (the lease until 0: the watchdog fences it at once); one it cannot be asked about keeps the
-    lease it had, until that runs out."""
+    """Extend the leases of this process's running attempts. One it cannot be asked about keeps
+    the lease it had, until that runs out. One the database refuses has lost its job: the
+    watchdog's next database check (JOB_FENCE_CHECK_SECONDS) fences it, and says why (a cancel
+    gets JOB_CANCEL_GRACE); it is not extended meanwhile."""
     attempts = [a for a in list(_running.values()) if a.fenced is None]
     if not attempts:
         return
@@ -192,7 +193,7 @@ def _renew() -> None:
         if (attempt.claim.job_id, attempt.claim.serial) in kept:
             attempt.lease_until = asked_at + settings.JOB_LEASE_SECONDS
         else:
-            attempt.lease_until = 0.0
+            log.warning("job %s attempt %s: lease renewal refused", attempt.claim.job_id, attempt.claim.serial)
     _publish()
 
 

@@ -24,10 +24,9 @@ GRACE = 3.0
 LEASE = 4
 ENV = {
     "JOB_CANCEL_GRACE": str(GRACE),
-    # The same grace for a fence: a lease renewal that lands between the cancel and the node's next
-    # look at the database is refused, and tasks/fence.py then fences the attempt as lease_expired
-    # (JOB_FENCE_GRACE), never as cancelled. The promise tested here holds either way.
-    "JOB_FENCE_GRACE": str(GRACE),
+    # Far longer than the cancel's: a cancel taken for a lost lease (a renewal refused between the
+    # cancel and the node's next look at the database) would be ended only after this, and fail.
+    "JOB_FENCE_GRACE": "30",
     "JOB_FENCE_CHECK_SECONDS": "0.5",
     "JOB_LEASE_SECONDS": str(LEASE),
     "JOB_LEASE_RENEW_SECONDS": "1",
