@@ -64,17 +64,16 @@ def node_metrics(cluster: netns.Cluster, node: str) -> dict[str, float]:
     return parse_metrics(cluster.metrics(node))
 
 
-def snapshot(cluster: netns.Cluster) -> dict[str, dict[str, float]]:
-    """Every node's counters now (taken with no cut: every node answers)."""
-    return {node: node_metrics(cluster, node) for node in METRIC_NODES}
+def snapshot(cluster: netns.Cluster, nodes=METRIC_NODES) -> dict[str, dict[str, float]]:
+    """The nodes' counters now (taken with no cut: every node answers). A node started later has
+    none yet: `{}` for it in a snapshot counts all of its counters."""
+    return {node: node_metrics(cluster, node) for node in nodes}
 
 
-def deltas(cluster: netns.Cluster, before: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Per node: how much each counter grew since `before`."""
-    now = snapshot(cluster)
-    return {
-        node: {name: now[node].get(name, 0) - before[node].get(name, 0) for name in COUNTERS} for node in METRIC_NODES
-    }
+def deltas(cluster: netns.Cluster, before: dict[str, dict[str, float]], nodes=None) -> dict[str, dict[str, float]]:
+    """Per node (those of `before` unless `nodes`): how much each counter grew since `before`."""
+    now = snapshot(cluster, nodes or tuple(before))
+    return {node: {name: now[node].get(name, 0) - before[node].get(name, 0) for name in COUNTERS} for node in now}
 
 
 def collect_final(cluster: netns.Cluster, job_ids, before: dict[str, dict[str, float]]) -> history.Final:
