@@ -13,7 +13,7 @@ from tests import servers
 
 from . import history, scenario
 
-LEASE, FENCE_GRACE = 4.0, 2.0
+LEASE, FENCE_GRACE = 4, 2.0
 CLUSTER_SETTINGS = {
     "JOB_LEASE_SECONDS": str(LEASE),
     "JOB_LEASE_RENEW_SECONDS": "1",
