@@ -116,6 +116,7 @@ def begin(claim: services.Claim, *, task_id: str) -> None:
     if _shared["dir"] is not None and _keeper_pid != os.getpid():  # in a worker node (not run eagerly)
         _keeper_pid = os.getpid()
         threading.Thread(target=_keep, name="jobqueue-lease-keeper", daemon=True).start()
+        threading.Thread(target=_listen, name="jobqueue-fence-listener", daemon=True).start()
 
 
 def end(claim: services.Claim) -> bool:
@@ -148,13 +149,18 @@ def lost(job_id: str, serial: int, reason: str) -> AttemptFenced:
 
 
 def _keep() -> None:
-    renewed_at = time.monotonic()
+    while True:
+        time.sleep(settings.JOB_LEASE_RENEW_SECONDS)
+        _renew()
+
+
+def _listen() -> None:
+    """Reads the watchdog's stop file every STEP, in a thread of its own: a renewal sent into a
+    partition blocks the keeper for up to DATABASE_TCP_USER_TIMEOUT_MS, and the handler must learn
+    that it is fenced within the grace all the same."""
     while True:
         time.sleep(STEP)
         _read_stops()
-        if time.monotonic() - renewed_at >= settings.JOB_LEASE_RENEW_SECONDS:
-            renewed_at = time.monotonic()
-            _renew()
 
 
 def _read_stops() -> None:
