@@ -219,6 +219,9 @@ class _Fenced:
 _fenced: dict[tuple[str, int], _Fenced] = {}
 _fenced_lock = threading.Lock()
 killed: dict[str, tuple[str, int]] = {}
+# Pool processes killed and not yet reaped: a zombie still "exists", its lease file must not be
+# fenced (and counted, and killed) again.
+_killed_pids: set[int] = set()
 
 
 @signals.worker_ready.connect
@@ -235,8 +238,11 @@ def _leases() -> dict[tuple[str, int], dict]:
     for path in _shared["dir"].glob("*.lease"):
         pid = int(path.stem)
         if not multiproc.alive(pid):
+            _killed_pids.discard(pid)
             path.unlink(missing_ok=True)
             path.with_suffix(".stop").unlink(missing_ok=True)
+            continue
+        if pid in _killed_pids:
             continue
         for lease in _read(path) or []:
             found[(lease["job"], lease["serial"])] = {**lease, "pid": pid}
@@ -297,6 +303,7 @@ def _kill(key: tuple[str, int], fence: _Fenced) -> None:
         os.kill(fence.pid, signal.SIGKILL)
     except ProcessLookupError:
         return
+    _killed_pids.add(fence.pid)
     metrics.record_killed(reason=fence.kind)
 
 

@@ -93,6 +93,10 @@ def test_a_node_cut_from_postgresql_while_running_20_jobs_is_fenced(partitions):
     killed = [run for run in first_runs if run.gone]
     print(f"w1's runs: {len(stopped)} stopped at ctx.check(), {len(killed)} ended by the watchdog")
     assert len(stopped) == JOBS // 2 and len(killed) == JOBS // 2, [str(run) for run in first_runs]
+    # Each attempt fenced once, each handler that did not stop killed once (a killed process not yet
+    # reaped must not be fenced and killed again).
+    assert grown["w1"]["job_attempts_fenced_total"] == JOBS, grown["w1"]
+    assert grown["w1"]["job_attempts_killed_total"] == JOBS // 2, grown["w1"]
 
     final = scenario.collect_final(partitions, ids, before)
     anomalies = history.check(found, final, overlap_bound=FENCE_GRACE + 1.5)
