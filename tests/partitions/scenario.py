@@ -162,16 +162,25 @@ def cancel(cluster: netns.Cluster, token: str, job_id: str) -> int:
 
 
 class Load(threading.Thread):
-    """Steady load: a `test.history` job every `interval` seconds (1-4 s of work; most call
+    """Steady load: a `test.history` job every `interval` seconds (1-4 s of work, 10 s for
+    `long_share` of them; most call
     ctx.check(), some do not; a few fail, with max_retries 0 or 1, so some retry and some go dead),
     and every `cancel_every`-th submit cancels one running job through the API."""
 
     def __init__(
-        self, cluster: netns.Cluster, token: str, *, interval: float = 0.4, cancel_every: int = 8, seed: int = 0
+        self,
+        cluster: netns.Cluster,
+        token: str,
+        *,
+        interval: float = 0.4,
+        cancel_every: int = 8,
+        seed: int = 0,
+        long_share: float = 0.0,
     ) -> None:
         super().__init__(name="partition-load", daemon=True)
         self.cluster, self.token, self.interval, self.cancel_every = cluster, token, interval, cancel_every
         self.random = random.Random(seed)
+        self.long_share = long_share  # this share of the jobs runs 10 s: longer than the lease
         self.answers: Counter = Counter()  # submit answers by status
         self.cancels: Counter = Counter()  # cancel answers by status
         self.accepted: list[str] = []
@@ -180,7 +189,8 @@ class Load(threading.Thread):
 
     def job(self) -> tuple[dict, dict]:
         pick = self.random.random()
-        payload = {"seconds": round(self.random.uniform(1, 4) / 0.2) * 0.2, "check": pick >= 0.2, "fail": False}
+        seconds = 10 if self.random.random() < self.long_share else round(self.random.uniform(1, 4) / 0.2) * 0.2
+        payload = {"seconds": seconds, "check": pick >= 0.2, "fail": False}
         fields = {}
         if pick > 0.92:
             payload["fail"] = True

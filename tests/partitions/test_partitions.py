@@ -31,7 +31,7 @@ CLUSTER_SETTINGS = {
     "JOB_RETRY_BACKOFF_BASE": "0.5",
     "JOB_RETRY_BACKOFF_MAX": "4",
 }
-CLUSTER_CONCURRENCY = 3
+CLUSTER_CONCURRENCY = 4
 OVERLAP_BOUND = FENCE_GRACE + 1.5
 
 # name -> (cut, heal) on the cluster
@@ -47,13 +47,13 @@ FAULTS = {
 class Run:
     """One scenario: history and counters from zero, the pid watcher and the load running."""
 
-    def __init__(self, cluster, *, seed: int, interval: float = 0.4) -> None:
+    def __init__(self, cluster, *, seed: int, interval: float = 0.5, long_share: float = 0.0) -> None:
         self.cluster = cluster
         scenario.fresh_history(cluster)
         self.before = scenario.snapshot(cluster)
         self.watcher = history.PidWatcher(cluster.history_dir)
         self.watcher.start()
-        self.load = scenario.Load(cluster, cluster.token, seed=seed, interval=interval)
+        self.load = scenario.Load(cluster, cluster.token, seed=seed, interval=interval, long_share=long_share)
         self.load.start()
 
     def finish(self, *, terminal_timeout: float = 60):
@@ -68,6 +68,7 @@ class Run:
         found, final, anomalies = scenario.check(self.cluster, self.before, overlap_bound=OVERLAP_BOUND)
         print(f"submits {dict(self.load.answers)}, cancels {dict(self.load.cancels)}, jobs {dict(statuses)}")
         print("counters:", {name: value for name, value in final.metrics.items() if value})
+        print("fenced runs:", dict(Counter((r.error or "").split(":")[0] for r in found.runs if not r.ok)))
         return found, final, anomalies
 
 
@@ -76,6 +77,8 @@ def test_a_cut_under_load_breaks_no_guarantee(partitions, fault):
     cut, heal = FAULTS[fault]
     started = time.monotonic()
     run = Run(partitions, seed=sorted(FAULTS).index(fault))
+    for number in range(4):  # running through the cut and past the lease: the fence has work
+        scenario.submit(partitions, partitions.token, {"seconds": 10, "check": number % 2 == 0, "fail": False})
     time.sleep(3)  # jobs running on both nodes
     cut(partitions)
     time.sleep(9)  # longer than the lease (4 s) and the grace (2 s)
@@ -97,7 +100,7 @@ def test_random_cuts_for_minutes_break_no_guarantee(partitions):
     seconds = float(os.environ.get("JQ_PARTITION_SECONDS", "600"))
     seed = int(os.environ.get("JQ_PARTITION_SEED", str(int(time.time()))))
     chooser = random.Random(seed)
-    run = Run(partitions, seed=seed)
+    run = Run(partitions, seed=seed, long_share=0.05)
     injected: Counter = Counter()
     started = time.monotonic()
     deadline = started + seconds
