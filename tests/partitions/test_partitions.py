@@ -68,7 +68,10 @@ class Run:
         found, final, anomalies = scenario.check(self.cluster, self.before, overlap_bound=OVERLAP_BOUND)
         print(f"submits {dict(self.load.answers)}, cancels {dict(self.load.cancels)}, jobs {dict(statuses)}")
         print("counters:", {name: value for name, value in final.metrics.items() if value})
-        print("fenced runs:", dict(Counter((r.error or "").split(":")[0] for r in found.runs if not r.ok)))
+        print("runs that did not end ok:", dict(Counter((r.error or "").split(":")[0] for r in found.runs if not r.ok)))
+        for r in found.runs:
+            if not r.ok and not (r.error or "").startswith("RuntimeError"):
+                print(f"  {r}: {r.error}")
         return found, final, anomalies
 
 
