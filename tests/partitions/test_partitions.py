@@ -71,7 +71,8 @@ class Run:
         print("runs that did not end ok:", dict(Counter((r.error or "").split(":")[0] for r in found.runs if not r.ok)))
         for r in found.runs:
             if not r.ok and not (r.error or "").startswith("RuntimeError"):
-                print(f"  {r}: {r.error}")
+                cancelled = " (a job the harness cancelled)" if r.job in found.cancels else ""
+                print(f"  {r}: {r.error}{cancelled}")
         return found, final, anomalies
 
 
