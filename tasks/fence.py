@@ -116,6 +116,7 @@ def begin(claim: services.Claim, *, task_id: str) -> None:
     if _shared["dir"] is not None and _keeper_pid != os.getpid():  # in a worker node (not run eagerly)
         _keeper_pid = os.getpid()
         threading.Thread(target=_keep, name="jobqueue-lease-keeper", daemon=True).start()
+        threading.Thread(target=_listen, name="jobqueue-fence-listener", daemon=True).start()
 
 
 def end(claim: services.Claim) -> bool:
@@ -148,13 +149,18 @@ def lost(job_id: str, serial: int, reason: str) -> AttemptFenced:
 
 
 def _keep() -> None:
-    renewed_at = time.monotonic()
+    while True:
+        time.sleep(settings.JOB_LEASE_RENEW_SECONDS)
+        _renew()
+
+
+def _listen() -> None:
+    """Reads the watchdog's stop file every STEP, in a thread of its own: a renewal sent into a
+    partition blocks the keeper for up to DATABASE_TCP_USER_TIMEOUT_MS, and the handler must learn
+    that it is fenced within the grace all the same."""
     while True:
         time.sleep(STEP)
         _read_stops()
-        if time.monotonic() - renewed_at >= settings.JOB_LEASE_RENEW_SECONDS:
-            renewed_at = time.monotonic()
-            _renew()
 
 
 def _read_stops() -> None:
@@ -215,6 +221,9 @@ class _Fenced:
 _fenced: dict[tuple[str, int], _Fenced] = {}
 _fenced_lock = threading.Lock()
 killed: dict[str, tuple[str, int]] = {}
+# Pool processes killed and not yet reaped: a zombie still "exists", its lease file must not be
+# fenced (and counted, and killed) again.
+_killed_pids: set[int] = set()
 
 
 @signals.worker_ready.connect
@@ -231,8 +240,11 @@ def _leases() -> dict[tuple[str, int], dict]:
     for path in _shared["dir"].glob("*.lease"):
         pid = int(path.stem)
         if not multiproc.alive(pid):
+            _killed_pids.discard(pid)
             path.unlink(missing_ok=True)
             path.with_suffix(".stop").unlink(missing_ok=True)
+            continue
+        if pid in _killed_pids:
             continue
         for lease in _read(path) or []:
             found[(lease["job"], lease["serial"])] = {**lease, "pid": pid}
@@ -295,6 +307,7 @@ def _kill(key: tuple[str, int], fence: _Fenced) -> None:
         os.kill(fence.pid, signal.SIGKILL)
     except ProcessLookupError:
         return
+    _killed_pids.add(fence.pid)
     metrics.record_killed(reason=fence.kind)
     # It runs no more code: its files go now, so a new process given the same pid is not taken for it.
     for suffix in ("lease", "stop"):
