@@ -221,9 +221,6 @@ class _Fenced:
 _fenced: dict[tuple[str, int], _Fenced] = {}
 _fenced_lock = threading.Lock()
 killed: dict[str, tuple[str, int]] = {}
-# Pool processes killed and not yet reaped: a zombie still "exists", its lease file must not be
-# fenced (and counted, and killed) again.
-_killed_pids: set[int] = set()
 
 
 @signals.worker_ready.connect
@@ -240,11 +237,8 @@ def _leases() -> dict[tuple[str, int], dict]:
     for path in _shared["dir"].glob("*.lease"):
         pid = int(path.stem)
         if not multiproc.alive(pid):
-            _killed_pids.discard(pid)
             path.unlink(missing_ok=True)
             path.with_suffix(".stop").unlink(missing_ok=True)
-            continue
-        if pid in _killed_pids:
             continue
         for lease in _read(path) or []:
             found[(lease["job"], lease["serial"])] = {**lease, "pid": pid}
@@ -253,7 +247,8 @@ def _leases() -> dict[tuple[str, int], dict]:
 
 def _fence(key: tuple[str, int], lease: dict, kind: str, reason: str) -> None:
     with _fenced_lock:
-        if key not in _fenced:
+        # A look that read the leases before a kill (the database check) finds the attempt gone.
+        if key not in _fenced and (_shared["dir"] / f"{lease['pid']}.lease").exists():
             _fence_now(key, lease, kind, reason)
 
 
@@ -307,9 +302,9 @@ def _kill(key: tuple[str, int], fence: _Fenced) -> None:
         os.kill(fence.pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    _killed_pids.add(fence.pid)
     metrics.record_killed(reason=fence.kind)
-    # It runs no more code: its files go now, so a new process given the same pid is not taken for it.
+    # It runs no more code: its files go now. It may stay a zombie (alive to os.kill(pid, 0)) until the
+    # pool reaps it, and must not be fenced, counted and killed again; nor a new process given its pid.
     for suffix in ("lease", "stop"):
         (_shared["dir"] / f"{fence.pid}.{suffix}").unlink(missing_ok=True)
 
