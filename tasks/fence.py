@@ -141,11 +141,18 @@ def fenced(job_id: str, serial: int) -> bool:
 
 
 def lost(job_id: str, serial: int, reason: str) -> AttemptFenced:
-    """The attempt learnt it lost the job by a write the database refused: it is fenced from now on."""
+    """The attempt learnt it lost the job by a write the database refused: it is fenced from now on
+    (cancelled, if that is why; the watchdog's stop file may not have come yet)."""
+    try:
+        state = selectors.attempts_current([(job_id, serial)]).get(str(job_id))
+    except DatabaseError:
+        state = None
+    kind = "cancelled" if state is not None and state[:2] == ("cancelled", serial) else "taken_over"
+    reason = state[2] if kind == "cancelled" else reason
     attempt = _running.get((job_id, serial))
     if attempt is not None and attempt.fenced is None:
-        attempt.fenced = ("taken_over", reason)
-    return AttemptFenced(reason)
+        attempt.fenced = (kind, reason)
+    return (JobCancelled if kind == "cancelled" else AttemptFenced)(reason)
 
 
 def _keep() -> None:

@@ -16,6 +16,7 @@ from jobs import services
 from jobs.adapters import metrics
 from jobs.adapters.dispatch import RUN_JOB_TASK
 from jobs.rules import retry
+from jobs.rules.exceptions import AttemptFenced
 from jobs.rules.input_limits import redact, unstorable
 from jobs.services import selectors
 
@@ -118,7 +119,8 @@ def failed(claim: services.Claim, exception: BaseException, *, task_id: str, fen
     """A handler raised `exception`: the attempt failed, and the retry policy says what follows.
     The task raises it on for Celery's own reporting; the task_failure receiver then skips it. A
     failure the serial refuses is counted; a `fenced` attempt's is not retried (it is not ours)."""
-    _recorded.add(task_id)
+    if not isinstance(exception, AttemptFenced):  # the task does not raise that one on (tasks.runner)
+        _recorded.add(task_id)
     close_old_connections()  # the handler may have left the connection broken
     trace = "".join(tb.format_exception(exception))
     try:

@@ -13,6 +13,7 @@ from celery import shared_task
 from jobs.adapters.dispatch import RUN_JOB_TASK
 from jobs.adapters.internals import RequestWithFailedRuntime
 from jobs.rules import registry
+from jobs.rules.exceptions import AttemptFenced
 
 from . import fence, outcomes, worker
 from .context import JobContext
@@ -35,6 +36,8 @@ def run_job(self, job_id: str) -> None:
         value = handler(claim.payload, JobContext(job_id=claim.job_id, attempt=claim.attempt, serial=claim.serial))
     except BaseException as exc:  # the soft time limit too; and exit() fails the attempt, not the pool process
         outcomes.failed(claim, exc, task_id=self.request.id, fenced=fence.end(claim))
+        if isinstance(exc, AttemptFenced):
+            return  # it stopped as told: its outcome was offered and refused, not a task's failure
         if not isinstance(exc, Exception):  # Celery would let it end the process: the job counted as lost
             raise HandlerExited(f"the handler raised {type(exc).__name__}") from exc
         raise  # Celery reports the task failed (events, Flower); the job's failure is recorded

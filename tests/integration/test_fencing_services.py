@@ -98,3 +98,21 @@ def test_a_lost_report_for_an_old_attempt_never_touches_a_newer_attempt_of_the_s
     assert outcomes == ["lost", "running"]
     # The newer attempt's own report still counts.
     assert services.job_lost(job_id=first.job_id, worker="w1", reason="now it died", serial=2) == "queued"
+
+
+def test_a_handler_whose_progress_is_refused_learns_why(make_user):
+    from tasks import AttemptFenced, JobCancelled
+    from tasks.context import JobContext
+
+    alice, _ = make_user("alice", staff=True)
+    cancelled, taken_over = running(), running()
+    services.job_cancel(job_id=cancelled.job_id, actor=alice)
+    Job.objects.filter(pk=taken_over.job_id).update(serial=taken_over.serial + 1)  # a newer attempt has it
+
+    ctx = JobContext(job_id=cancelled.job_id, attempt=cancelled.attempt, serial=cancelled.serial)
+    with pytest.raises(JobCancelled, match="cancelled by alice"):
+        ctx.progress(50)
+    other = JobContext(job_id=taken_over.job_id, attempt=taken_over.attempt, serial=taken_over.serial)
+    with pytest.raises(AttemptFenced, match="progress refused") as raised:
+        other.progress(50)
+    assert not isinstance(raised.value, JobCancelled)
