@@ -9,8 +9,10 @@ attempt. The attempt is *fenced* from the moment it may have lost the job:
 A fenced attempt is told (ctx.check() and ctx.progress() raise AttemptFenced, JobCancelled for a
 cancel); what it still returns is refused by its serial and counted (job_results_refused_total);
 and when it has not stopped after JOB_FENCE_GRACE (JOB_CANCEL_GRACE for a cancel) its pool
-process is killed. Two runs of one job thus overlap by at most the grace plus one look of the
-watchdog (STEP) and the clock difference between the nodes (docs/explanation/delivery-guarantees.md).
+process is killed. A lease's end is set and read by the database's clock (store.lease_end); this
+node counts it from before its claim or renewal was sent, so it runs out here first. Two runs of
+one job thus overlap by at most the grace plus one look of the watchdog (STEP), whatever the
+nodes' clocks say (docs/explanation/delivery-guarantees.md).
 
 The decision is the worker node's main process's (the watchdog), not the pool process's: a
 handler that holds the GIL in C code starves its own process's threads, not its parent. Pool
@@ -76,7 +78,7 @@ def _read(path: Path) -> Any:
 class _Attempt:
     claim: services.Claim
     task_id: str
-    lease_until: float  # epoch seconds: the lease this process last obtained ends then
+    lease_until: float  # time.monotonic() (one clock for every process of the machine) when its lease ends
     fenced: tuple[str, str] | None = None  # (kind, reason) once the watchdog fenced it
 
 
@@ -109,7 +111,8 @@ def _publish() -> None:
 def begin(claim: services.Claim, *, task_id: str) -> None:
     """An attempt starts running in this process: its lease is kept from now on."""
     global _keeper_pid
-    lease_until = claim.started_at.timestamp() + settings.JOB_LEASE_SECONDS
+    # Counted from before the claim was sent (its start), so it ends here before in the database.
+    lease_until = time.monotonic() - (time.time() - claim.started_at.timestamp()) + settings.JOB_LEASE_SECONDS
     with _lock:
         _running[(claim.job_id, claim.serial)] = _Attempt(claim, task_id, lease_until)
     _publish()
@@ -195,7 +198,7 @@ def _renew() -> None:
     attempts = [a for a in list(_running.values()) if a.fenced is None]
     if not attempts:
         return
-    asked_at = time.time()
+    asked_at = time.monotonic()
     try:
         kept = services.jobs_extend_lease(attempts=[(a.claim.job_id, a.claim.serial) for a in attempts])
     except DatabaseError as exc:
@@ -282,7 +285,7 @@ def _watch() -> None:
 
 def _look() -> None:
     leases = _leases()
-    now = time.time()
+    now = time.monotonic()
     for key, lease in leases.items():
         if lease["until"] < now:
             _fence(key, lease, "lease_expired", "lease lost: it ran out before a renewal got through")

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from jobs.adapters import dispatch
-from jobs.adapters.store import store
+from jobs.adapters.store import lease_end, store
 from jobs.models import Job, JobArtifact, JobAttempt, Outcome
 from jobs.rules import input_limits as limits
 from jobs.rules import retry, states
@@ -83,9 +83,7 @@ def job_claim(*, job_id: Any, worker: str, job_type: str | None = None) -> Claim
         row, key, now = cluster_limits.claim_or_wait(job_id=job_id, worker=worker, job_type=job_type, limit=limit)
     else:
         now = timezone.now()
-        row = store().claim(
-            job_id=job_id, worker=worker, now=now, lease=now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-        )
+        row = store().claim(job_id=job_id, worker=worker, now=now, lease=timedelta(seconds=settings.JOB_LEASE_SECONDS))
         if row is None:
             _log_unclaimed(job_id)
     if row is None:
@@ -313,9 +311,9 @@ def jobs_extend_lease(*, attempts: list[tuple[Any, int]]) -> set[tuple[str, int]
     """Extend the lease of running attempts, (job id, serial); the ones extended. Fenced by the
     serial like every outcome, so a late beat never extends a newer attempt's lease: an attempt
     not extended has lost its job (tasks.fence)."""
-    lease_end = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    lease = lease_end(timedelta(seconds=settings.JOB_LEASE_SECONDS))
     kept = set()
     for job_id, serial in attempts:  # a node runs a few at a time: one statement each
-        if Job.objects.filter(pk=job_id, serial=serial, status=Status.RUNNING).update(lease_expires_at=lease_end):
+        if Job.objects.filter(pk=job_id, serial=serial, status=Status.RUNNING).update(lease_expires_at=lease):
             kept.add((str(job_id), serial))
     return kept

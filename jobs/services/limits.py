@@ -98,7 +98,7 @@ def claim_or_wait(*, job_id: Any, worker: str, job_type: str, limit: Limit) -> t
         key = limit.partition(found[0], owner=found[1])  # payload and owner never change: read outside the lock
     connection.ensure_connection()
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    lease = timedelta(seconds=settings.JOB_LEASE_SECONDS)
     if limit.rate is None:
         # A concurrency only: the usual case, a free slot, is one guarded claim. Without one (or
         # if the job is not queued) the serialised claim below says which, and makes the job wait.

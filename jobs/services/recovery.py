@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobs.adapters import broker, dispatch
@@ -43,7 +44,7 @@ def jobs_release_due(*, limit: int | None = None, now: datetime | None = None) -
 
 def jobs_requeue_lost() -> int:
     """Fail the running attempts whose lease ran out (their worker died); the retry policy decides next."""
-    lost = Job.objects.filter(status=Status.RUNNING, lease_expires_at__lt=timezone.now())
+    lost = Job.objects.filter(status=Status.RUNNING, lease_expires_at__lt=Now())  # the database's clock, as it was set
     count = 0
     for pk, serial, worker, lease in lost.values_list("pk", "serial", "worker", "lease_expires_at")[:500]:
         moved = job_fail(

@@ -110,7 +110,7 @@ def test_a_guarded_claim_that_fails_leaves_no_transaction_open_and_no_lock_held(
     with pytest.raises(DataError):  # an id the database refuses, after the partition's lock was granted
         store().claim_within(
             name="a partition", concurrency=1, job_type="test.limited", limit_key="",
-            job_id="not-a-uuid", worker="w1", now=now, lease=now,
+            job_id="not-a-uuid", worker="w1", now=now, lease=timedelta(seconds=30),
         )  # fmt: skip
 
     assert connection.connection.info.transaction_status == TransactionStatus.IDLE

@@ -17,6 +17,8 @@ from jobs.rules.exceptions import InvalidTransition, JobNotFound
 from jobs.rules.states import Status
 from tests.interleave import after_statement, before_statement
 
+LEASE = timedelta(seconds=30)
+
 
 def submit(**overrides):
     job, _ = services.job_submit(**{"type": "noop", "payload": {}, **overrides})
@@ -162,11 +164,11 @@ def test_the_hot_path_reaches_a_job_by_its_primary_key_whatever_the_statistics()
     job = Job.objects.filter(status=Status.QUEUED).first()
     now = timezone.now()
     plans = {
-        "claim": (statements.CLAIM_STATEMENT, statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)),
+        "claim": (statements.CLAIM_STATEMENT, statements.claim_params(job_id=job.id, worker="w", now=now, lease=LEASE)),
         "limited claim": (
             statements.CLAIM_WITHIN_STATEMENT,
             {
-                **statements.claim_params(job_id=job.id, worker="w", now=now, lease=now),
+                **statements.claim_params(job_id=job.id, worker="w", now=now, lease=LEASE),
                 **{"type": "noop", "limit_key": "", "concurrency": 2},
             },
         ),
@@ -198,7 +200,7 @@ def test_the_prepared_statements_generic_plans_reach_each_row_by_its_key():
         cursor.execute(f"ANALYZE {statements.JOB}; ANALYZE {statements.ATTEMPT}")
     job = Job.objects.filter(status=Status.RUNNING).first()
     now = timezone.now()
-    claim = statements.claim_params(job_id=job.id, worker="w", now=now, lease=now)
+    claim = statements.claim_params(job_id=job.id, worker="w", now=now, lease=LEASE)
     prepared = {
         "claim": (statements.CLAIM_STATEMENT, claim),
         "limited claim": (

@@ -7,13 +7,13 @@ the database, once per process. The columns each write sets besides its move's s
 once, here, for both."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import DateTimeField, Exists, F, OuterRef, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db.models import DateTimeField, DurationField, Exists, ExpressionWrapper, F, OuterRef, QuerySet, Value
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from jobs.models import Job, JobAttempt, Outcome, QueueState, UniqueJobKey
@@ -54,18 +54,19 @@ class PortableStore:
         return rows.update(status=move.target, updated_at=timezone.now(), **changes)
 
     def claim(
-        self, *, job_id: Any, worker: str, now: datetime, lease: datetime, limit_key: str | None = None
+        self, *, job_id: Any, worker: str, now: datetime, lease: timedelta, limit_key: str | None = None
     ) -> tuple | None:
         """Move a queued job of an unpaused queue to running and open its attempt in one
         transaction: (type, payload, attempt, serial, timeout, queue), or None. `limit_key`:
-        the job's partition of its type's limit, recorded by the limited claim."""
+        the job's partition of its type's limit, recorded by the limited claim. The lease, `lease`
+        long, ends by the database's clock (lease_end)."""
         queue_paused = QueueState.objects.filter(name=OuterRef("priority"), paused=True)
         changes = {
             "attempts": F("attempts") + 1,
             "serial": F("serial") + 1,
             "started_at": Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
             "worker": worker,
-            "lease_expires_at": lease,
+            "lease_expires_at": lease_end(lease),
             **CLAIM_RESETS,
         }
         if limit_key is not None:
@@ -99,7 +100,7 @@ class PortableStore:
         job_id: Any,
         worker: str,
         now: datetime,
-        lease: datetime,
+        lease: timedelta,
     ) -> tuple | None:
         """The claim of a type limited by a concurrency only: under the partition's lock
         (`serialise(name)`), claim the job if fewer than `concurrency` of its partition run. The
@@ -199,6 +200,12 @@ class PortableStore:
 
 
 @cache
+def lease_end(lease: timedelta) -> Any:
+    """When a lease `lease` long, taken now, ends: by the database's clock, the one the mover reads
+    it by (recovery.jobs_requeue_lost), so the clocks of the nodes never enter into it."""
+    return ExpressionWrapper(Now() + Value(lease, output_field=DurationField()), output_field=DateTimeField())
+
+
 def store() -> PortableStore:
     """The store of this process's database."""
     if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":

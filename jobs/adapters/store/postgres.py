@@ -15,7 +15,7 @@ its primary key."""
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -65,7 +65,7 @@ def _claim_statement(extra: str = "", guard: str = "") -> str:
     return f"""
 WITH claimed AS (
     UPDATE {JOB} SET status = {_word(CLAIM.target)}, attempts = attempts + 1, serial = serial + 1,
-        started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = %(lease)s,
+        started_at = COALESCE(started_at, %(now)s), worker = %(worker)s, lease_expires_at = now() + %(lease)s,
         {extra}{_sets(CLAIM_RESETS)}, updated_at = %(now)s
     WHERE id = %(id)s AND status IN (SELECT unnest({_words(CLAIM_SOURCES)}))
         AND NOT EXISTS (SELECT 1 FROM {QUEUE} WHERE {QUEUE}.name = {JOB}.priority AND {QUEUE}.paused){guard}
@@ -181,7 +181,7 @@ def _execute(statement: str, params: dict[str, Any] | list[Any], *, prepare: boo
         return cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else []
 
 
-def claim_params(*, job_id: Any, worker: str, now: datetime, lease: datetime) -> dict[str, Any]:
+def claim_params(*, job_id: Any, worker: str, now: datetime, lease: timedelta) -> dict[str, Any]:
     return {"id": str(job_id), "now": now, "worker": worker, "lease": lease}
 
 
@@ -254,7 +254,7 @@ def _claimed(row: tuple) -> tuple:
 
 class PostgresStore(PortableStore):
     def claim(
-        self, *, job_id: Any, worker: str, now: datetime, lease: datetime, limit_key: str | None = None
+        self, *, job_id: Any, worker: str, now: datetime, lease: timedelta, limit_key: str | None = None
     ) -> tuple | None:
         params = claim_params(job_id=job_id, worker=worker, now=now, lease=lease)
         if limit_key is None:
@@ -286,7 +286,7 @@ class PostgresStore(PortableStore):
         job_id: Any,
         worker: str,
         now: datetime,
-        lease: datetime,
+        lease: timedelta,
     ) -> tuple | None:
         """In one round trip: the transaction, the partition's lock and the claim guarded by the
         count of its running jobs, pipelined. Inside a transaction already open, its lock is held
