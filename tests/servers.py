@@ -22,6 +22,19 @@ ARTIFACTS = Path(os.environ.get("JQ_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 ARTIFACTS /= os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
+# The fault and partition stacks' settings: shorter than the defaults so that the lease, the
+# redispatch sweep and the shutdown grace are exercised within a test's time; every other setting
+# is the production default.
+FAST = {
+    "JOB_LEASE_SECONDS": "8",
+    "JOB_LEASE_RENEW_SECONDS": "2",
+    "JOB_LOST_CHECK_SECONDS": "1",
+    "JOB_REDISPATCH_AFTER": "3",
+    "JOB_REDISPATCH_CHECK_SECONDS": "1",
+    "JOB_SHUTDOWN_GRACE": "5",
+}
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -34,16 +34,7 @@ logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every c
 
 WORKERS = ("w1", "w2", "w3")
 THREADS_NODE = "w3"
-# Shorter than the defaults so that the lease, the redispatch sweep and the shutdown grace are
-# exercised within a test's time; every other setting is the production default.
-FAST = {
-    "JOB_LEASE_SECONDS": "8",
-    "JOB_LEASE_RENEW_SECONDS": "2",
-    "JOB_LOST_CHECK_SECONDS": "1",
-    "JOB_REDISPATCH_AFTER": "3",
-    "JOB_REDISPATCH_CHECK_SECONDS": "1",
-    "JOB_SHUTDOWN_GRACE": "5",
-}
+FAST = servers.FAST
 
 
 class Stack:

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobs.adapters import multiproc
 from tests import servers
 
 PREFIX = "jqp"
@@ -72,16 +73,6 @@ def require_namespaces() -> None:
         run("ip", "netns", "del", probe, check=False)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _delete_namespace(name: str) -> None:
     """End every process still inside `name`, then delete it (its veths go with it)."""
     pids = run("ip", "netns", "pids", name, check=False).stdout.split()
@@ -97,7 +88,7 @@ def remove_stale() -> list[str]:
     for line in run("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         parts = name.split("-")
-        if len(parts) >= 3 and parts[0] == PREFIX and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+        if len(parts) >= 3 and parts[0] == PREFIX and parts[1].isdigit() and not multiproc.alive(int(parts[1])):
             _delete_namespace(name)
             removed.append(name)
     return removed
@@ -376,15 +367,7 @@ class NsRedis(servers.RedisServer):
 
 # --- the jobqueue processes, one namespace each ------------------------------------------------
 
-# As tests/faults FAST: shorter than the defaults, so leases and sweeps play out within a test.
-FAST = {
-    "JOB_LEASE_SECONDS": "8",
-    "JOB_LEASE_RENEW_SECONDS": "2",
-    "JOB_LOST_CHECK_SECONDS": "1",
-    "JOB_REDISPATCH_AFTER": "3",
-    "JOB_REDISPATCH_CHECK_SECONDS": "1",
-    "JOB_SHUTDOWN_GRACE": "5",
-}
+FAST = servers.FAST
 WORKERS = ("w1", "w2")
 NODES = ("web", "mover", *WORKERS)
 

@@ -21,6 +21,19 @@ from tests import servers
 
 from . import history, netns
 
+# The partition tests' cluster: a short lease and grace, so fences play out within a test.
+LEASE, FENCE_GRACE = 4, 2.0
+FENCED_SETTINGS = {
+    "JOB_LEASE_SECONDS": str(LEASE),
+    "JOB_LEASE_RENEW_SECONDS": "1",
+    "JOB_LOST_CHECK_SECONDS": "0.5",
+    "JOB_FENCE_GRACE": str(FENCE_GRACE),
+    "JOB_CANCEL_GRACE": "2",
+    "JOB_FENCE_CHECK_SECONDS": "0.5",
+    "JOB_RETRY_BACKOFF_BASE": "0.5",
+    "JOB_RETRY_BACKOFF_MAX": "4",
+}
+
 TYPE = "test.history"
 USER = "partitions"  # the `partitions` fixture's user: who cancels, in the history
 COUNTERS = (
